@@ -1,0 +1,373 @@
+//! The gateway's one typed configuration: clap flags, each with a `SLUICE_*`
+//! env twin, optionally layered under a TOML file. Validated once by
+//! [`Config::load`]; immutable afterwards.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Errors found while loading or validating the configuration. Each names the
+/// flag at fault so start-up can stop with one clear line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--config: cannot read {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--config: {path} is not valid TOML for the gateway: {source}")]
+    ParseFile {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{flag}: {message}")]
+    Invalid { flag: &'static str, message: String },
+}
+
+fn invalid(flag: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        flag,
+        message: message.into(),
+    }
+}
+
+/// Command-line flags. Every flag has a `SLUICE_*` environment twin.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "sluice-gateway", version, about = "Sluice SQL gateway for the data lake")]
+pub struct Cli {
+    /// TOML file with the same keys as the flags (snake_case); flags and env win over it.
+    #[arg(long, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Home of the embedded catalog and the default warehouse.
+    #[arg(long, env = "SLUICE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Where managed tables are written (default `<data-dir>/warehouse`).
+    #[arg(long, env = "SLUICE_WAREHOUSE")]
+    pub warehouse: Option<String>,
+    /// Catalog backend URL (default `sqlite://<data-dir>/catalog.db`).
+    #[arg(long, env = "SLUICE_CATALOG")]
+    pub catalog: Option<String>,
+    /// Postgres wire listen address.
+    #[arg(long, env = "SLUICE_PG_LISTEN")]
+    pub pg_listen: Option<SocketAddr>,
+    /// Arrow Flight SQL listen address.
+    #[arg(long, env = "SLUICE_FLIGHT_LISTEN")]
+    pub flight_listen: Option<SocketAddr>,
+    /// HTTP listen address for /healthz, /readyz and /metrics.
+    #[arg(long, env = "SLUICE_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// Ballista executors started inside the gateway process.
+    #[arg(long, env = "SLUICE_LOCAL_EXECUTORS")]
+    pub local_executors: Option<usize>,
+    /// Task slots of each in-process executor (default: number of CPUs).
+    #[arg(long, env = "SLUICE_LOCAL_EXECUTOR_SLOTS")]
+    pub local_executor_slots: Option<usize>,
+    /// PEM certificate chain; with --tls-key enables SSL on the Postgres port and TLS on Flight.
+    #[arg(long, env = "SLUICE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8 or RSA).
+    #[arg(long, env = "SLUICE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Name of the bootstrap administrator.
+    #[arg(long, env = "SLUICE_ADMIN_USER")]
+    pub admin_user: Option<String>,
+    /// Bootstrap administrator password (prefer the env twin or --admin-password-file).
+    #[arg(long, env = "SLUICE_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// File holding the bootstrap administrator password.
+    #[arg(long, env = "SLUICE_ADMIN_PASSWORD_FILE")]
+    pub admin_password_file: Option<PathBuf>,
+    /// Write a small TPC-H data set (schema `tpch`) on first start.
+    #[arg(long, env = "SLUICE_DEMO")]
+    pub demo: Option<bool>,
+    /// TPC-H scale factor for --demo.
+    #[arg(long, env = "SLUICE_DEMO_SCALE")]
+    pub demo_scale: Option<f64>,
+    /// Write the bound addresses as JSON to this file once listening (for tests and supervisors).
+    #[arg(long, env = "SLUICE_LISTEN_FILE")]
+    pub listen_file: Option<PathBuf>,
+}
+
+/// Keys accepted in the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    warehouse: Option<String>,
+    catalog: Option<String>,
+    pg_listen: Option<SocketAddr>,
+    flight_listen: Option<SocketAddr>,
+    http_listen: Option<SocketAddr>,
+    local_executors: Option<usize>,
+    local_executor_slots: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    admin_user: Option<String>,
+    admin_password_file: Option<PathBuf>,
+    demo: Option<bool>,
+    demo_scale: Option<f64>,
+    listen_file: Option<PathBuf>,
+}
+
+/// How the bootstrap administrator authenticates.
+#[derive(Clone)]
+pub enum AdminAuth {
+    /// SCRAM-SHA-256 (pg) / Basic (Flight) against this password.
+    Password(String),
+    /// No password configured: accepted from loopback only; the gateway
+    /// refuses to listen on a non-loopback address in this mode.
+    LoopbackTrust,
+}
+
+impl std::fmt::Debug for AdminAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdminAuth::Password(_) => f.write_str("Password(<redacted>)"),
+            AdminAuth::LoopbackTrust => f.write_str("LoopbackTrust"),
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// Warehouse root as a URL (`file:///...` today).
+    pub warehouse: url::Url,
+    /// SQLite file of the embedded catalog.
+    pub catalog_path: PathBuf,
+    pub pg_listen: SocketAddr,
+    pub flight_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub local_executors: usize,
+    pub local_executor_slots: usize,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub admin_user: String,
+    pub admin_auth: AdminAuth,
+    pub demo: bool,
+    pub demo_scale: f64,
+    pub listen_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Parses flags/env, merges the optional TOML file under them, validates.
+    pub fn load(cli: Cli) -> Result<Self, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|source| ConfigError::ParseFile {
+                    path: path.clone(),
+                    source: Box::new(source),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir = cli
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./sluice-data"));
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| invalid("--data-dir", format!("cannot create {}: {e}", data_dir.display())))?;
+        let data_dir = data_dir
+            .canonicalize()
+            .map_err(|e| invalid("--data-dir", format!("cannot open {}: {e}", data_dir.display())))?;
+        let probe = data_dir.join(".sluice-write-probe");
+        std::fs::write(&probe, b"ok")
+            .map_err(|e| invalid("--data-dir", format!("{} is not writable: {e}", data_dir.display())))?;
+        let _ = std::fs::remove_file(&probe);
+
+        let warehouse = match cli.warehouse.or(file.warehouse) {
+            Some(w) => parse_location(&w).map_err(|m| invalid("--warehouse", m))?,
+            None => {
+                let dir = data_dir.join("warehouse");
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| invalid("--warehouse", format!("cannot create {}: {e}", dir.display())))?;
+                url::Url::from_directory_path(&dir)
+                    .map_err(|()| invalid("--warehouse", "data dir is not an absolute path"))?
+            }
+        };
+        if warehouse.scheme() != "file" {
+            return Err(invalid(
+                "--warehouse",
+                format!("scheme '{}' is not supported yet; use a file:// URL or a path", warehouse.scheme()),
+            ));
+        }
+
+        let catalog_path = match cli.catalog.or(file.catalog) {
+            None => data_dir.join("catalog.db"),
+            Some(url) => match url.strip_prefix("sqlite://") {
+                Some(path) if !path.is_empty() => PathBuf::from(path),
+                _ => {
+                    return Err(invalid(
+                        "--catalog",
+                        format!("'{url}' is not a supported catalog URL; expected sqlite:///path/to/catalog.db"),
+                    ));
+                }
+            },
+        };
+
+        let tls = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            (Some(_), None) => return Err(invalid("--tls-key", "required with --tls-cert")),
+            (None, Some(_)) => return Err(invalid("--tls-cert", "required with --tls-key")),
+        };
+
+        let password = match (cli.admin_password, cli.admin_password_file.or(file.admin_password_file)) {
+            (Some(p), _) => Some(p),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| invalid("--admin-password-file", format!("cannot read {}: {e}", path.display())))?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        let admin_auth = match password {
+            Some(p) if p.is_empty() => return Err(invalid("--admin-password", "must not be empty")),
+            Some(p) => AdminAuth::Password(p),
+            None => AdminAuth::LoopbackTrust,
+        };
+
+        let pg_listen = cli.pg_listen.or(file.pg_listen).unwrap_or(([127, 0, 0, 1], 5432).into());
+        let flight_listen = cli.flight_listen.or(file.flight_listen).unwrap_or(([127, 0, 0, 1], 32010).into());
+        let http_listen = cli.http_listen.or(file.http_listen).unwrap_or(([127, 0, 0, 1], 8080).into());
+        if matches!(admin_auth, AdminAuth::LoopbackTrust) {
+            for (flag, addr) in [("--pg-listen", pg_listen), ("--flight-listen", flight_listen)] {
+                if !addr.ip().is_loopback() {
+                    return Err(invalid(
+                        flag,
+                        format!("{addr} is not a loopback address; set SLUICE_ADMIN_PASSWORD (or --admin-password-file) before listening beyond this machine"),
+                    ));
+                }
+            }
+        }
+
+        let local_executors = cli.local_executors.or(file.local_executors).unwrap_or(2);
+        let local_executor_slots = cli
+            .local_executor_slots
+            .or(file.local_executor_slots)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        if local_executor_slots == 0 {
+            return Err(invalid("--local-executor-slots", "must be at least 1"));
+        }
+        if local_executors == 0 {
+            return Err(invalid(
+                "--local-executors",
+                "remote executors are not supported yet; use at least 1",
+            ));
+        }
+        let demo_scale = cli.demo_scale.or(file.demo_scale).unwrap_or(0.01);
+        if !(demo_scale > 0.0 && demo_scale <= 10.0) {
+            return Err(invalid("--demo-scale", "must be in (0, 10]"));
+        }
+        let admin_user = cli.admin_user.or(file.admin_user).unwrap_or_else(|| "sluice".to_owned());
+        if admin_user.is_empty() {
+            return Err(invalid("--admin-user", "must not be empty"));
+        }
+
+        Ok(Config {
+            catalog_path,
+            data_dir,
+            warehouse,
+            pg_listen,
+            flight_listen,
+            http_listen,
+            local_executors,
+            local_executor_slots,
+            tls,
+            admin_user,
+            admin_auth,
+            demo: cli.demo.or(file.demo).unwrap_or(false),
+            demo_scale,
+            listen_file: cli.listen_file.or(file.listen_file),
+        })
+    }
+}
+
+/// Accepts a URL or an absolute/relative local path and returns a directory URL.
+pub fn parse_location(s: &str) -> Result<url::Url, String> {
+    let url = if s.contains("://") {
+        url::Url::parse(s).map_err(|e| format!("'{s}' is not a valid URL: {e}"))?
+    } else {
+        let path = std::path::absolute(s).map_err(|e| format!("'{s}': {e}"))?;
+        url::Url::from_directory_path(&path).map_err(|()| format!("'{s}' is not a usable path"))?
+    };
+    let mut url = url;
+    if !url.path().ends_with('/') {
+        let p = format!("{}/", url.path());
+        url.set_path(&p);
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut v = vec!["sluice-gateway"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).unwrap()
+    }
+
+    #[test]
+    fn defaults_and_toml_layering() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml_path = dir.path().join("g.toml");
+        std::fs::write(&toml_path, "local_executors = 3\npg_listen = \"127.0.0.1:6543\"\n").unwrap();
+        let data = dir.path().join("d");
+        let c = Config::load(cli(&[
+            "--config",
+            toml_path.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--pg-listen",
+            "127.0.0.1:7000",
+        ]))
+        .unwrap();
+        assert_eq!(c.local_executors, 3, "file value applies");
+        assert_eq!(c.pg_listen.port(), 7000, "flag wins over file");
+        assert!(c.warehouse.as_str().ends_with("/d/warehouse/"));
+        assert!(c.catalog_path.ends_with("catalog.db"));
+    }
+
+    #[test]
+    fn refuses_public_listen_without_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Config::load(cli(&["--data-dir", dir.path().to_str().unwrap(), "--pg-listen", "0.0.0.0:5432"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--pg-listen:"), "{err}");
+    }
+
+    #[test]
+    fn bad_catalog_url_names_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Config::load(cli(&["--data-dir", dir.path().to_str().unwrap(), "--catalog", "mysql://x"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--catalog:"), "{err}");
+    }
+
+    #[test]
+    fn example_file_parses() {
+        let text = include_str!("../sluice.example.toml");
+        let parsed: FileConfig = toml::from_str(text).unwrap();
+        assert_eq!(parsed.local_executors, Some(2));
+    }
+
+    #[test]
+    fn unknown_toml_key_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml_path = dir.path().join("g.toml");
+        std::fs::write(&toml_path, "pg_lisen = \"127.0.0.1:1\"\n").unwrap();
+        let err = Config::load(cli(&["--config", toml_path.to_str().unwrap()])).unwrap_err();
+        assert!(matches!(err, ConfigError::ParseFile { .. }));
+    }
+}

@@ -1,0 +1,214 @@
+//! The one error type front ends see, and its one exhaustive mapping to a
+//! SQLSTATE (Postgres wire) and a `tonic::Status` (Flight SQL). Messages are
+//! safe to show a client: internal details are logged, not sent.
+
+use datafusion::error::DataFusionError;
+
+use crate::catalog::CatalogError;
+
+/// Broad classes of failure, each with a SQLSTATE and a gRPC code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Syntax,
+    UndefinedTable,
+    UndefinedColumn,
+    UndefinedSchema,
+    UndefinedObject,
+    DuplicateTable,
+    DuplicateSchema,
+    DependentObjects,
+    InvalidCatalogName,
+    FeatureNotSupported,
+    InvalidParameter,
+    DataException,
+    Cancelled,
+    InvalidPassword,
+    InsufficientPrivilege,
+    ResourcesExhausted,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorKind {
+    /// The SQLSTATE a Postgres client sees.
+    pub fn sqlstate(self) -> &'static str {
+        match self {
+            ErrorKind::Syntax => "42601",
+            ErrorKind::UndefinedTable => "42P01",
+            ErrorKind::UndefinedColumn => "42703",
+            ErrorKind::UndefinedSchema => "3F000",
+            ErrorKind::UndefinedObject => "42704",
+            ErrorKind::DuplicateTable => "42P07",
+            ErrorKind::DuplicateSchema => "42P06",
+            ErrorKind::DependentObjects => "2BP01",
+            ErrorKind::InvalidCatalogName => "3D000",
+            ErrorKind::FeatureNotSupported => "0A000",
+            ErrorKind::InvalidParameter => "22023",
+            ErrorKind::DataException => "22000",
+            ErrorKind::Cancelled => "57014",
+            ErrorKind::InvalidPassword => "28P01",
+            ErrorKind::InsufficientPrivilege => "42501",
+            ErrorKind::ResourcesExhausted => "53000",
+            ErrorKind::Unavailable => "40001",
+            ErrorKind::Internal => "XX000",
+        }
+    }
+
+    /// The gRPC status code a Flight SQL client sees.
+    pub fn grpc_code(self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            ErrorKind::Syntax
+            | ErrorKind::UndefinedColumn
+            | ErrorKind::InvalidParameter
+            | ErrorKind::DataException
+            | ErrorKind::DependentObjects => Code::InvalidArgument,
+            ErrorKind::UndefinedTable
+            | ErrorKind::UndefinedSchema
+            | ErrorKind::UndefinedObject
+            | ErrorKind::InvalidCatalogName => Code::NotFound,
+            ErrorKind::DuplicateTable | ErrorKind::DuplicateSchema => Code::AlreadyExists,
+            ErrorKind::FeatureNotSupported => Code::Unimplemented,
+            ErrorKind::Cancelled => Code::Cancelled,
+            ErrorKind::InvalidPassword => Code::Unauthenticated,
+            ErrorKind::InsufficientPrivilege => Code::PermissionDenied,
+            ErrorKind::ResourcesExhausted => Code::ResourceExhausted,
+            ErrorKind::Unavailable => Code::Unavailable,
+            ErrorKind::Internal => Code::Internal,
+        }
+    }
+}
+
+/// An error of a statement, ready to be shown to the client.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct QueryError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+const MAX_MESSAGE: usize = 2000;
+
+impl QueryError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        let mut message: String = message.into();
+        if message.len() > MAX_MESSAGE {
+            let mut cut = MAX_MESSAGE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        QueryError { kind, message }
+    }
+
+    pub fn cancelled() -> Self {
+        QueryError::new(ErrorKind::Cancelled, "canceling statement due to user request")
+    }
+
+    pub fn unsupported(what: impl std::fmt::Display) -> Self {
+        QueryError::new(ErrorKind::FeatureNotSupported, format!("{what} is not supported"))
+    }
+
+    pub fn sqlstate(&self) -> &'static str {
+        self.kind.sqlstate()
+    }
+}
+
+impl From<CatalogError> for QueryError {
+    fn from(e: CatalogError) -> Self {
+        let kind = match &e {
+            CatalogError::DatabaseExists(_) => ErrorKind::DuplicateSchema,
+            CatalogError::DatabaseNotFound(_) => ErrorKind::UndefinedSchema,
+            CatalogError::DatabaseNotEmpty(_) => ErrorKind::DependentObjects,
+            CatalogError::TableExists(_) => ErrorKind::DuplicateTable,
+            CatalogError::TableNotFound(_) => ErrorKind::UndefinedTable,
+            CatalogError::Protected(_) => ErrorKind::InsufficientPrivilege,
+            CatalogError::Storage(_) | CatalogError::Corrupt(..) => {
+                tracing::error!("catalog failure: {e}");
+                return QueryError::new(ErrorKind::Internal, "catalog storage failure; see the gateway log");
+            }
+        };
+        QueryError::new(kind, e.to_string())
+    }
+}
+
+impl From<DataFusionError> for QueryError {
+    fn from(e: DataFusionError) -> Self {
+        classify_datafusion(e)
+    }
+}
+
+fn classify_datafusion(e: DataFusionError) -> QueryError {
+    match e {
+        DataFusionError::SQL(e, _) => QueryError::new(ErrorKind::Syntax, format!("syntax error: {e}")),
+        DataFusionError::SchemaError(e, _) => {
+            let msg = e.to_string();
+            let kind = if msg.contains("not found") || msg.contains("No field named") {
+                ErrorKind::UndefinedColumn
+            } else {
+                ErrorKind::Syntax
+            };
+            QueryError::new(kind, msg)
+        }
+        DataFusionError::Plan(msg) => {
+            // DataFusion reports unknown relations as plan errors of this shape.
+            let kind = if (msg.starts_with("table '") || msg.starts_with("Table '")) && msg.contains("not found") {
+                ErrorKind::UndefinedTable
+            } else if msg.contains("Invalid function") || msg.contains("No function matches") {
+                ErrorKind::UndefinedObject
+            } else if msg.contains("Placeholder") || msg.contains("parameter") {
+                ErrorKind::InvalidParameter
+            } else {
+                ErrorKind::Syntax
+            };
+            QueryError::new(kind, msg)
+        }
+        DataFusionError::NotImplemented(msg) => QueryError::new(ErrorKind::FeatureNotSupported, msg),
+        DataFusionError::ResourcesExhausted(msg) => QueryError::new(ErrorKind::ResourcesExhausted, msg),
+        DataFusionError::ArrowError(e, _) => QueryError::new(ErrorKind::DataException, e.to_string()),
+        DataFusionError::Execution(msg) => QueryError::new(ErrorKind::DataException, msg),
+        DataFusionError::Context(ctx, inner) => {
+            let inner = classify_datafusion(*inner);
+            QueryError::new(inner.kind, format!("{ctx}: {}", inner.message))
+        }
+        DataFusionError::Diagnostic(_, inner) => classify_datafusion(*inner),
+        DataFusionError::Shared(inner) => classify_datafusion(DataFusionError::External(Box::new(
+            std::io::Error::other(inner.to_string()),
+        ))),
+        DataFusionError::External(inner) => {
+            if let Some(q) = inner.downcast_ref::<QueryError>() {
+                return q.clone();
+            }
+            QueryError::new(ErrorKind::DataException, inner.to_string())
+        }
+        other => {
+            tracing::warn!("internal error: {other}");
+            QueryError::new(ErrorKind::Internal, other.to_string())
+        }
+    }
+}
+
+impl From<QueryError> for tonic::Status {
+    fn from(e: QueryError) -> Self {
+        tonic::Status::new(e.kind.grpc_code(), e.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_table_is_42p01() {
+        let e: QueryError = DataFusionError::Plan("table 'sluice.default.nope' not found".into()).into();
+        assert_eq!(e.sqlstate(), "42P01");
+        assert_eq!(tonic::Status::from(e).code(), tonic::Code::NotFound);
+    }
+
+    #[test]
+    fn long_messages_are_cut_on_a_char_boundary() {
+        let e = QueryError::new(ErrorKind::Internal, "é".repeat(3000));
+        assert!(e.message.len() <= MAX_MESSAGE);
+    }
+}

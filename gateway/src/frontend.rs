@@ -1,0 +1,5 @@
+//! Client-facing protocol servers. They see only [`crate::query::QueryHandler`]
+//! and [`crate::auth::Authenticator`].
+
+pub mod flight;
+pub mod pg;

@@ -1,0 +1,596 @@
+//! Arrow Flight SQL (arrow-flight `FlightSqlService`): Basic-auth handshake
+//! returning a signed bearer token, statement query/update, prepared
+//! statements with parameters, and the metadata commands ADBC and JDBC use.
+//!
+//! Tickets and prepared-statement handles are self-contained and signed
+//! ([`sluice_proto::StatementHandle`]): any gateway with the same key serves a
+//! DoGet without a lookup, and a forged or altered ticket is refused.
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
+    CommandGetCatalogs, CommandGetDbSchemas, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
+    CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementQuery,
+    CommandStatementUpdate, DoPutPreparedStatementResult, Nullable, ProstMessageExt, Searchable, SqlInfo,
+    TicketStatementQuery, XdbcDataType,
+};
+use arrow_flight::{
+    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
+};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
+use datafusion::common::ParamValues;
+use datafusion::scalar::ScalarValue;
+use futures::{Stream, StreamExt, TryStreamExt};
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::{Authenticator, Principal};
+use crate::catalog::{CATALOG_NAME, CatalogState, TableKind};
+use crate::error::QueryError;
+use crate::query::{Prepared, QueryHandler, QueryOutput};
+use crate::session::Session;
+use sluice_proto::StatementHandle;
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// The Flight SQL service.
+#[derive(Clone)]
+pub struct FlightSqlServer {
+    auth: Arc<dyn Authenticator>,
+    handler: Arc<dyn QueryHandler>,
+    catalog: Arc<CatalogState>,
+    sql_info: Arc<SqlInfoData>,
+    xdbc: Arc<XdbcTypeInfoData>,
+}
+
+impl std::fmt::Debug for FlightSqlServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlightSqlServer").field("handler", &self.handler).finish_non_exhaustive()
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+fn sql_info() -> Result<SqlInfoData, Status> {
+    let mut b = SqlInfoDataBuilder::new();
+    b.append(SqlInfo::FlightSqlServerName, "Sluice");
+    b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+    b.append(SqlInfo::FlightSqlServerArrowVersion, "59");
+    b.append(SqlInfo::FlightSqlServerReadOnly, false);
+    b.append(SqlInfo::FlightSqlServerSql, true);
+    b.append(SqlInfo::FlightSqlServerSubstrait, false);
+    b.append(SqlInfo::FlightSqlServerTransaction, 0i32);
+    b.append(SqlInfo::FlightSqlServerCancel, false);
+    b.append(SqlInfo::FlightSqlServerStatementTimeout, 0i32);
+    b.append(SqlInfo::FlightSqlServerTransactionTimeout, 0i32);
+    b.append(SqlInfo::SqlDdlCatalog, false);
+    b.append(SqlInfo::SqlDdlSchema, true);
+    b.append(SqlInfo::SqlDdlTable, true);
+    b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
+    b.append(SqlInfo::SqlQuotedIdentifierCase, 1i32);
+    b.build().map_err(internal)
+}
+
+fn xdbc_info() -> Result<XdbcTypeInfoData, Status> {
+    let mut b = XdbcTypeInfoDataBuilder::new();
+    let types: &[(&str, XdbcDataType, Option<i32>)] = &[
+        ("BOOLEAN", XdbcDataType::XdbcBit, Some(1)),
+        ("SMALLINT", XdbcDataType::XdbcSmallint, Some(16)),
+        ("INTEGER", XdbcDataType::XdbcInteger, Some(32)),
+        ("BIGINT", XdbcDataType::XdbcBigint, Some(64)),
+        ("REAL", XdbcDataType::XdbcFloat, Some(24)),
+        ("DOUBLE PRECISION", XdbcDataType::XdbcDouble, Some(53)),
+        ("DECIMAL", XdbcDataType::XdbcDecimal, Some(38)),
+        ("VARCHAR", XdbcDataType::XdbcVarchar, None),
+        ("DATE", XdbcDataType::XdbcDate, None),
+        ("TIMESTAMP", XdbcDataType::XdbcTimestamp, None),
+        ("VARBINARY", XdbcDataType::XdbcVarbinary, None),
+    ];
+    for (name, t, size) in types {
+        b.append(XdbcTypeInfo {
+            type_name: (*name).to_owned(),
+            data_type: *t,
+            column_size: *size,
+            literal_prefix: matches!(t, XdbcDataType::XdbcVarchar).then(|| "'".to_owned()),
+            literal_suffix: matches!(t, XdbcDataType::XdbcVarchar).then(|| "'".to_owned()),
+            create_params: None,
+            nullable: Nullable::NullabilityNullable,
+            case_sensitive: matches!(t, XdbcDataType::XdbcVarchar),
+            searchable: Searchable::Full,
+            unsigned_attribute: size.map(|_| false),
+            fixed_prec_scale: false,
+            auto_increment: Some(false),
+            local_type_name: Some((*name).to_owned()),
+            minimum_scale: None,
+            maximum_scale: None,
+            sql_data_type: *t,
+            datetime_subcode: None,
+            num_prec_radix: size.map(|_| 2),
+            interval_precision: None,
+        });
+    }
+    b.build().map_err(internal)
+}
+
+fn schema_ipc(schema: &Schema) -> Result<bytes::Bytes, Status> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: datafusion::arrow::error::ArrowError| internal(e))?;
+    Ok(bytes)
+}
+
+/// Rows affected, from a completion tag (`INSERT 0 5` → 5).
+fn affected(output: &QueryOutput) -> i64 {
+    match output {
+        QueryOutput::Command { tag } => tag.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Schema of the parameters of a prepared statement, as Flight SQL wants it.
+fn parameter_schema(p: &Prepared) -> Schema {
+    Schema::new(
+        p.param_types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Field::new(format!("${}", i + 1), t.clone().unwrap_or(DataType::Utf8), true))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn params_to_ipc(batch: &RecordBatch) -> Result<Vec<u8>, Status> {
+    let mut buf = Vec::new();
+    {
+        let mut w = StreamWriter::try_new(&mut buf, &batch.schema()).map_err(internal)?;
+        w.write(batch).map_err(internal)?;
+        w.finish().map_err(internal)?;
+    }
+    Ok(buf)
+}
+
+fn params_from_ipc(bytes: &[u8]) -> Result<Option<ParamValues>, Status> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let mut reader = StreamReader::try_new(bytes, None).map_err(internal)?;
+    let Some(batch) = reader.next().transpose().map_err(internal)? else {
+        return Ok(None);
+    };
+    params_of(&batch).map(Some)
+}
+
+fn params_of(batch: &RecordBatch) -> Result<ParamValues, Status> {
+    if batch.num_rows() != 1 {
+        return Err(Status::invalid_argument(format!(
+            "exactly one row of parameters is supported, got {}",
+            batch.num_rows()
+        )));
+    }
+    let values = batch
+        .columns()
+        .iter()
+        .map(|c| ScalarValue::try_from_array(c, 0))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    Ok(ParamValues::List(values.into_iter().map(Into::into).collect()))
+}
+
+impl FlightSqlServer {
+    pub fn new(auth: Arc<dyn Authenticator>, handler: Arc<dyn QueryHandler>, catalog: Arc<CatalogState>) -> Result<Self, Status> {
+        Ok(FlightSqlServer {
+            auth,
+            handler,
+            catalog,
+            sql_info: Arc::new(sql_info()?),
+            xdbc: Arc::new(xdbc_info()?),
+        })
+    }
+
+    /// Serves `listener` until `shutdown`.
+    pub async fn run(self, listener: TcpListener, tls: Option<tonic::transport::ServerTlsConfig>, shutdown: CancellationToken) -> Result<(), tonic::transport::Error> {
+        let incoming = futures::stream::unfold(listener, |l| async move {
+            let r = l.accept().await.map(|(s, _)| {
+                let _ = s.set_nodelay(true);
+                s
+            });
+            Some((r, l))
+        });
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls)?;
+        }
+        builder
+            .add_service(FlightServiceServer::new(self).max_decoding_message_size(64 * 1024 * 1024))
+            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+            .await
+    }
+
+    fn principal<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
+        let header = req
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| Status::unauthenticated("missing authorization header"))?
+            .to_str()
+            .map_err(|_| Status::unauthenticated("malformed authorization header"))?;
+        if let Some(token) = header.strip_prefix("Bearer ") {
+            return self.auth.verify_token(token.trim()).map_err(|e| Status::unauthenticated(e.to_string()));
+        }
+        if let Some(basic) = header.strip_prefix("Basic ") {
+            return self.basic(basic, peer_ip(req));
+        }
+        Err(Status::unauthenticated("unsupported authorization scheme"))
+    }
+
+    fn basic(&self, b64: &str, peer: Option<IpAddr>) -> Result<Principal, Status> {
+        let decoded = STANDARD
+            .decode(b64.trim())
+            .map_err(|_| Status::unauthenticated("malformed basic credentials"))?;
+        let text = String::from_utf8(decoded).map_err(|_| Status::unauthenticated("malformed basic credentials"))?;
+        let (user, password) = text.split_once(':').ok_or_else(|| Status::unauthenticated("malformed basic credentials"))?;
+        self.auth
+            .verify_password(user, password, peer)
+            .map_err(|e| Status::unauthenticated(e.to_string()))
+    }
+
+    fn session(&self, principal: &Principal) -> Result<Arc<Session>, Status> {
+        self.handler.open_session(&principal.user).map_err(Status::from)
+    }
+
+    fn seal(&self, handle: &StatementHandle) -> bytes::Bytes {
+        self.auth.sign(&handle.encode_to_vec()).into()
+    }
+
+    fn unseal(&self, bytes: &[u8], principal: &Principal) -> Result<StatementHandle, Status> {
+        let payload = self
+            .auth
+            .open(bytes)
+            .ok_or_else(|| Status::permission_denied("ticket signature is invalid"))?;
+        let handle = StatementHandle::decode(payload.as_slice()).map_err(|_| Status::invalid_argument("malformed ticket"))?;
+        if handle.user != principal.user {
+            return Err(Status::permission_denied("ticket was issued to another user"));
+        }
+        Ok(handle)
+    }
+
+    fn info(&self, schema: &Schema, ticket: bytes::Bytes, descriptor: FlightDescriptor) -> Result<Response<FlightInfo>, Status> {
+        let info = FlightInfo::new()
+            .try_with_schema(schema)
+            .map_err(internal)?
+            .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
+            .with_descriptor(descriptor);
+        Ok(Response::new(info))
+    }
+
+    /// Plans a statement; non-queries run now (their FlightInfo has an
+    /// empty schema and an `executed` ticket), queries run at DoGet.
+    async fn plan_statement(&self, principal: &Principal, sql: &str, params_ipc: Vec<u8>) -> Result<(SchemaRef, StatementHandle), Status> {
+        let session = self.session(principal)?;
+        let prepared = self.handler.prepare(&session, sql).await?;
+        let mut handle = StatementHandle {
+            sql: sql.to_owned(),
+            params_ipc,
+            user: principal.user.clone(),
+            issued_at: now(),
+            executed: false,
+        };
+        if prepared.plan.is_none() || prepared.schema.fields().is_empty() {
+            let params = params_from_ipc(&handle.params_ipc)?;
+            drop(self.handler.execute(&session, &prepared, params).await?);
+            handle.executed = true;
+        }
+        Ok((Arc::clone(&prepared.schema), handle))
+    }
+
+    async fn stream_handle(&self, principal: &Principal, handle: StatementHandle) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
+        if handle.executed {
+            let schema = Arc::new(Schema::empty());
+            let stream = FlightDataEncoderBuilder::new()
+                .with_schema(schema)
+                .build(futures::stream::empty())
+                .map_err(Status::from);
+            return Ok(Response::new(Box::pin(stream)));
+        }
+        let session = self.session(principal)?;
+        let prepared = self.handler.prepare(&session, &handle.sql).await?;
+        let params = params_from_ipc(&handle.params_ipc)?;
+        let schema = Arc::clone(&prepared.schema);
+        let output = self.handler.execute(&session, &prepared, params).await?;
+        let QueryOutput::Rows { stream, .. } = output else {
+            return Err(Status::internal("statement produced no rows"));
+        };
+        let target = Arc::clone(&schema);
+        // The DoGet schema must equal the FlightInfo schema, nullability included.
+        let batches = stream.map(move |b| {
+            let b = b.map_err(|e| FlightError::Tonic(Box::new(Status::from(QueryError::from(e)))))?;
+            conform(b, &target).map_err(|e| FlightError::Tonic(Box::new(e)))
+        });
+        let stream = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(batches)
+            .map_err(Status::from);
+        let _session = session;
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn metadata_batch(&self, batch: RecordBatch) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
+        let schema = batch.schema();
+        let stream = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(futures::stream::once(async move { Ok(batch) }))
+            .map_err(Status::from);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    fn schemas_for_tables(&self) -> Vec<(String, String, &'static str, SchemaRef)> {
+        let snap = self.catalog.snapshot();
+        snap.tables
+            .values()
+            .map(|t| {
+                let schema = crate::catalog::provider::decode_schema(&t.arrow_schema).unwrap_or_else(|_| Schema::empty());
+                let kind = if t.kind == TableKind::View { "VIEW" } else { "TABLE" };
+                (t.database.clone(), t.name.clone(), kind, Arc::new(schema))
+            })
+            .collect()
+    }
+}
+
+fn peer_ip<T>(req: &Request<T>) -> Option<IpAddr> {
+    req.remote_addr().map(|a| a.ip())
+}
+
+fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Status> {
+    if batch.schema() == *schema {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(Arc::clone(c)) } else { cast(c, f.data_type()) })
+        .collect::<Result<Vec<ArrayRef>, _>>()
+        .map_err(internal)?;
+    RecordBatch::try_new(Arc::clone(schema), columns).map_err(internal)
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for FlightSqlServer {
+    type FlightService = FlightSqlServer;
+
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
+        let principal = self.principal(&request)?;
+        let token = self.auth.issue_token(&principal);
+        tracing::info!(user = principal.user, "flight handshake");
+        let result = HandshakeResponse {
+            protocol_version: 0,
+            payload: token.clone().into(),
+        };
+        let stream: Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>> =
+            Box::pin(futures::stream::iter(vec![Ok(result)]));
+        let mut resp = Response::new(stream);
+        let value = MetadataValue::try_from(format!("Bearer {token}")).map_err(internal)?;
+        resp.metadata_mut().insert("authorization", value);
+        Ok(resp)
+    }
+
+    async fn get_flight_info_statement(&self, query: CommandStatementQuery, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        let principal = self.principal(&request)?;
+        let (schema, handle) = self.plan_statement(&principal, &query.query, Vec::new()).await?;
+        let ticket = TicketStatementQuery {
+            statement_handle: self.seal(&handle),
+        };
+        self.info(&schema, ticket.as_any().encode_to_vec().into(), request.into_inner())
+    }
+
+    async fn get_flight_info_prepared_statement(&self, cmd: CommandPreparedStatementQuery, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        let principal = self.principal(&request)?;
+        let handle = self.unseal(&cmd.prepared_statement_handle, &principal)?;
+        let (schema, handle) = self.plan_statement(&principal, &handle.sql, handle.params_ipc).await?;
+        let ticket = TicketStatementQuery {
+            statement_handle: self.seal(&handle),
+        };
+        self.info(&schema, ticket.as_any().encode_to_vec().into(), request.into_inner())
+    }
+
+    async fn do_get_statement(&self, ticket: TicketStatementQuery, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let principal = self.principal(&request)?;
+        let handle = self.unseal(&ticket.statement_handle, &principal)?;
+        self.stream_handle(&principal, handle).await
+    }
+
+    async fn do_get_prepared_statement(&self, cmd: CommandPreparedStatementQuery, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let principal = self.principal(&request)?;
+        let handle = self.unseal(&cmd.prepared_statement_handle, &principal)?;
+        self.stream_handle(&principal, handle).await
+    }
+
+    async fn do_put_statement_update(&self, cmd: CommandStatementUpdate, request: Request<PeekableFlightDataStream>) -> Result<i64, Status> {
+        let principal = self.principal(&request)?;
+        let session = self.session(&principal)?;
+        let prepared = self.handler.prepare(&session, &cmd.query).await?;
+        let out = self.handler.execute(&session, &prepared, None).await?;
+        Ok(affected(&out))
+    }
+
+    async fn do_action_create_prepared_statement(&self, query: ActionCreatePreparedStatementRequest, request: Request<arrow_flight::Action>) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let principal = self.principal(&request)?;
+        let session = self.session(&principal)?;
+        let prepared = self.handler.prepare(&session, &query.query).await?;
+        let handle = StatementHandle {
+            sql: query.query.clone(),
+            params_ipc: Vec::new(),
+            user: principal.user.clone(),
+            issued_at: now(),
+            executed: false,
+        };
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: self.seal(&handle),
+            dataset_schema: schema_ipc(&prepared.schema)?,
+            parameter_schema: schema_ipc(&parameter_schema(&prepared))?,
+        })
+    }
+
+    async fn do_put_prepared_statement_query(&self, cmd: CommandPreparedStatementQuery, request: Request<PeekableFlightDataStream>) -> Result<DoPutPreparedStatementResult, Status> {
+        let principal = self.principal(&request)?;
+        let mut handle = self.unseal(&cmd.prepared_statement_handle, &principal)?;
+        let batches: Vec<RecordBatch> = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
+            request.into_inner().map_err(FlightError::from),
+        )
+        .try_collect()
+        .await
+        .map_err(|e| Status::invalid_argument(format!("cannot read parameters: {e}")))?;
+        let batch = batches.into_iter().find(|b| b.num_rows() > 0);
+        handle.params_ipc = match batch {
+            Some(b) => {
+                params_of(&b)?;
+                params_to_ipc(&b)?
+            }
+            None => Vec::new(),
+        };
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(self.seal(&handle)),
+        })
+    }
+
+    async fn do_put_prepared_statement_update(&self, cmd: CommandPreparedStatementUpdate, request: Request<PeekableFlightDataStream>) -> Result<i64, Status> {
+        let principal = self.principal(&request)?;
+        let handle = self.unseal(&cmd.prepared_statement_handle, &principal)?;
+        let batches: Vec<RecordBatch> = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
+            request.into_inner().map_err(FlightError::from),
+        )
+        .try_collect()
+        .await
+        .map_err(|e| Status::invalid_argument(format!("cannot read parameters: {e}")))?;
+        let session = self.session(&principal)?;
+        let prepared = self.handler.prepare(&session, &handle.sql).await?;
+        let mut total = 0;
+        let param_rows: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+        if param_rows.is_empty() {
+            let out = self.handler.execute(&session, &prepared, params_from_ipc(&handle.params_ipc)?).await?;
+            return Ok(affected(&out));
+        }
+        for b in param_rows {
+            for row in 0..b.num_rows() {
+                let params = params_of(&b.slice(row, 1))?;
+                let out = self.handler.execute(&session, &prepared, Some(params)).await?;
+                total += affected(&out);
+            }
+        }
+        Ok(total)
+    }
+
+    async fn do_action_close_prepared_statement(&self, _query: ActionClosePreparedStatementRequest, request: Request<arrow_flight::Action>) -> Result<(), Status> {
+        // Handles are self-contained: nothing is held server-side.
+        self.principal(&request)?;
+        Ok(())
+    }
+
+    async fn get_flight_info_catalogs(&self, query: CommandGetCatalogs, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.clone().into_builder().schema();
+        self.info(&schema, query.as_any().encode_to_vec().into(), request.into_inner())
+    }
+
+    async fn do_get_catalogs(&self, query: CommandGetCatalogs, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        let mut b = query.into_builder();
+        b.append(CATALOG_NAME);
+        self.metadata_batch(b.build().map_err(internal)?).await
+    }
+
+    async fn get_flight_info_schemas(&self, query: CommandGetDbSchemas, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.clone().into_builder().schema();
+        self.info(&schema, query.as_any().encode_to_vec().into(), request.into_inner())
+    }
+
+    async fn do_get_schemas(&self, query: CommandGetDbSchemas, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        let mut b = query.into_builder();
+        for db in self.catalog.snapshot().databases.keys() {
+            b.append(CATALOG_NAME, db);
+        }
+        self.metadata_batch(b.build().map_err(internal)?).await
+    }
+
+    async fn get_flight_info_tables(&self, query: CommandGetTables, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.clone().into_builder().schema();
+        self.info(&schema, query.as_any().encode_to_vec().into(), request.into_inner())
+    }
+
+    async fn do_get_tables(&self, query: CommandGetTables, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        let mut b = query.into_builder();
+        for (db, name, kind, schema) in self.schemas_for_tables() {
+            b.append(CATALOG_NAME, db, name, kind, &schema).map_err(internal)?;
+        }
+        self.metadata_batch(b.build().map_err(internal)?).await
+    }
+
+    async fn get_flight_info_table_types(&self, query: CommandGetTableTypes, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.clone().into_builder().schema();
+        self.info(&schema, query.as_any().encode_to_vec().into(), request.into_inner())
+    }
+
+    async fn do_get_table_types(&self, query: CommandGetTableTypes, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        let mut b = query.into_builder();
+        b.append("TABLE");
+        b.append("VIEW");
+        self.metadata_batch(b.build().map_err(internal)?).await
+    }
+
+    async fn get_flight_info_sql_info(&self, query: CommandGetSqlInfo, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.clone().into_builder(&self.sql_info).schema();
+        self.info(&schema, query.as_any().encode_to_vec().into(), request.into_inner())
+    }
+
+    async fn do_get_sql_info(&self, query: CommandGetSqlInfo, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        let batch = query.into_builder(&self.sql_info).build().map_err(internal)?;
+        self.metadata_batch(batch).await
+    }
+
+    async fn get_flight_info_xdbc_type_info(&self, query: CommandGetXdbcTypeInfo, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let schema = query.clone().into_builder(&self.xdbc).schema();
+        self.info(&schema, query.as_any().encode_to_vec().into(), request.into_inner())
+    }
+
+    async fn do_get_xdbc_type_info(&self, query: CommandGetXdbcTypeInfo, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.principal(&request)?;
+        let batch = query.into_builder(&self.xdbc).build().map_err(internal)?;
+        self.metadata_batch(batch).await
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}

@@ -1,0 +1,543 @@
+//! Postgres wire protocol (pgwire): startup with SCRAM-SHA-256 or loopback
+//! trust, simple and extended query, text and binary results (arrow-pg
+//! encoders), CancelRequest, TLS.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+
+use arrow_pg::datatypes::df::deserialize_parameters;
+use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
+use async_trait::async_trait;
+use bytes::Bytes;
+use datafusion::arrow::datatypes::Schema;
+use futures::{Sink, SinkExt, StreamExt, stream};
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use pgwire::api::auth::sasl::scram::ScramAuth;
+use pgwire::api::auth::{
+    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler, finish_authentication,
+    protocol_negotiation, save_startup_parameters_to_metadata,
+};
+use pgwire::api::cancel::CancelHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, PidSecretKeyGenerator,
+    RandomPidSecretKeyGenerator, Type,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::startup::ParameterStatus;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::auth::{AuthError, Authenticator, SCRAM_ITERATIONS};
+use crate::catalog::CATALOG_NAME;
+use crate::error::{ErrorKind, QueryError};
+use crate::query::{Prepared, QueryHandler, QueryOutput};
+use crate::session::Session;
+
+/// Settings echoed to the client as `ParameterStatus` when `SET` changes them.
+const REPORTED: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "datestyle",
+    "intervalstyle",
+    "timezone",
+    "standard_conforming_strings",
+    "search_path",
+];
+
+fn pg_error(e: QueryError) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".to_owned(), e.sqlstate().to_owned(), e.message)))
+}
+
+fn fatal(code: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".to_owned(), code.to_owned(), message)))
+}
+
+/// The session of a connection, stored in pgwire's per-connection extensions.
+struct SessionSlot(Arc<Session>);
+
+/// Unregisters a connection from the cancel registry when it closes.
+struct CancelRegistration {
+    key: (i32, Bytes),
+    registry: Arc<CancelRegistry>,
+}
+
+impl Drop for CancelRegistration {
+    fn drop(&mut self) {
+        self.registry.map.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.key);
+    }
+}
+
+/// Maps (pid, secret key) of live connections to their sessions.
+#[derive(Debug, Default)]
+pub struct CancelRegistry {
+    map: Mutex<HashMap<(i32, Bytes), Weak<Session>>>,
+}
+
+#[async_trait]
+impl CancelHandler for CancelRegistry {
+    async fn on_cancel_request(&self, req: CancelRequest) {
+        let session = self
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(req.pid, req.secret_key.to_bytes()))
+            .and_then(Weak::upgrade);
+        if let Some(s) = session {
+            tracing::info!(session_id = s.id(), "cancel request");
+            s.cancel_current();
+        }
+    }
+}
+
+fn session_of<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Session>> {
+    client
+        .session_extensions()
+        .get::<SessionSlot>()
+        .map(|s| Arc::clone(&s.0))
+        .ok_or_else(|| pg_error(QueryError::new(ErrorKind::Internal, "no session on this connection")))
+}
+
+#[derive(Debug)]
+struct ScramSource {
+    auth: Arc<dyn Authenticator>,
+}
+
+#[async_trait]
+impl AuthSource for ScramSource {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        let user = login.user().unwrap_or_default();
+        let secret = self
+            .auth
+            .scram_secret(user)
+            .map_err(|_| PgWireError::InvalidPassword(user.to_owned()))?;
+        Ok(Password::new(Some(secret.salt), secret.salted_password))
+    }
+}
+
+fn parameters() -> DefaultServerParameterProvider {
+    let mut p = DefaultServerParameterProvider::default();
+    p.server_version = crate::PG_SERVER_VERSION.to_owned();
+    p.date_style = "ISO, MDY".to_owned();
+    p.search_path = "\"default\", public".to_owned();
+    p
+}
+
+/// Startup of one connection: database check, then SCRAM or loopback trust,
+/// then the session.
+struct Startup {
+    auth: Arc<dyn Authenticator>,
+    handler: Arc<dyn QueryHandler>,
+    sasl: SASLAuthStartupHandler<DefaultServerParameterProvider>,
+    cancel: Arc<CancelRegistry>,
+    params: DefaultServerParameterProvider,
+}
+
+impl Startup {
+    fn open_session<C: ClientInfo>(&self, client: &C) -> PgWireResult<()> {
+        let user = client.metadata().get("user").cloned().unwrap_or_default();
+        let session = self.handler.open_session(&user).map_err(pg_error)?;
+        let span = tracing::Span::current();
+        span.record("user", user.as_str());
+        span.record("session_id", session.id());
+        if let Some(app) = client.metadata().get("application_name") {
+            session.set_guc("application_name", app);
+        }
+        let (pid, secret) = client.pid_and_secret_key();
+        let key = (pid, secret.to_bytes());
+        self.cancel
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), Arc::downgrade(&session));
+        client.session_extensions().insert(CancelRegistration {
+            key,
+            registry: Arc::clone(&self.cancel),
+        });
+        client.session_extensions().insert(SessionSlot(session));
+        tracing::info!(user, "session opened");
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let PgWireFrontendMessage::Startup(ref startup) = message {
+            let user = startup.parameters.get("user").cloned().unwrap_or_default();
+            let database = startup.parameters.get("database").cloned().unwrap_or_else(|| user.clone());
+            tracing::Span::current().record("database", database.as_str());
+            if database != CATALOG_NAME {
+                return Err(fatal("3D000", format!("database \"{database}\" does not exist")));
+            }
+            if self.auth.is_trust() {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                match self.auth.trust(&user, client.socket_addr().ip()) {
+                    Ok(_) => {}
+                    Err(e @ AuthError::NotPermitted(_)) => return Err(fatal("28000", e.to_string())),
+                    Err(_) => return Err(PgWireError::InvalidPassword(user)),
+                }
+                let (pid, secret) = RandomPidSecretKeyGenerator::default().generate(client);
+                client.set_pid_and_secret_key(pid, secret);
+                self.open_session(client)?;
+                return finish_authentication(client, &self.params).await;
+            }
+        }
+        self.sasl.on_startup(client, message).await?;
+        if matches!(client.state(), PgWireConnectionState::ReadyForQuery)
+            && client.session_extensions().get::<SessionSlot>().is_none()
+        {
+            self.open_session(client)?;
+        }
+        Ok(())
+    }
+}
+
+/// Prepared statement as pgwire stores it.
+type Stmt = Arc<Prepared>;
+
+#[derive(Debug)]
+struct Parser {
+    handler: Arc<dyn QueryHandler>,
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Stmt;
+
+    async fn parse_sql<C>(&self, client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Stmt>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let session = session_of(client)?;
+        let prepared = self.handler.prepare(&session, sql).await.map_err(pg_error)?;
+        Ok(Some(Arc::new(prepared)))
+    }
+
+    fn get_parameter_types(&self, stmt: &Stmt) -> PgWireResult<Vec<Type>> {
+        stmt.param_types
+            .iter()
+            .map(|t| match t {
+                Some(t) => into_pg_type(t),
+                // Untyped `$n`: text, coerced by the planner.
+                None => Ok(Type::TEXT),
+            })
+            .collect()
+    }
+
+    fn get_result_schema(&self, stmt: &Stmt, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        arrow_schema_to_pg_fields(&stmt.schema, format.unwrap_or(&Format::UnifiedText), None)
+    }
+}
+
+/// Simple and extended query handling for one server.
+struct Queries {
+    handler: Arc<dyn QueryHandler>,
+    parser: Arc<Parser>,
+}
+
+fn encode_rows(schema: &Schema, stream: datafusion::execution::SendableRecordBatchStream, format: &Format) -> PgWireResult<QueryResponse> {
+    let fields = Arc::new(arrow_schema_to_pg_fields(schema, format, None)?);
+    let f = Arc::clone(&fields);
+    let rows = stream
+        .map(move |batch| {
+            let rows: Box<dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync> = match batch {
+                Ok(b) => encode_recordbatch(Arc::clone(&f), b),
+                Err(e) => Box::new(std::iter::once(Err(pg_error(QueryError::from(e))))),
+            };
+            stream::iter(rows)
+        })
+        .flatten();
+    Ok(QueryResponse::new(fields, rows))
+}
+
+fn command_tag(tag: &str) -> Tag {
+    let parts: Vec<&str> = tag.split(' ').collect();
+    match parts.as_slice() {
+        ["INSERT", oid, n] => match (oid.parse(), n.parse()) {
+            (Ok(oid), Ok(n)) => Tag::new("INSERT").with_oid(oid).with_rows(n),
+            _ => Tag::new(tag),
+        },
+        [cmd, n] if n.parse::<usize>().is_ok() => Tag::new(cmd).with_rows(n.parse().unwrap_or(0)),
+        _ => Tag::new(tag),
+    }
+}
+
+async fn to_response<C>(client: &mut C, output: QueryOutput, format: &Format) -> PgWireResult<Response>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    Ok(match output {
+        QueryOutput::Rows { schema, stream } => Response::Query(encode_rows(&schema, stream, format)?),
+        QueryOutput::Command { tag } => Response::Execution(command_tag(&tag)),
+        QueryOutput::TransactionStart => Response::TransactionStart(Tag::new("BEGIN")),
+        QueryOutput::TransactionEnd { tag } => Response::TransactionEnd(Tag::new(&tag)),
+        QueryOutput::SettingChanged { name, value } => {
+            if let Some(reported) = REPORTED.iter().find(|r| **r == name) {
+                let shown = match *reported {
+                    "datestyle" => "DateStyle",
+                    "intervalstyle" => "IntervalStyle",
+                    "timezone" => "TimeZone",
+                    other => other,
+                };
+                client
+                    .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(shown.to_owned(), value)))
+                    .await?;
+            }
+            Response::Execution(Tag::new("SET"))
+        }
+        QueryOutput::Empty => Response::EmptyQuery,
+    })
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Queries {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session_of(client)?;
+        let parsed = match self.handler.parse(query) {
+            Ok(p) => p,
+            Err(e) => return Ok(vec![Response::Error(Box::new(error_info(e)))]),
+        };
+        let mut out = Vec::with_capacity(parsed.len());
+        for p in &parsed {
+            match self.handler.run(&session, p).await {
+                Ok(o) => out.push(to_response(client, o, &Format::UnifiedText).await?),
+                Err(e) => {
+                    log_statement_error(&e, query);
+                    out.push(Response::Error(Box::new(error_info(e))));
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn error_info(e: QueryError) -> ErrorInfo {
+    ErrorInfo::new("ERROR".to_owned(), e.sqlstate().to_owned(), e.message)
+}
+
+fn log_statement_error(e: &QueryError, sql: &str) {
+    let sql: String = sql.chars().take(200).collect();
+    match e.kind {
+        ErrorKind::Internal => tracing::warn!(sqlstate = e.sqlstate(), %sql, "statement failed: {}", e.message),
+        _ => tracing::debug!(sqlstate = e.sqlstate(), %sql, "statement failed: {}", e.message),
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Queries {
+    type Statement = Stmt;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Parser> {
+        Arc::clone(&self.parser)
+    }
+
+    async fn do_describe_statement<C>(&self, _client: &mut C, target: &StoredStatement<Stmt>) -> PgWireResult<DescribeStatementResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Stmt>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let server = self.parser.get_parameter_types(&target.statement)?;
+        let params = (0..target.parameter_types.len().max(server.len()))
+            .map(|i| {
+                target
+                    .parameter_types
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .filter(|t| *t != Type::UNKNOWN)
+                    .or_else(|| server.get(i).cloned())
+                    .unwrap_or(Type::TEXT)
+            })
+            .collect();
+        let fields = self.parser.get_result_schema(&target.statement, None)?;
+        Ok(DescribeStatementResponse::new(params, fields))
+    }
+
+    async fn do_describe_portal<C>(&self, _client: &mut C, target: &Portal<Stmt>) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Stmt>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let fields = self.parser.get_result_schema(&target.statement.statement, Some(&target.result_column_format))?;
+        Ok(DescribePortalResponse::new(fields))
+    }
+
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Stmt>, _max_rows: usize) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Stmt>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session_of(client)?;
+        let prepared = &portal.statement.statement;
+        let params = if prepared.param_types.is_empty() && portal.parameter_len() == 0 {
+            None
+        } else {
+            let inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> =
+                prepared.param_types.iter().map(Option::as_ref).collect();
+            Some(deserialize_parameters(portal, &inferred)?)
+        };
+        let output = self
+            .handler
+            .execute(&session, prepared, params)
+            .await
+            .inspect_err(|e| log_statement_error(e, &prepared.sql))
+            .map_err(pg_error)?;
+        to_response(client, output, &portal.result_column_format).await
+    }
+}
+
+/// pgwire handler factory: one per connection (SASL state is per connection).
+struct Handlers {
+    startup: Arc<Startup>,
+    queries: Arc<Queries>,
+    cancel: Arc<CancelRegistry>,
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::clone(&self.queries)
+    }
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        Arc::clone(&self.queries)
+    }
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::clone(&self.startup)
+    }
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        Arc::clone(&self.cancel)
+    }
+}
+
+/// The Postgres wire server.
+pub struct PgServer {
+    pub auth: Arc<dyn Authenticator>,
+    pub handler: Arc<dyn QueryHandler>,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// DER certificate for SCRAM channel binding (with TLS).
+    pub cert_der: Option<Vec<u8>>,
+    pub max_connections: usize,
+}
+
+impl std::fmt::Debug for PgServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgServer")
+            .field("tls", &self.tls.is_some())
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgServer {
+    /// Serves `listener` until `shutdown`, then waits for open connections.
+    pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) {
+        let cancel = Arc::new(CancelRegistry::default());
+        let queries = Arc::new(Queries {
+            handler: Arc::clone(&self.handler),
+            parser: Arc::new(Parser {
+                handler: Arc::clone(&self.handler),
+            }),
+        });
+        let limit = Arc::new(tokio::sync::Semaphore::new(self.max_connections));
+        let tracker = TaskTracker::new();
+        loop {
+            let accepted = tokio::select! {
+                () = shutdown.cancelled() => break,
+                a = listener.accept() => a,
+            };
+            let (socket, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("pg accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+                tracing::warn!(%peer, "too many connections; refusing");
+                drop(socket);
+                continue;
+            };
+            let _ = socket.set_nodelay(true);
+            let handlers = Arc::new(Handlers {
+                startup: Arc::new(self.startup(Arc::clone(&cancel))),
+                queries: Arc::clone(&queries),
+                cancel: Arc::clone(&cancel),
+            });
+            let tls = self.tls.clone();
+            let span = tracing::info_span!(
+                "pg_connection",
+                %peer,
+                user = tracing::field::Empty,
+                database = tracing::field::Empty,
+                session_id = tracing::field::Empty
+            );
+            tracker.spawn(
+                async move {
+                    if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                        tracing::debug!("connection ended with error: {e}");
+                    }
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    fn startup(&self, cancel: Arc<CancelRegistry>) -> Startup {
+        let mut scram = ScramAuth::new(Arc::new(ScramSource {
+            auth: Arc::clone(&self.auth),
+        }));
+        scram.set_iterations(SCRAM_ITERATIONS);
+        if let Some(cert) = &self.cert_der
+            && let Err(e) = scram.configure_certificate(cert)
+        {
+            tracing::warn!("SCRAM channel binding disabled: {e}");
+        }
+        Startup {
+            auth: Arc::clone(&self.auth),
+            handler: Arc::clone(&self.handler),
+            sasl: SASLAuthStartupHandler::new(Arc::new(parameters())).with_scram(scram),
+            cancel,
+            params: parameters(),
+        }
+    }
+
+    /// Address helper for logs.
+    pub fn describe(addr: SocketAddr, tls: bool) -> String {
+        format!("postgres://{addr}/{CATALOG_NAME}{}", if tls { "?sslmode=require" } else { "" })
+    }
+}

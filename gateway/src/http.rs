@@ -1,0 +1,80 @@
+//! Operator HTTP endpoints: `/healthz` (process up), `/readyz` (catalog open
+//! and at least one executor alive), `/metrics` (Prometheus text format).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::Cluster;
+
+/// Gateway metrics.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Statements by protocol and outcome.
+    pub statements: IntCounterVec,
+    pub executors_alive: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("sluice".into()), None)?;
+        let statements = IntCounterVec::new(Opts::new("statements_total", "Statements run, by protocol and outcome"), &["protocol", "outcome"])?;
+        let executors_alive = IntGauge::new("executors_alive", "Executors registered with the scheduler and alive")?;
+        registry.register(Box::new(statements.clone()))?;
+        registry.register(Box::new(executors_alive.clone()))?;
+        Ok(Metrics {
+            registry,
+            statements,
+            executors_alive,
+        })
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    metrics: Metrics,
+    cluster: Cluster,
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    let alive = s.cluster.alive_executors().await;
+    if alive > 0 {
+        (StatusCode::OK, format!("ready: {alive} executor(s)\n"))
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: no executors\n".to_owned())
+    }
+}
+
+async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    s.metrics.executors_alive.set(s.cluster.alive_executors().await as i64);
+    let mut buf = Vec::new();
+    match TextEncoder::new().encode(&s.metrics.registry.gather(), &mut buf) {
+        Ok(()) => (StatusCode::OK, String::from_utf8_lossy(&buf).into_owned()),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Serves the HTTP endpoints until `shutdown`.
+pub async fn run(listener: TcpListener, metrics_: Metrics, cluster: Cluster, shutdown: CancellationToken) -> std::io::Result<()> {
+    let state = Arc::new(AppState { metrics: metrics_, cluster });
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}

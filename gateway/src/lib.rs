@@ -1,0 +1,198 @@
+//! # sluice-gateway
+//!
+//! The Sluice coordinator. It accepts Postgres-wire and Arrow Flight SQL
+//! clients, authenticates them, plans SQL with DataFusion against the
+//! Hive-model catalog, and runs queries that read lake tables as jobs on the
+//! Ballista scheduler embedded in this process.
+//!
+//! Code map (see `ARCHITECTURE.md` for the invariants):
+//! - [`config`]: the one typed configuration.
+//! - [`frontend`]: `pg` and `flight` servers; they see only
+//!   [`query::QueryHandler`] and [`auth::Authenticator`].
+//! - [`auth`]: passwords, SCRAM secrets, signed tokens; no wire protocol.
+//! - [`query`]: the query handler ([`query::Engine`]).
+//! - [`catalog`]: metastore trait, SQLite backend, DataFusion providers.
+//! - [`cluster`]: embedded Ballista scheduler and in-process executors.
+//! - [`http`]: health and metrics endpoints.
+
+pub mod auth;
+pub mod catalog;
+pub mod cluster;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod frontend;
+pub mod http;
+pub mod query;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{Authenticator, StaticAuthenticator};
+use crate::catalog::CatalogState;
+use crate::catalog::sqlite::SqliteMetastore;
+use crate::config::Config;
+use crate::query::{Engine, QueryHandler};
+
+/// The Postgres version Sluice reports (clients branch on it).
+pub const PG_SERVER_VERSION: &str = "16.6";
+/// `server_version_num` matching [`PG_SERVER_VERSION`].
+pub const PG_SERVER_VERSION_NUM: &str = "160006";
+
+/// Errors that stop the gateway from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{flag}: cannot listen on {addr}: {source}")]
+    Bind {
+        flag: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("--catalog: {0}")]
+    Catalog(#[from] catalog::CatalogError),
+    #[error("cluster: {0}")]
+    Cluster(#[from] cluster::ClusterError),
+    #[error("engine: {0}")]
+    Engine(#[from] error::QueryError),
+    #[error("--tls-cert/--tls-key: {0}")]
+    Tls(String),
+    #[error("--listen-file: {0}")]
+    ListenFile(std::io::Error),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+async fn bind(flag: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { flag, addr, source })
+}
+
+struct Tls {
+    pg: tokio_rustls::TlsAcceptor,
+    flight: tonic::transport::ServerTlsConfig,
+    cert_der: Vec<u8>,
+}
+
+fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls, StartError> {
+    use tokio_rustls::rustls;
+    let cert_pem = std::fs::read(cert).map_err(|e| StartError::Tls(format!("read {}: {e}", cert.display())))?;
+    let key_pem = std::fs::read(key).map_err(|e| StartError::Tls(format!("read {}: {e}", key.display())))?;
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StartError::Tls(format!("parse {}: {e}", cert.display())))?;
+    let first = certs.first().ok_or_else(|| StartError::Tls(format!("no certificate in {}", cert.display())))?;
+    let cert_der = first.as_ref().to_vec();
+    let private = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|e| StartError::Tls(format!("parse {}: {e}", key.display())))?
+        .ok_or_else(|| StartError::Tls(format!("no private key in {}", key.display())))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, private)
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+    Ok(Tls {
+        pg: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        flight: tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert_pem, key_pem)),
+        cert_der,
+    })
+}
+
+/// Addresses the gateway listens on, written to `--listen-file`.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct BoundAddrs {
+    pub pg: SocketAddr,
+    pub flight: SocketAddr,
+    pub http: SocketAddr,
+}
+
+/// Starts every part of the gateway and serves until `shutdown` fires.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+    let pg_listener = bind("--pg-listen", config.pg_listen).await?;
+    let flight_listener = bind("--flight-listen", config.flight_listen).await?;
+    let http_listener = bind("--http-listen", config.http_listen).await?;
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(load_tls(cert, key)?),
+        None => None,
+    };
+
+    let metastore = Arc::new(SqliteMetastore::open(&config.catalog_path)?);
+    let catalog = Arc::new(CatalogState::open(metastore, config.warehouse.clone()).await?);
+    let runtime = sluice_lake::runtime_env().map_err(error::QueryError::from)?;
+    let cluster = cluster::Cluster::start(
+        Arc::clone(&runtime),
+        config.local_executors,
+        config.local_executor_slots,
+        &config.data_dir,
+        shutdown.clone(),
+    )
+    .await?;
+    let engine = Arc::new(Engine::new(Arc::clone(&catalog), cluster.clone(), runtime, &config.data_dir)?);
+    if config.demo {
+        let rows = demo::install(&engine, config.demo_scale).await?;
+        if rows > 0 {
+            tracing::info!(rows, scale = config.demo_scale, "demo data written to schema tpch");
+        }
+    }
+
+    let key: [u8; 32] = rand::random();
+    let auth: Arc<dyn Authenticator> = Arc::new(StaticAuthenticator::new(&config.admin_user, &config.admin_auth, key.to_vec()));
+    let handler: Arc<dyn QueryHandler> = engine;
+    let metrics = http::Metrics::new()?;
+
+    let addrs = BoundAddrs {
+        pg: pg_listener.local_addr().map_err(StartError::ListenFile)?,
+        flight: flight_listener.local_addr().map_err(StartError::ListenFile)?,
+        http: http_listener.local_addr().map_err(StartError::ListenFile)?,
+    };
+    let (pg_tls, flight_tls, cert_der) = match tls {
+        Some(t) => (Some(t.pg), Some(t.flight), Some(t.cert_der)),
+        None => (None, None, None),
+    };
+    let pg = frontend::pg::PgServer {
+        auth: Arc::clone(&auth),
+        handler: Arc::clone(&handler),
+        tls: pg_tls,
+        cert_der,
+        max_connections: 1000,
+    };
+    let flight = frontend::flight::FlightSqlServer::new(Arc::clone(&auth), Arc::clone(&handler), Arc::clone(&catalog))
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(pg.run(pg_listener, shutdown.clone()));
+    let s = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = flight.run(flight_listener, flight_tls, s).await {
+            tracing::error!("flight server stopped: {e}");
+        }
+    });
+    let s = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = http::run(http_listener, metrics, cluster, s).await {
+            tracing::error!("http server stopped: {e}");
+        }
+    });
+
+    if let Some(path) = &config.listen_file {
+        let json = serde_json::to_string(&addrs).unwrap_or_default();
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, json).and_then(|()| std::fs::rename(&tmp, path)).map_err(StartError::ListenFile)?;
+    }
+    tracing::info!(
+        pg = %addrs.pg,
+        flight = %addrs.flight,
+        http = %addrs.http,
+        "sluice gateway ready: psql -h {} -p {} -U {} {}",
+        addrs.pg.ip(),
+        addrs.pg.port(),
+        config.admin_user,
+        catalog::CATALOG_NAME
+    );
+    shutdown.cancelled().await;
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}

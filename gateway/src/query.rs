@@ -1,0 +1,224 @@
+//! The query handler: the only thing the front ends talk to. It parses SQL
+//! (with Postgres compatibility rewrites), answers session statements itself,
+//! turns DDL into catalog changes, writes managed tables, and runs queries —
+//! on the Ballista cluster when they read lake tables, in the gateway when
+//! they read nothing or only system tables.
+
+mod exec;
+mod session_cmd;
+pub mod write;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ParamValues;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::{HiveDistributionStyle, Statement as SqlStatement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+pub use self::exec::Engine;
+pub use self::session_cmd::SessionCommand;
+use crate::error::{ErrorKind, QueryError};
+use crate::session::Session;
+
+/// What a statement produced.
+pub enum QueryOutput {
+    /// Rows, streamed batch by batch.
+    Rows {
+        schema: SchemaRef,
+        stream: SendableRecordBatchStream,
+    },
+    /// A command with its Postgres completion tag (`CREATE TABLE`, `INSERT 0 5`).
+    Command { tag: String },
+    /// `BEGIN`.
+    TransactionStart,
+    /// `COMMIT` / `ROLLBACK`, with the tag to report.
+    TransactionEnd { tag: String },
+    /// A `SET` that changed a setting clients track (`ParameterStatus`).
+    SettingChanged { name: String, value: String },
+    /// An empty statement.
+    Empty,
+}
+
+impl std::fmt::Debug for QueryOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueryOutput::Rows { schema, .. } => write!(f, "Rows({schema:?})"),
+            QueryOutput::Command { tag } => write!(f, "Command({tag})"),
+            QueryOutput::TransactionStart => write!(f, "TransactionStart"),
+            QueryOutput::TransactionEnd { tag } => write!(f, "TransactionEnd({tag})"),
+            QueryOutput::SettingChanged { name, value } => write!(f, "SettingChanged({name}={value})"),
+            QueryOutput::Empty => write!(f, "Empty"),
+        }
+    }
+}
+
+/// One parsed statement.
+#[derive(Debug, Clone)]
+pub enum Parsed {
+    /// Handled by the session without planning.
+    Session(SessionCommand),
+    /// A SQL statement for DataFusion, with the partition columns of a
+    /// `CREATE TABLE ... PARTITIONED BY (...)` lifted out of it.
+    Sql {
+        statement: Box<DfStatement>,
+        partition_by: Vec<String>,
+        /// Query text of `CREATE VIEW`, stored as the view definition.
+        view_sql: Option<String>,
+    },
+    Empty,
+}
+
+/// A statement described for the extended protocol / Flight SQL prepare.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub sql: String,
+    pub parsed: Parsed,
+    /// The result schema; empty for statements that return no rows.
+    pub schema: SchemaRef,
+    /// Types of `$n` parameters, `None` where the planner cannot tell.
+    pub param_types: Vec<Option<DataType>>,
+    /// Logical plan of a query (re-used at execution).
+    pub plan: Option<LogicalPlan>,
+}
+
+/// The seam between front ends and the engine. Front ends see only this and
+/// the authenticator.
+#[async_trait]
+pub trait QueryHandler: Send + Sync + std::fmt::Debug {
+    /// Opens a session for an authenticated user.
+    fn open_session(&self, user: &str) -> Result<Arc<Session>, QueryError>;
+
+    /// Parses a string that may hold several statements (simple protocol).
+    fn parse(&self, sql: &str) -> Result<Vec<Parsed>, QueryError>;
+
+    /// Plans one statement and describes its result and parameters.
+    async fn prepare(&self, session: &Session, sql: &str) -> Result<Prepared, QueryError>;
+
+    /// Runs a prepared statement with parameter values.
+    async fn execute(
+        &self,
+        session: &Session,
+        prepared: &Prepared,
+        params: Option<ParamValues>,
+    ) -> Result<QueryOutput, QueryError>;
+
+    /// Runs one parsed statement.
+    async fn run(&self, session: &Session, parsed: &Parsed) -> Result<QueryOutput, QueryError>;
+}
+
+/// Parses SQL the way a Postgres client writes it.
+pub(crate) fn parse_sql(compat: &PostgresCompatibilityParser, sql: &str) -> Result<Vec<Parsed>, QueryError> {
+    if sql.trim().trim_matches(';').trim().is_empty() {
+        return Ok(vec![Parsed::Empty]);
+    }
+    // Session statements are answered before any parser sees them: their
+    // Postgres forms are wider than what DataFusion accepts.
+    if let Some(cmd) = SessionCommand::parse(sql) {
+        return Ok(vec![Parsed::Session(cmd)]);
+    }
+    let statements: Vec<DfStatement> = match compat.parse(sql) {
+        Ok(stmts) => stmts.into_iter().map(|s| DfStatement::Statement(Box::new(s))).collect(),
+        // DataFusion's own dialect extensions (CREATE EXTERNAL TABLE, COPY).
+        Err(pg_err) => match DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}) {
+            Ok(stmts) => stmts.into_iter().collect(),
+            Err(_) => {
+                return Err(QueryError::new(ErrorKind::Syntax, format!("syntax error: {pg_err}")));
+            }
+        },
+    };
+    let mut out = Vec::with_capacity(statements.len());
+    for statement in statements {
+        if let DfStatement::Statement(s) = &statement
+            && let Some(cmd) = SessionCommand::parse(&s.to_string())
+        {
+            out.push(Parsed::Session(cmd));
+            continue;
+        }
+        out.push(lift(statement));
+    }
+    Ok(out)
+}
+
+/// Lifts Hive `PARTITIONED BY (...)` out of `CREATE TABLE` (DataFusion rejects
+/// it) and remembers the query text of `CREATE VIEW`.
+fn lift(statement: DfStatement) -> Parsed {
+    let mut partition_by = Vec::new();
+    let mut view_sql = None;
+    let statement = match statement {
+        DfStatement::Statement(mut s) => {
+            match s.as_mut() {
+                SqlStatement::CreateTable(ct) => {
+                    if let HiveDistributionStyle::PARTITIONED { columns } = &ct.hive_distribution {
+                        partition_by = columns.iter().map(|c| normalize_ident(&c.name)).collect();
+                        ct.hive_distribution = HiveDistributionStyle::NONE;
+                    }
+                }
+                SqlStatement::CreateView(cv) => view_sql = Some(cv.query.to_string()),
+                _ => {}
+            }
+            DfStatement::Statement(s)
+        }
+        other => other,
+    };
+    Parsed::Sql {
+        statement: Box::new(statement),
+        partition_by,
+        view_sql,
+    }
+}
+
+fn normalize_ident(ident: &datafusion::sql::sqlparser::ast::Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_ascii_lowercase()
+    }
+}
+
+/// Schema of a statement that returns no rows.
+pub(crate) fn no_rows() -> SchemaRef {
+    Arc::new(Schema::empty())
+}
+
+/// Schema of a one-column text result (`SHOW x`).
+pub(crate) fn text_column(name: &str) -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitioned_ctas_is_lifted() {
+        let compat = PostgresCompatibilityParser::new();
+        let parsed = parse_sql(&compat, "CREATE TABLE t PARTITIONED BY (Region, \"Day\") AS SELECT 1 AS a").unwrap();
+        match &parsed[0] {
+            Parsed::Sql { partition_by, statement, .. } => {
+                assert_eq!(partition_by, &vec!["region".to_owned(), "Day".to_owned()]);
+                assert!(!statement.to_string().contains("PARTITIONED"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn external_table_falls_back_to_datafusion_dialect() {
+        let compat = PostgresCompatibilityParser::new();
+        let parsed =
+            parse_sql(&compat, "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/tmp/x/'").unwrap();
+        assert!(matches!(&parsed[0], Parsed::Sql { statement, .. } if matches!(**statement, DfStatement::CreateExternalTable(_))));
+    }
+
+    #[test]
+    fn garbage_is_a_syntax_error() {
+        let compat = PostgresCompatibilityParser::new();
+        let err = parse_sql(&compat, "SELEC 1 FROM").unwrap_err();
+        assert_eq!(err.sqlstate(), "42601");
+    }
+}

@@ -1,0 +1,45 @@
+//! What the gateway and the executors must agree on so that a plan made on one
+//! runs on the other: the DataFusion session (functions, optimizer rules,
+//! Ballista extensions) and the runtime (object stores).
+//!
+//! The gateway plans with [`session_state`]; the embedded scheduler and every
+//! executor (in-process or `sluice-executor`) build their sessions with the
+//! same function, so a table location that resolves on the gateway resolves
+//! on every executor.
+
+use std::sync::Arc;
+
+use ballista_core::extension::SessionConfigExt;
+use datafusion::common::Result;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::prelude::SessionConfig;
+
+/// The runtime shared by every session of one process: memory pool, disk
+/// manager and object store registry (local files today; S3/GCS/Azure join
+/// here).
+pub fn runtime_env() -> Result<Arc<RuntimeEnv>> {
+    Ok(Arc::new(RuntimeEnvBuilder::new().build()?))
+}
+
+/// The session configuration every Sluice component starts from.
+pub fn session_config() -> SessionConfig {
+    SessionConfig::new_with_ballista()
+        .with_information_schema(true)
+        .with_create_default_catalog_and_schema(false)
+}
+
+/// Builds a session on `config` and `runtime` with Ballista's functions and
+/// optimizer rules.
+pub fn session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionState {
+    use ballista_core::extension::{ballista_aggregate_functions, ballista_scalar_functions, ballista_window_functions};
+    SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_optimizer_rules(ballista_core::optimizer::ballista_default_optimizer_rules())
+        .with_scalar_functions(ballista_scalar_functions())
+        .with_aggregate_functions(ballista_aggregate_functions())
+        .with_window_functions(ballista_window_functions())
+        .build()
+}

@@ -1,0 +1,68 @@
+"""ADBC Flight SQL: handshake, queries into pyarrow, metadata, parameters, DDL."""
+
+import adbc_driver_flightsql.dbapi as flight_sql
+import adbc_driver_manager
+import pyarrow as pa
+import pytest
+
+
+def connect(gateway, password=None):
+    return flight_sql.connect(
+        gateway.flight_uri(),
+        db_kwargs={"username": "sluice", "password": password or gateway.password},
+        autocommit=True,
+    )
+
+
+def test_query_into_pyarrow(gateway, lake):
+    with connect(gateway) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE EXTERNAL TABLE IF NOT EXISTS fl_sales STORED AS PARQUET LOCATION '{lake}/sales/'")
+        cur.execute("SELECT store_id, count(*) AS n FROM fl_sales GROUP BY store_id ORDER BY store_id")
+        table = cur.fetch_arrow_table()
+        assert table.column_names == ["store_id", "n"]
+        assert table.column("n").to_pylist() == [200] * 5
+        assert table.schema.field("store_id").type == pa.int32()
+
+
+def test_get_objects_lists_tables(gateway, lake):
+    with connect(gateway) as conn:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE EXTERNAL TABLE IF NOT EXISTS fl_objects STORED AS PARQUET LOCATION '{lake}/sales/'")
+        objects = conn.adbc_get_objects(depth="all").read_all().to_pylist()
+        catalogs = {c["catalog_name"]: c for c in objects}
+        assert "sluice" in catalogs
+        schemas = {s["db_schema_name"]: s for s in catalogs["sluice"]["catalog_db_schemas"]}
+        tables = {t["table_name"]: t for t in schemas["default"]["db_schema_tables"]}
+        assert "fl_objects" in tables
+        cols = [c["column_name"] for c in tables["fl_objects"]["table_columns"]]
+        assert cols == ["id", "store_id", "amount", "item"]
+        schema = conn.adbc_get_table_schema("fl_objects", db_schema_filter="default", catalog_filter="sluice")
+        assert schema.names == ["id", "store_id", "amount", "item"]
+
+
+def test_parameterised_query(gateway, lake):
+    with connect(gateway) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE EXTERNAL TABLE IF NOT EXISTS fl_params STORED AS PARQUET LOCATION '{lake}/sales/'")
+        cur.execute("SELECT id, item FROM fl_params WHERE id BETWEEN ? AND ? ORDER BY id", parameters=(10, 12))
+        assert cur.fetchall() == [(10, "item-3"), (11, "item-4"), (12, "item-5")]
+        cur.execute("SELECT count(*) FROM fl_params WHERE item = ?", parameters=("item-0",))
+        assert cur.fetchone()[0] == sum(1 for i in range(1000) if i % 7 == 0)
+
+
+def test_ddl_and_insert_over_flight(gateway):
+    with connect(gateway) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE fl_managed AS SELECT * FROM (VALUES (1, 'a'), (2, 'b')) AS t(k, v)")
+        cur.execute("INSERT INTO fl_managed VALUES (3, 'c')")
+        cur.execute("SELECT k, v FROM fl_managed ORDER BY k")
+        assert cur.fetchall() == [(1, "a"), (2, "b"), (3, "c")]
+
+
+def test_bad_password_and_errors(gateway):
+    with pytest.raises(adbc_driver_manager.Error) as e:
+        with connect(gateway, password="wrong") as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+    assert "UNAUTHENTICATED" in str(e.value).upper() or "AUTH" in str(e.value).upper()
+    with connect(gateway) as conn, conn.cursor() as cur:
+        with pytest.raises(adbc_driver_manager.Error) as e:
+            cur.execute("SELECT * FROM no_such_table")
+        assert "not found" in str(e.value) or "NOT_FOUND" in str(e.value).upper()

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the tests need (Debian packages, a
+# Python venv), checks formatting and lints, builds, runs the Rust tests with
+# nextest and the real-client tests with pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sluice-target}"
+VENV="${SLUICE_VENV:-/var/tmp/sluice-venv}"
+step() { printf '\n==> %s (%s)\n' "$*" "$(date +%T)"; }
+
+step "system packages"
+need=()
+command -v psql >/dev/null || need+=(postgresql-client)
+command -v cc >/dev/null || need+=(gcc)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+
+step "python venv"
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "build binaries"
+cargo build --workspace --bins
+
+step "rust tests (nextest)"
+cargo nextest run --workspace --no-fail-fast
+
+step "real-client tests (pytest)"
+export SLUICE_GATEWAY_BIN="$CARGO_TARGET_DIR/debug/sluice-gateway"
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/python conformance "$@"
