@@ -77,7 +77,9 @@ pub struct StaticAuthenticator {
 
 impl std::fmt::Debug for StaticAuthenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StaticAuthenticator").field("admin_user", &self.admin_user).finish_non_exhaustive()
+        f.debug_struct("StaticAuthenticator")
+            .field("admin_user", &self.admin_user)
+            .finish_non_exhaustive()
     }
 }
 
@@ -163,7 +165,9 @@ impl Authenticator for StaticAuthenticator {
         let payload = String::from_utf8(payload).map_err(|_| AuthError::InvalidToken)?;
         let (expires, user) = payload.split_once(':').ok_or(AuthError::InvalidToken)?;
         let expires: u64 = expires.parse().map_err(|_| AuthError::InvalidToken)?;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(u64::MAX, |d| d.as_secs());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(u64::MAX, |d| d.as_secs());
         if now >= expires {
             return Err(AuthError::InvalidToken);
         }
@@ -204,8 +208,14 @@ mod tests {
     fn passwords_and_tokens() {
         let a = auth();
         assert!(a.verify_password("admin", "s3cret", None).is_ok());
-        assert!(matches!(a.verify_password("admin", "nope", None), Err(AuthError::InvalidCredentials(_))));
-        assert!(matches!(a.verify_password("eve", "s3cret", None), Err(AuthError::InvalidCredentials(_))));
+        assert!(matches!(
+            a.verify_password("admin", "nope", None),
+            Err(AuthError::InvalidCredentials(_))
+        ));
+        assert!(matches!(
+            a.verify_password("eve", "s3cret", None),
+            Err(AuthError::InvalidCredentials(_))
+        ));
         let t = a.issue_token(&Principal { user: "admin".into() });
         assert_eq!(a.verify_token(&t).unwrap().user, "admin");
         let other = StaticAuthenticator::new("admin", &AdminAuth::Password("s3cret".into()), b"other".to_vec());
@@ -220,7 +230,10 @@ mod tests {
     fn trust_is_loopback_only() {
         let a = StaticAuthenticator::new("sluice", &AdminAuth::LoopbackTrust, b"k".to_vec());
         assert!(a.trust("sluice", "127.0.0.1".parse().unwrap()).is_ok());
-        assert!(matches!(a.trust("sluice", "10.1.2.3".parse().unwrap()), Err(AuthError::NotPermitted(_))));
+        assert!(matches!(
+            a.trust("sluice", "10.1.2.3".parse().unwrap()),
+            Err(AuthError::NotPermitted(_))
+        ));
         assert!(a.trust("other", "127.0.0.1".parse().unwrap()).is_err());
     }
 }

@@ -51,7 +51,9 @@ pub struct Cluster {
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster").field("scheduler_addr", &self.scheduler_addr).finish()
+        f.debug_struct("Cluster")
+            .field("scheduler_addr", &self.scheduler_addr)
+            .finish()
     }
 }
 
@@ -68,7 +70,9 @@ impl Cluster {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| ClusterError::Scheduler(e.to_string()))?;
-        let scheduler_addr = listener.local_addr().map_err(|e| ClusterError::Scheduler(e.to_string()))?;
+        let scheduler_addr = listener
+            .local_addr()
+            .map_err(|e| ClusterError::Scheduler(e.to_string()))?;
 
         let rt = Arc::clone(&runtime);
         let session_builder = Arc::new(move |config| Ok(sluice_lake::session_state(config, Arc::clone(&rt))));
@@ -77,7 +81,7 @@ impl Cluster {
             .with_hostname("127.0.0.1")
             .with_port(scheduler_addr.port())
             .with_scheduler_policy(TaskSchedulingPolicy::PullStaged);
-        config.override_session_builder = Some(session_builder.clone());
+        config.override_session_builder = Some(Arc::clone(&session_builder) as _);
         config.override_config_producer = Some(Arc::clone(&config_producer));
         // The embedded default is one process: executors cannot vanish on their
         // own, so the spot-oriented timeouts of remote mode do not apply here.
@@ -86,10 +90,9 @@ impl Cluster {
             session_builder,
             Arc::clone(&config_producer),
         );
-        let scheduler: SchedulerServer<LogicalPlanNode, PhysicalPlanNode> =
-            create_scheduler(cluster, Arc::new(config))
-                .await
-                .map_err(|e| ClusterError::Scheduler(e.to_string()))?;
+        let scheduler: SchedulerServer<LogicalPlanNode, PhysicalPlanNode> = create_scheduler(cluster, Arc::new(config))
+            .await
+            .map_err(|e| ClusterError::Scheduler(e.to_string()))?;
         let server = scheduler.clone();
         let token = shutdown.clone();
         tokio::spawn(async move {
@@ -111,9 +114,16 @@ impl Cluster {
                 path: work_dir.clone(),
                 source,
             })?;
-            start_local_executor(index, scheduler_addr, slots, &work_dir, Arc::clone(&runtime), shutdown.clone())
-                .await
-                .map_err(|message| ClusterError::Executor { index, message })?;
+            start_local_executor(
+                index,
+                scheduler_addr,
+                slots,
+                &work_dir,
+                Arc::clone(&runtime),
+                shutdown.clone(),
+            )
+            .await
+            .map_err(|message| ClusterError::Executor { index, message })?;
         }
         Ok(Cluster {
             scheduler: Arc::new(scheduler),
@@ -220,9 +230,7 @@ async fn start_local_executor(
     Ok(())
 }
 
-fn tokio_stream_from(
-    listener: TcpListener,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+fn tokio_stream_from(listener: TcpListener) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     futures::stream::unfold(listener, |l| async move {
         let r = l.accept().await.map(|(s, _)| s);
         Some((r, l))

@@ -13,10 +13,7 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("--config: cannot read {path}: {source}")]
-    ReadFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    ReadFile { path: PathBuf, source: std::io::Error },
     #[error("--config: {path} is not valid TOML for the gateway: {source}")]
     ParseFile {
         path: PathBuf,
@@ -194,7 +191,10 @@ impl Config {
         if warehouse.scheme() != "file" {
             return Err(invalid(
                 "--warehouse",
-                format!("scheme '{}' is not supported yet; use a file:// URL or a path", warehouse.scheme()),
+                format!(
+                    "scheme '{}' is not supported yet; use a file:// URL or a path",
+                    warehouse.scheme()
+                ),
             ));
         }
 
@@ -234,15 +234,26 @@ impl Config {
             None => AdminAuth::LoopbackTrust,
         };
 
-        let pg_listen = cli.pg_listen.or(file.pg_listen).unwrap_or(([127, 0, 0, 1], 5432).into());
-        let flight_listen = cli.flight_listen.or(file.flight_listen).unwrap_or(([127, 0, 0, 1], 32010).into());
-        let http_listen = cli.http_listen.or(file.http_listen).unwrap_or(([127, 0, 0, 1], 8080).into());
+        let pg_listen = cli
+            .pg_listen
+            .or(file.pg_listen)
+            .unwrap_or(([127, 0, 0, 1], 5432).into());
+        let flight_listen = cli
+            .flight_listen
+            .or(file.flight_listen)
+            .unwrap_or(([127, 0, 0, 1], 32010).into());
+        let http_listen = cli
+            .http_listen
+            .or(file.http_listen)
+            .unwrap_or(([127, 0, 0, 1], 8080).into());
         if matches!(admin_auth, AdminAuth::LoopbackTrust) {
             for (flag, addr) in [("--pg-listen", pg_listen), ("--flight-listen", flight_listen)] {
                 if !addr.ip().is_loopback() {
                     return Err(invalid(
                         flag,
-                        format!("{addr} is not a loopback address; set SLUICE_ADMIN_PASSWORD (or --admin-password-file) before listening beyond this machine"),
+                        format!(
+                            "{addr} is not a loopback address; set SLUICE_ADMIN_PASSWORD (or --admin-password-file) before listening beyond this machine"
+                        ),
                     ));
                 }
             }
@@ -266,7 +277,10 @@ impl Config {
         if !(demo_scale > 0.0 && demo_scale <= 10.0) {
             return Err(invalid("--demo-scale", "must be in (0, 10]"));
         }
-        let admin_user = cli.admin_user.or(file.admin_user).unwrap_or_else(|| "sluice".to_owned());
+        let admin_user = cli
+            .admin_user
+            .or(file.admin_user)
+            .unwrap_or_else(|| "sluice".to_owned());
         if admin_user.is_empty() {
             return Err(invalid("--admin-user", "must not be empty"));
         }
@@ -340,18 +354,28 @@ mod tests {
     #[test]
     fn refuses_public_listen_without_password() {
         let dir = tempfile::tempdir().unwrap();
-        let err = Config::load(cli(&["--data-dir", dir.path().to_str().unwrap(), "--pg-listen", "0.0.0.0:5432"]))
-            .unwrap_err()
-            .to_string();
+        let err = Config::load(cli(&[
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--pg-listen",
+            "0.0.0.0:5432",
+        ]))
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("--pg-listen:"), "{err}");
     }
 
     #[test]
     fn bad_catalog_url_names_the_flag() {
         let dir = tempfile::tempdir().unwrap();
-        let err = Config::load(cli(&["--data-dir", dir.path().to_str().unwrap(), "--catalog", "mysql://x"]))
-            .unwrap_err()
-            .to_string();
+        let err = Config::load(cli(&[
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--catalog",
+            "mysql://x",
+        ]))
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("--catalog:"), "{err}");
     }
 

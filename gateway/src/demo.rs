@@ -24,14 +24,29 @@ type Reader = Box<dyn RecordBatchReader + Send>;
 
 fn tables(sf: f64) -> Vec<(&'static str, Reader)> {
     vec![
-        ("nation", Box::new(NationArrow::new(NationGenerator::new(sf, 1, 1))) as Reader),
+        (
+            "nation",
+            Box::new(NationArrow::new(NationGenerator::new(sf, 1, 1))) as Reader,
+        ),
         ("region", Box::new(RegionArrow::new(RegionGenerator::new(sf, 1, 1)))),
         ("part", Box::new(PartArrow::new(PartGenerator::new(sf, 1, 1)))),
-        ("supplier", Box::new(SupplierArrow::new(SupplierGenerator::new(sf, 1, 1)))),
-        ("partsupp", Box::new(PartSuppArrow::new(PartSuppGenerator::new(sf, 1, 1)))),
-        ("customer", Box::new(CustomerArrow::new(CustomerGenerator::new(sf, 1, 1)))),
+        (
+            "supplier",
+            Box::new(SupplierArrow::new(SupplierGenerator::new(sf, 1, 1))),
+        ),
+        (
+            "partsupp",
+            Box::new(PartSuppArrow::new(PartSuppGenerator::new(sf, 1, 1))),
+        ),
+        (
+            "customer",
+            Box::new(CustomerArrow::new(CustomerGenerator::new(sf, 1, 1))),
+        ),
         ("orders", Box::new(OrderArrow::new(OrderGenerator::new(sf, 1, 1)))),
-        ("lineitem", Box::new(LineItemArrow::new(LineItemGenerator::new(sf, 1, 1)))),
+        (
+            "lineitem",
+            Box::new(LineItemArrow::new(LineItemGenerator::new(sf, 1, 1))),
+        ),
     ]
 }
 
@@ -42,7 +57,9 @@ pub async fn install(engine: &Engine, sf: f64) -> Result<u64, QueryError> {
     if catalog.snapshot().databases.contains_key(DEMO_SCHEMA) {
         return Ok(0);
     }
-    catalog.create_database(DEMO_SCHEMA, Some("TPC-H demo data (--demo)".into())).await?;
+    catalog
+        .create_database(DEMO_SCHEMA, Some("TPC-H demo data (--demo)".into()))
+        .await?;
     let mut total = 0;
     for (name, reader) in tables(sf) {
         let source = reader.schema();
@@ -63,11 +80,10 @@ pub async fn install(engine: &Engine, sf: f64) -> Result<u64, QueryError> {
                 }
             }
         });
-        let stream = Box::pin(RecordBatchStreamAdapter::new(
-            source,
-            tokio_stream_from(rx),
-        ));
-        let rows = engine.write_managed_table(DEMO_SCHEMA, name, schema, Some(stream), &[], None).await?;
+        let stream = Box::pin(RecordBatchStreamAdapter::new(source, tokio_stream_from(rx)));
+        let rows = engine
+            .write_managed_table(DEMO_SCHEMA, name, schema, Some(stream), &[], None)
+            .await?;
         tracing::info!(table = name, rows, "demo table written");
         total += rows;
     }

@@ -26,7 +26,10 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("sluice".into()), None)?;
-        let statements = IntCounterVec::new(Opts::new("statements_total", "Statements run, by protocol and outcome"), &["protocol", "outcome"])?;
+        let statements = IntCounterVec::new(
+            Opts::new("statements_total", "Statements run, by protocol and outcome"),
+            &["protocol", "outcome"],
+        )?;
         let executors_alive = IntGauge::new("executors_alive", "Executors registered with the scheduler and alive")?;
         registry.register(Box::new(statements.clone()))?;
         registry.register(Box::new(executors_alive.clone()))?;
@@ -67,8 +70,16 @@ async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 /// Serves the HTTP endpoints until `shutdown`.
-pub async fn run(listener: TcpListener, metrics_: Metrics, cluster: Cluster, shutdown: CancellationToken) -> std::io::Result<()> {
-    let state = Arc::new(AppState { metrics: metrics_, cluster });
+pub async fn run(
+    listener: TcpListener,
+    metrics_: Metrics,
+    cluster: Cluster,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let state = Arc::new(AppState {
+        metrics: metrics_,
+        cluster,
+    });
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

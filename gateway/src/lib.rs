@@ -67,7 +67,9 @@ pub enum StartError {
 }
 
 async fn bind(flag: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { flag, addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { flag, addr, source })
 }
 
 struct Tls {
@@ -83,7 +85,9 @@ fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls, StartE
     let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| StartError::Tls(format!("parse {}: {e}", cert.display())))?;
-    let first = certs.first().ok_or_else(|| StartError::Tls(format!("no certificate in {}", cert.display())))?;
+    let first = certs
+        .first()
+        .ok_or_else(|| StartError::Tls(format!("no certificate in {}", cert.display())))?;
     let cert_der = first.as_ref().to_vec();
     let private = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .map_err(|e| StartError::Tls(format!("parse {}: {e}", key.display())))?
@@ -96,7 +100,8 @@ fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls, StartE
         .map_err(|e| StartError::Tls(e.to_string()))?;
     Ok(Tls {
         pg: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-        flight: tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert_pem, key_pem)),
+        flight: tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(cert_pem, key_pem)),
         cert_der,
     })
 }
@@ -130,7 +135,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         shutdown.clone(),
     )
     .await?;
-    let engine = Arc::new(Engine::new(Arc::clone(&catalog), cluster.clone(), runtime, &config.data_dir)?);
+    let engine = Arc::new(Engine::new(
+        Arc::clone(&catalog),
+        cluster.clone(),
+        runtime,
+        &config.data_dir,
+    )?);
     if config.demo {
         let rows = demo::install(&engine, config.demo_scale).await?;
         if rows > 0 {
@@ -139,7 +149,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     }
 
     let key: [u8; 32] = rand::random();
-    let auth: Arc<dyn Authenticator> = Arc::new(StaticAuthenticator::new(&config.admin_user, &config.admin_auth, key.to_vec()));
+    let auth: Arc<dyn Authenticator> = Arc::new(StaticAuthenticator::new(
+        &config.admin_user,
+        &config.admin_auth,
+        key.to_vec(),
+    ));
     let handler: Arc<dyn QueryHandler> = engine;
     let metrics = http::Metrics::new()?;
 
@@ -180,7 +194,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     if let Some(path) = &config.listen_file {
         let json = serde_json::to_string(&addrs).unwrap_or_default();
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, json).and_then(|()| std::fs::rename(&tmp, path)).map_err(StartError::ListenFile)?;
+        std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(StartError::ListenFile)?;
     }
     tracing::info!(
         pg = %addrs.pg,

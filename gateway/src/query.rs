@@ -121,13 +121,20 @@ pub(crate) fn parse_sql(compat: &PostgresCompatibilityParser, sql: &str) -> Resu
     if let Some(cmd) = SessionCommand::parse(sql) {
         return Ok(vec![Parsed::Session(cmd)]);
     }
+    // DataFusion's own dialect extensions (CREATE EXTERNAL TABLE, COPY ... TO)
+    // parse differently in sqlparser's Postgres dialect, so they go to DFParser.
     let statements: Vec<DfStatement> = match compat.parse(sql) {
-        Ok(stmts) => stmts.into_iter().map(|s| DfStatement::Statement(Box::new(s))).collect(),
-        // DataFusion's own dialect extensions (CREATE EXTERNAL TABLE, COPY).
-        Err(pg_err) => match DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}) {
+        Ok(stmts) if !stmts.iter().any(is_datafusion_extension) => {
+            stmts.into_iter().map(|s| DfStatement::Statement(Box::new(s))).collect()
+        }
+        pg => match DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}) {
             Ok(stmts) => stmts.into_iter().collect(),
-            Err(_) => {
-                return Err(QueryError::new(ErrorKind::Syntax, format!("syntax error: {pg_err}")));
+            Err(df_err) => {
+                let message = match pg {
+                    Err(pg_err) => pg_err.to_string(),
+                    Ok(_) => df_err.to_string(),
+                };
+                return Err(QueryError::new(ErrorKind::Syntax, format!("syntax error: {message}")));
             }
         },
     };
@@ -142,6 +149,14 @@ pub(crate) fn parse_sql(compat: &PostgresCompatibilityParser, sql: &str) -> Resu
         out.push(lift(statement));
     }
     Ok(out)
+}
+
+fn is_datafusion_extension(s: &SqlStatement) -> bool {
+    match s {
+        SqlStatement::CreateTable(ct) => ct.external,
+        SqlStatement::Copy { .. } => true,
+        _ => false,
+    }
 }
 
 /// Lifts Hive `PARTITIONED BY (...)` out of `CREATE TABLE` (DataFusion rejects
@@ -180,6 +195,53 @@ fn normalize_ident(ident: &datafusion::sql::sqlparser::ast::Ident) -> String {
     }
 }
 
+/// Rewrites JDBC/ODBC/Flight-style `?` parameter markers to Postgres `$n`,
+/// leaving string literals, quoted identifiers and comments alone.
+pub fn positional_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == c {
+                        break;
+                    }
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                out.push(c);
+                let mut prev = ' ';
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if prev == '*' && d == '/' {
+                        break;
+                    }
+                    prev = d;
+                }
+            }
+            '?' => {
+                n += 1;
+                out.push_str(&format!("${n}"));
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// Schema of a statement that returns no rows.
 pub(crate) fn no_rows() -> SchemaRef {
     Arc::new(Schema::empty())
@@ -197,9 +259,17 @@ mod tests {
     #[test]
     fn partitioned_ctas_is_lifted() {
         let compat = PostgresCompatibilityParser::new();
-        let parsed = parse_sql(&compat, "CREATE TABLE t PARTITIONED BY (Region, \"Day\") AS SELECT 1 AS a").unwrap();
+        let parsed = parse_sql(
+            &compat,
+            "CREATE TABLE t PARTITIONED BY (Region, \"Day\") AS SELECT 1 AS a",
+        )
+        .unwrap();
         match &parsed[0] {
-            Parsed::Sql { partition_by, statement, .. } => {
+            Parsed::Sql {
+                partition_by,
+                statement,
+                ..
+            } => {
                 assert_eq!(partition_by, &vec!["region".to_owned(), "Day".to_owned()]);
                 assert!(!statement.to_string().contains("PARTITIONED"));
             }
@@ -210,9 +280,18 @@ mod tests {
     #[test]
     fn external_table_falls_back_to_datafusion_dialect() {
         let compat = PostgresCompatibilityParser::new();
-        let parsed =
-            parse_sql(&compat, "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/tmp/x/'").unwrap();
-        assert!(matches!(&parsed[0], Parsed::Sql { statement, .. } if matches!(**statement, DfStatement::CreateExternalTable(_))));
+        let parsed = parse_sql(&compat, "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/tmp/x/'").unwrap();
+        assert!(
+            matches!(&parsed[0], Parsed::Sql { statement, .. } if matches!(**statement, DfStatement::CreateExternalTable(_)))
+        );
+    }
+
+    #[test]
+    fn question_marks_become_positional() {
+        assert_eq!(
+            positional_placeholders("select '?', \"a?\" from t where x = ? and y = ? -- ?\n and z = ?"),
+            "select '?', \"a?\" from t where x = $1 and y = $2 -- ?\n and z = $3"
+        );
     }
 
     #[test]

@@ -54,7 +54,12 @@ impl Session {
             id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             user: user.to_owned(),
             state: Mutex::new(state),
-            gucs: Mutex::new(DEFAULT_GUCS.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()),
+            gucs: Mutex::new(
+                DEFAULT_GUCS
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
             in_transaction: Mutex::new(false),
             current: Mutex::new(CancellationToken::new()),
         }
@@ -93,8 +98,10 @@ impl Session {
     }
 
     pub fn reset_gucs(&self) {
-        *self.gucs.lock().unwrap_or_else(|e| e.into_inner()) =
-            DEFAULT_GUCS.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        *self.gucs.lock().unwrap_or_else(|e| e.into_inner()) = DEFAULT_GUCS
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
     }
 
     pub fn gucs(&self) -> BTreeMap<String, String> {

@@ -24,15 +24,20 @@ pub fn runtime_env() -> Result<Arc<RuntimeEnv>> {
 
 /// The session configuration every Sluice component starts from.
 pub fn session_config() -> SessionConfig {
-    SessionConfig::new_with_ballista()
+    let mut config = SessionConfig::new_with_ballista()
         .with_information_schema(true)
-        .with_create_default_catalog_and_schema(false)
+        .with_create_default_catalog_and_schema(false);
+    // `timestamptz` must carry a zone, as in Postgres (sessions run in UTC).
+    config.options_mut().execution.time_zone = Some("+00:00".to_owned());
+    config
 }
 
 /// Builds a session on `config` and `runtime` with Ballista's functions and
 /// optimizer rules.
 pub fn session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionState {
-    use ballista_core::extension::{ballista_aggregate_functions, ballista_scalar_functions, ballista_window_functions};
+    use ballista_core::extension::{
+        ballista_aggregate_functions, ballista_scalar_functions, ballista_window_functions,
+    };
     SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)

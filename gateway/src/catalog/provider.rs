@@ -34,6 +34,10 @@ pub fn decode_schema(bytes: &[u8]) -> DfResult<Schema> {
     Ok((&proto).try_into()?)
 }
 
+/// Providers built so far, keyed by (database, table), valid while the
+/// snapshot still holds the same `Table` (pointer equality).
+type ProviderCache = Arc<Mutex<HashMap<(String, String), (Arc<Table>, Arc<dyn TableProvider>)>>>;
+
 /// The `sluice` catalog.
 #[derive(Debug)]
 pub struct SluiceCatalog {
@@ -42,7 +46,7 @@ pub struct SluiceCatalog {
     /// Planning state used to build listing tables and plan views; set once the
     /// base session exists (it contains this catalog).
     planner: OnceLock<SessionState>,
-    cache: Arc<Mutex<HashMap<(String, String), (Arc<Table>, Arc<dyn TableProvider>)>>>,
+    cache: ProviderCache,
 }
 
 impl SluiceCatalog {
@@ -66,7 +70,6 @@ impl SluiceCatalog {
 }
 
 impl CatalogProvider for SluiceCatalog {
-
     fn schema_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.state.snapshot().databases.keys().cloned().collect();
         names.extend(self.system.read().unwrap_or_else(|e| e.into_inner()).keys().cloned());
@@ -90,7 +93,11 @@ impl CatalogProvider for SluiceCatalog {
 
     /// Only system schemas are registered this way; user schemas are created
     /// through [`CatalogState::create_database`] so they are durable.
-    fn register_schema(&self, name: &str, schema: Arc<dyn SchemaProvider>) -> DfResult<Option<Arc<dyn SchemaProvider>>> {
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> DfResult<Option<Arc<dyn SchemaProvider>>> {
         Ok(self
             .system
             .write()
@@ -104,12 +111,11 @@ struct DatabaseSchema {
     database: String,
     state: Arc<CatalogState>,
     planner: Option<SessionState>,
-    cache: Arc<Mutex<HashMap<(String, String), (Arc<Table>, Arc<dyn TableProvider>)>>>,
+    cache: ProviderCache,
 }
 
 #[async_trait]
 impl SchemaProvider for DatabaseSchema {
-
     fn table_names(&self) -> Vec<String> {
         self.state
             .snapshot()
@@ -131,7 +137,9 @@ impl SchemaProvider for DatabaseSchema {
             return Ok(Some(Arc::clone(provider)));
         }
         let Some(planner) = &self.planner else {
-            return Err(DataFusionError::Internal("catalog used before the session was built".into()));
+            return Err(DataFusionError::Internal(
+                "catalog used before the session was built".into(),
+            ));
         };
         let provider = build_provider(planner, &table).await?;
         self.cache

@@ -291,7 +291,9 @@ impl Metastore for SqliteMetastore {
                 "SELECT part_values, location FROM partitions WHERE db = ?1 AND tbl = ?2 ORDER BY part_values",
             )?;
             let rows = stmt
-                .query_map(params![database, table], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                .query_map(params![database, table], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })?
                 .collect::<Result<Vec<_>, _>>()?;
             rows.into_iter()
                 .map(|(v, location)| {
@@ -336,30 +338,53 @@ mod tests {
         let path = dir.path().join("c.db");
         {
             let m = SqliteMetastore::open(&path).unwrap();
-            m.create_database(&Database { name: "s".into(), location: "file:///w/s.db/".into(), comment: None })
-                .await
-                .unwrap();
+            m.create_database(&Database {
+                name: "s".into(),
+                location: "file:///w/s.db/".into(),
+                comment: None,
+            })
+            .await
+            .unwrap();
             m.create_table(&table("s", "t"), false).await.unwrap();
-            assert!(matches!(m.create_table(&table("s", "t"), false).await, Err(CatalogError::TableExists(_))));
-            m.add_partitions("s", "t", &[Partition { values: vec!["1".into()], location: "file:///w/s.db/t/p=1/".into() }])
-                .await
-                .unwrap();
+            assert!(matches!(
+                m.create_table(&table("s", "t"), false).await,
+                Err(CatalogError::TableExists(_))
+            ));
+            m.add_partitions(
+                "s",
+                "t",
+                &[Partition {
+                    values: vec!["1".into()],
+                    location: "file:///w/s.db/t/p=1/".into(),
+                }],
+            )
+            .await
+            .unwrap();
         }
         let m = SqliteMetastore::open(&path).unwrap();
         let tables = m.list_tables().await.unwrap();
         assert_eq!(tables, vec![table("s", "t")]);
         assert_eq!(m.list_partitions("s", "t").await.unwrap().len(), 1);
-        assert!(matches!(m.drop_database("s", false).await, Err(CatalogError::DatabaseNotEmpty(_))));
+        assert!(matches!(
+            m.drop_database("s", false).await,
+            Err(CatalogError::DatabaseNotEmpty(_))
+        ));
         let dropped = m.drop_database("s", true).await.unwrap();
         assert_eq!(dropped.len(), 1);
         assert!(m.list_tables().await.unwrap().is_empty());
-        assert!(m.list_partitions("s", "t").await.unwrap().is_empty(), "partitions cascade");
+        assert!(
+            m.list_partitions("s", "t").await.unwrap().is_empty(),
+            "partitions cascade"
+        );
     }
 
     #[tokio::test]
     async fn table_in_missing_database_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let m = SqliteMetastore::open(&dir.path().join("c.db")).unwrap();
-        assert!(matches!(m.create_table(&table("nope", "t"), false).await, Err(CatalogError::DatabaseNotFound(_))));
+        assert!(matches!(
+            m.create_table(&table("nope", "t"), false).await,
+            Err(CatalogError::DatabaseNotFound(_))
+        ));
     }
 }

@@ -14,7 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
-use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder};
+use arrow_flight::sql::metadata::{
+    SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
+};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
@@ -27,7 +29,7 @@ use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
 };
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -45,7 +47,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::{Authenticator, Principal};
 use crate::catalog::{CATALOG_NAME, CatalogState, TableKind};
 use crate::error::QueryError;
-use crate::query::{Prepared, QueryHandler, QueryOutput};
+use crate::query::{Prepared, QueryHandler, QueryOutput, positional_placeholders};
 use crate::session::Session;
 use sluice_proto::StatementHandle;
 
@@ -63,7 +65,9 @@ pub struct FlightSqlServer {
 
 impl std::fmt::Debug for FlightSqlServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FlightSqlServer").field("handler", &self.handler).finish_non_exhaustive()
+        f.debug_struct("FlightSqlServer")
+            .field("handler", &self.handler)
+            .finish_non_exhaustive()
     }
 }
 
@@ -200,7 +204,11 @@ fn params_of(batch: &RecordBatch) -> Result<ParamValues, Status> {
 }
 
 impl FlightSqlServer {
-    pub fn new(auth: Arc<dyn Authenticator>, handler: Arc<dyn QueryHandler>, catalog: Arc<CatalogState>) -> Result<Self, Status> {
+    pub fn new(
+        auth: Arc<dyn Authenticator>,
+        handler: Arc<dyn QueryHandler>,
+        catalog: Arc<CatalogState>,
+    ) -> Result<Self, Status> {
         Ok(FlightSqlServer {
             auth,
             handler,
@@ -211,7 +219,12 @@ impl FlightSqlServer {
     }
 
     /// Serves `listener` until `shutdown`.
-    pub async fn run(self, listener: TcpListener, tls: Option<tonic::transport::ServerTlsConfig>, shutdown: CancellationToken) -> Result<(), tonic::transport::Error> {
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        tls: Option<tonic::transport::ServerTlsConfig>,
+        shutdown: CancellationToken,
+    ) -> Result<(), tonic::transport::Error> {
         let incoming = futures::stream::unfold(listener, |l| async move {
             let r = l.accept().await.map(|(s, _)| {
                 let _ = s.set_nodelay(true);
@@ -237,8 +250,16 @@ impl FlightSqlServer {
             .to_str()
             .map_err(|_| Status::unauthenticated("malformed authorization header"))?;
         if let Some(token) = header.strip_prefix("Bearer ") {
-            return self.auth.verify_token(token.trim()).map_err(|e| Status::unauthenticated(e.to_string()));
+            return self
+                .auth
+                .verify_token(token.trim())
+                .map_err(|e| Status::unauthenticated(e.to_string()));
         }
+        tracing::debug!(
+            scheme = header.split(' ').next().unwrap_or_default(),
+            len = header.len(),
+            "flight auth header"
+        );
         if let Some(basic) = header.strip_prefix("Basic ") {
             return self.basic(basic, peer_ip(req));
         }
@@ -246,11 +267,18 @@ impl FlightSqlServer {
     }
 
     fn basic(&self, b64: &str, peer: Option<IpAddr>) -> Result<Principal, Status> {
-        let decoded = STANDARD
+        // Clients differ on padding (ADBC's Go driver sends none).
+        const LENIENT: GeneralPurpose = GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+        );
+        let decoded = LENIENT
             .decode(b64.trim())
             .map_err(|_| Status::unauthenticated("malformed basic credentials"))?;
         let text = String::from_utf8(decoded).map_err(|_| Status::unauthenticated("malformed basic credentials"))?;
-        let (user, password) = text.split_once(':').ok_or_else(|| Status::unauthenticated("malformed basic credentials"))?;
+        let (user, password) = text
+            .split_once(':')
+            .ok_or_else(|| Status::unauthenticated("malformed basic credentials"))?;
         self.auth
             .verify_password(user, password, peer)
             .map_err(|e| Status::unauthenticated(e.to_string()))
@@ -269,14 +297,20 @@ impl FlightSqlServer {
             .auth
             .open(bytes)
             .ok_or_else(|| Status::permission_denied("ticket signature is invalid"))?;
-        let handle = StatementHandle::decode(payload.as_slice()).map_err(|_| Status::invalid_argument("malformed ticket"))?;
+        let handle =
+            StatementHandle::decode(payload.as_slice()).map_err(|_| Status::invalid_argument("malformed ticket"))?;
         if handle.user != principal.user {
             return Err(Status::permission_denied("ticket was issued to another user"));
         }
         Ok(handle)
     }
 
-    fn info(&self, schema: &Schema, ticket: bytes::Bytes, descriptor: FlightDescriptor) -> Result<Response<FlightInfo>, Status> {
+    fn info(
+        &self,
+        schema: &Schema,
+        ticket: bytes::Bytes,
+        descriptor: FlightDescriptor,
+    ) -> Result<Response<FlightInfo>, Status> {
         let info = FlightInfo::new()
             .try_with_schema(schema)
             .map_err(internal)?
@@ -287,9 +321,14 @@ impl FlightSqlServer {
 
     /// Plans a statement; non-queries run now (their FlightInfo has an
     /// empty schema and an `executed` ticket), queries run at DoGet.
-    async fn plan_statement(&self, principal: &Principal, sql: &str, params_ipc: Vec<u8>) -> Result<(SchemaRef, StatementHandle), Status> {
+    async fn plan_statement(
+        &self,
+        principal: &Principal,
+        sql: &str,
+        params_ipc: Vec<u8>,
+    ) -> Result<(SchemaRef, StatementHandle), Status> {
         let session = self.session(principal)?;
-        let prepared = self.handler.prepare(&session, sql).await?;
+        let prepared = self.handler.prepare(&session, &positional_placeholders(sql)).await?;
         let mut handle = StatementHandle {
             sql: sql.to_owned(),
             params_ipc,
@@ -305,7 +344,11 @@ impl FlightSqlServer {
         Ok((Arc::clone(&prepared.schema), handle))
     }
 
-    async fn stream_handle(&self, principal: &Principal, handle: StatementHandle) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
+    async fn stream_handle(
+        &self,
+        principal: &Principal,
+        handle: StatementHandle,
+    ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
         if handle.executed {
             let schema = Arc::new(Schema::empty());
             let stream = FlightDataEncoderBuilder::new()
@@ -315,7 +358,10 @@ impl FlightSqlServer {
             return Ok(Response::new(Box::pin(stream)));
         }
         let session = self.session(principal)?;
-        let prepared = self.handler.prepare(&session, &handle.sql).await?;
+        let prepared = self
+            .handler
+            .prepare(&session, &positional_placeholders(&handle.sql))
+            .await?;
         let params = params_from_ipc(&handle.params_ipc)?;
         let schema = Arc::clone(&prepared.schema);
         let output = self.handler.execute(&session, &prepared, params).await?;
@@ -336,7 +382,10 @@ impl FlightSqlServer {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn metadata_batch(&self, batch: RecordBatch) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
+    async fn metadata_batch(
+        &self,
+        batch: RecordBatch,
+    ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
         let schema = batch.schema();
         let stream = FlightDataEncoderBuilder::new()
             .with_schema(schema)
@@ -350,7 +399,8 @@ impl FlightSqlServer {
         snap.tables
             .values()
             .map(|t| {
-                let schema = crate::catalog::provider::decode_schema(&t.arrow_schema).unwrap_or_else(|_| Schema::empty());
+                let schema =
+                    crate::catalog::provider::decode_schema(&t.arrow_schema).unwrap_or_else(|_| Schema::empty());
                 let kind = if t.kind == TableKind::View { "VIEW" } else { "TABLE" };
                 (t.database.clone(), t.name.clone(), kind, Arc::new(schema))
             })
@@ -370,7 +420,13 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Status
         .columns()
         .iter()
         .zip(schema.fields())
-        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(Arc::clone(c)) } else { cast(c, f.data_type()) })
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(Arc::clone(c))
+            } else {
+                cast(c, f.data_type())
+            }
+        })
         .collect::<Result<Vec<ArrayRef>, _>>()
         .map_err(internal)?;
     RecordBatch::try_new(Arc::clone(schema), columns).map_err(internal)
@@ -399,7 +455,11 @@ impl FlightSqlService for FlightSqlServer {
         Ok(resp)
     }
 
-    async fn get_flight_info_statement(&self, query: CommandStatementQuery, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let principal = self.principal(&request)?;
         let (schema, handle) = self.plan_statement(&principal, &query.query, Vec::new()).await?;
         let ticket = TicketStatementQuery {
@@ -408,7 +468,11 @@ impl FlightSqlService for FlightSqlServer {
         self.info(&schema, ticket.as_any().encode_to_vec().into(), request.into_inner())
     }
 
-    async fn get_flight_info_prepared_statement(&self, cmd: CommandPreparedStatementQuery, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let principal = self.principal(&request)?;
         let handle = self.unseal(&cmd.prepared_statement_handle, &principal)?;
         let (schema, handle) = self.plan_statement(&principal, &handle.sql, handle.params_ipc).await?;
@@ -418,30 +482,52 @@ impl FlightSqlService for FlightSqlServer {
         self.info(&schema, ticket.as_any().encode_to_vec().into(), request.into_inner())
     }
 
-    async fn do_get_statement(&self, ticket: TicketStatementQuery, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let principal = self.principal(&request)?;
         let handle = self.unseal(&ticket.statement_handle, &principal)?;
         self.stream_handle(&principal, handle).await
     }
 
-    async fn do_get_prepared_statement(&self, cmd: CommandPreparedStatementQuery, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+    async fn do_get_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let principal = self.principal(&request)?;
         let handle = self.unseal(&cmd.prepared_statement_handle, &principal)?;
         self.stream_handle(&principal, handle).await
     }
 
-    async fn do_put_statement_update(&self, cmd: CommandStatementUpdate, request: Request<PeekableFlightDataStream>) -> Result<i64, Status> {
+    async fn do_put_statement_update(
+        &self,
+        cmd: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
         let principal = self.principal(&request)?;
         let session = self.session(&principal)?;
-        let prepared = self.handler.prepare(&session, &cmd.query).await?;
+        let prepared = self
+            .handler
+            .prepare(&session, &positional_placeholders(&cmd.query))
+            .await?;
         let out = self.handler.execute(&session, &prepared, None).await?;
         Ok(affected(&out))
     }
 
-    async fn do_action_create_prepared_statement(&self, query: ActionCreatePreparedStatementRequest, request: Request<arrow_flight::Action>) -> Result<ActionCreatePreparedStatementResult, Status> {
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let principal = self.principal(&request)?;
         let session = self.session(&principal)?;
-        let prepared = self.handler.prepare(&session, &query.query).await?;
+        let prepared = self
+            .handler
+            .prepare(&session, &positional_placeholders(&query.query))
+            .await?;
         let handle = StatementHandle {
             sql: query.query.clone(),
             params_ipc: Vec::new(),
@@ -456,7 +542,11 @@ impl FlightSqlService for FlightSqlServer {
         })
     }
 
-    async fn do_put_prepared_statement_query(&self, cmd: CommandPreparedStatementQuery, request: Request<PeekableFlightDataStream>) -> Result<DoPutPreparedStatementResult, Status> {
+    async fn do_put_prepared_statement_query(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
         let principal = self.principal(&request)?;
         let mut handle = self.unseal(&cmd.prepared_statement_handle, &principal)?;
         let batches: Vec<RecordBatch> = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
@@ -478,7 +568,11 @@ impl FlightSqlService for FlightSqlServer {
         })
     }
 
-    async fn do_put_prepared_statement_update(&self, cmd: CommandPreparedStatementUpdate, request: Request<PeekableFlightDataStream>) -> Result<i64, Status> {
+    async fn do_put_prepared_statement_update(
+        &self,
+        cmd: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
         let principal = self.principal(&request)?;
         let handle = self.unseal(&cmd.prepared_statement_handle, &principal)?;
         let batches: Vec<RecordBatch> = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
@@ -488,11 +582,17 @@ impl FlightSqlService for FlightSqlServer {
         .await
         .map_err(|e| Status::invalid_argument(format!("cannot read parameters: {e}")))?;
         let session = self.session(&principal)?;
-        let prepared = self.handler.prepare(&session, &handle.sql).await?;
+        let prepared = self
+            .handler
+            .prepare(&session, &positional_placeholders(&handle.sql))
+            .await?;
         let mut total = 0;
         let param_rows: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
         if param_rows.is_empty() {
-            let out = self.handler.execute(&session, &prepared, params_from_ipc(&handle.params_ipc)?).await?;
+            let out = self
+                .handler
+                .execute(&session, &prepared, params_from_ipc(&handle.params_ipc)?)
+                .await?;
             return Ok(affected(&out));
         }
         for b in param_rows {
@@ -505,32 +605,52 @@ impl FlightSqlService for FlightSqlServer {
         Ok(total)
     }
 
-    async fn do_action_close_prepared_statement(&self, _query: ActionClosePreparedStatementRequest, request: Request<arrow_flight::Action>) -> Result<(), Status> {
+    async fn do_action_close_prepared_statement(
+        &self,
+        _query: ActionClosePreparedStatementRequest,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<(), Status> {
         // Handles are self-contained: nothing is held server-side.
         self.principal(&request)?;
         Ok(())
     }
 
-    async fn get_flight_info_catalogs(&self, query: CommandGetCatalogs, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         self.info(&schema, query.as_any().encode_to_vec().into(), request.into_inner())
     }
 
-    async fn do_get_catalogs(&self, query: CommandGetCatalogs, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.principal(&request)?;
         let mut b = query.into_builder();
         b.append(CATALOG_NAME);
         self.metadata_batch(b.build().map_err(internal)?).await
     }
 
-    async fn get_flight_info_schemas(&self, query: CommandGetDbSchemas, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
         let schema = query.clone().into_builder().schema();
         self.info(&schema, query.as_any().encode_to_vec().into(), request.into_inner())
     }
 
-    async fn do_get_schemas(&self, query: CommandGetDbSchemas, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.principal(&request)?;
         let mut b = query.into_builder();
         for db in self.catalog.snapshot().databases.keys() {
@@ -539,13 +659,21 @@ impl FlightSqlService for FlightSqlServer {
         self.metadata_batch(b.build().map_err(internal)?).await
     }
 
-    async fn get_flight_info_tables(&self, query: CommandGetTables, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
         let schema = query.clone().into_builder().schema();
         self.info(&schema, query.as_any().encode_to_vec().into(), request.into_inner())
     }
 
-    async fn do_get_tables(&self, query: CommandGetTables, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.principal(&request)?;
         let mut b = query.into_builder();
         for (db, name, kind, schema) in self.schemas_for_tables() {
@@ -554,13 +682,21 @@ impl FlightSqlService for FlightSqlServer {
         self.metadata_batch(b.build().map_err(internal)?).await
     }
 
-    async fn get_flight_info_table_types(&self, query: CommandGetTableTypes, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         self.info(&schema, query.as_any().encode_to_vec().into(), request.into_inner())
     }
 
-    async fn do_get_table_types(&self, query: CommandGetTableTypes, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.principal(&request)?;
         let mut b = query.into_builder();
         b.append("TABLE");
@@ -568,25 +704,41 @@ impl FlightSqlService for FlightSqlServer {
         self.metadata_batch(b.build().map_err(internal)?).await
     }
 
-    async fn get_flight_info_sql_info(&self, query: CommandGetSqlInfo, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
         let schema = query.clone().into_builder(&self.sql_info).schema();
         self.info(&schema, query.as_any().encode_to_vec().into(), request.into_inner())
     }
 
-    async fn do_get_sql_info(&self, query: CommandGetSqlInfo, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.principal(&request)?;
         let batch = query.into_builder(&self.sql_info).build().map_err(internal)?;
         self.metadata_batch(batch).await
     }
 
-    async fn get_flight_info_xdbc_type_info(&self, query: CommandGetXdbcTypeInfo, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
-        let schema = query.clone().into_builder(&self.xdbc).schema();
+        let schema = query.into_builder(&self.xdbc).schema();
         self.info(&schema, query.as_any().encode_to_vec().into(), request.into_inner())
     }
 
-    async fn do_get_xdbc_type_info(&self, query: CommandGetXdbcTypeInfo, request: Request<Ticket>) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.principal(&request)?;
         let batch = query.into_builder(&self.xdbc).build().map_err(internal)?;
         self.metadata_batch(batch).await

@@ -22,7 +22,9 @@ use pgwire::api::auth::{
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{
+    DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag,
+};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
@@ -56,7 +58,11 @@ const REPORTED: &[&str] = &[
 ];
 
 fn pg_error(e: QueryError) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".to_owned(), e.sqlstate().to_owned(), e.message)))
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_owned(),
+        e.sqlstate().to_owned(),
+        e.message,
+    )))
 }
 
 fn fatal(code: &str, message: String) -> PgWireError {
@@ -74,7 +80,11 @@ struct CancelRegistration {
 
 impl Drop for CancelRegistration {
     fn drop(&mut self) {
-        self.registry.map.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.key);
+        self.registry
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
     }
 }
 
@@ -180,7 +190,11 @@ impl StartupHandler for Startup {
     {
         if let PgWireFrontendMessage::Startup(ref startup) = message {
             let user = startup.parameters.get("user").cloned().unwrap_or_default();
-            let database = startup.parameters.get("database").cloned().unwrap_or_else(|| user.clone());
+            let database = startup
+                .parameters
+                .get("database")
+                .cloned()
+                .unwrap_or_else(|| user.clone());
             tracing::Span::current().record("database", database.as_str());
             if database != CATALOG_NAME {
                 return Err(fatal("3D000", format!("database \"{database}\" does not exist")));
@@ -252,15 +266,20 @@ struct Queries {
     parser: Arc<Parser>,
 }
 
-fn encode_rows(schema: &Schema, stream: datafusion::execution::SendableRecordBatchStream, format: &Format) -> PgWireResult<QueryResponse> {
+fn encode_rows(
+    schema: &Schema,
+    stream: datafusion::execution::SendableRecordBatchStream,
+    format: &Format,
+) -> PgWireResult<QueryResponse> {
     let fields = Arc::new(arrow_schema_to_pg_fields(schema, format, None)?);
     let f = Arc::clone(&fields);
     let rows = stream
         .map(move |batch| {
-            let rows: Box<dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync> = match batch {
-                Ok(b) => encode_recordbatch(Arc::clone(&f), b),
-                Err(e) => Box::new(std::iter::once(Err(pg_error(QueryError::from(e))))),
-            };
+            let rows: Box<dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync> =
+                match batch {
+                    Ok(b) => encode_recordbatch(Arc::clone(&f), b),
+                    Err(e) => Box::new(std::iter::once(Err(pg_error(QueryError::from(e))))),
+                };
             stream::iter(rows)
         })
         .flatten();
@@ -298,7 +317,10 @@ where
                     other => other,
                 };
                 client
-                    .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(shown.to_owned(), value)))
+                    .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                        shown.to_owned(),
+                        value,
+                    )))
                     .await?;
             }
             Response::Execution(Tag::new("SET"))
@@ -357,7 +379,11 @@ impl ExtendedQueryHandler for Queries {
         Arc::clone(&self.parser)
     }
 
-    async fn do_describe_statement<C>(&self, _client: &mut C, target: &StoredStatement<Stmt>) -> PgWireResult<DescribeStatementResponse>
+    async fn do_describe_statement<C>(
+        &self,
+        _client: &mut C,
+        target: &StoredStatement<Stmt>,
+    ) -> PgWireResult<DescribeStatementResponse>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Stmt>,
@@ -381,14 +407,20 @@ impl ExtendedQueryHandler for Queries {
         Ok(DescribeStatementResponse::new(params, fields))
     }
 
-    async fn do_describe_portal<C>(&self, _client: &mut C, target: &Portal<Stmt>) -> PgWireResult<DescribePortalResponse>
+    async fn do_describe_portal<C>(
+        &self,
+        _client: &mut C,
+        target: &Portal<Stmt>,
+    ) -> PgWireResult<DescribePortalResponse>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Stmt>,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let fields = self.parser.get_result_schema(&target.statement.statement, Some(&target.result_column_format))?;
+        let fields = self
+            .parser
+            .get_result_schema(&target.statement.statement, Some(&target.result_column_format))?;
         Ok(DescribePortalResponse::new(fields))
     }
 
@@ -538,6 +570,9 @@ impl PgServer {
 
     /// Address helper for logs.
     pub fn describe(addr: SocketAddr, tls: bool) -> String {
-        format!("postgres://{addr}/{CATALOG_NAME}{}", if tls { "?sslmode=require" } else { "" })
+        format!(
+            "postgres://{addr}/{CATALOG_NAME}{}",
+            if tls { "?sslmode=require" } else { "" }
+        )
     }
 }

@@ -9,7 +9,7 @@ use ballista_core::extension::SessionConfigExt;
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableProviderFactory;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{ParamValues, TableReference};
 use datafusion::datasource::listing::ListingTable;
 use datafusion::datasource::listing_table_factory::ListingTableFactory;
@@ -18,8 +18,8 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::{
-    ColumnarValue, CreateExternalTable, DdlStatement, LogicalPlan, LogicalPlanBuilder, ScalarUDF, Volatility,
-    WriteOp, col, create_udf,
+    ColumnarValue, CreateExternalTable, DdlStatement, LogicalPlan, LogicalPlanBuilder, ScalarUDF, Volatility, WriteOp,
+    col, create_udf,
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
@@ -50,7 +50,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("cluster", &self.cluster).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
     }
 }
 
@@ -130,14 +132,22 @@ impl Engine {
         if self.catalog.snapshot().databases.contains_key(db) {
             Ok(())
         } else {
-            Err(QueryError::new(ErrorKind::UndefinedSchema, format!("schema \"{db}\" does not exist")))
+            Err(QueryError::new(
+                ErrorKind::UndefinedSchema,
+                format!("schema \"{db}\" does not exist"),
+            ))
         }
     }
 
     /// Runs a query plan; lake reads go to the cluster. The first batch is
     /// awaited here so errors (and cancellation during the job) surface before
     /// any row is sent.
-    async fn query(&self, session: &Session, state: &SessionState, plan: LogicalPlan) -> Result<QueryOutput, QueryError> {
+    async fn query(
+        &self,
+        session: &Session,
+        state: &SessionState,
+        plan: LogicalPlan,
+    ) -> Result<QueryOutput, QueryError> {
         let token = session.begin_statement();
         let optimized = state.optimize(&plan)?;
         let (stream, guard) = if reads_only_lake_tables(&optimized) {
@@ -148,11 +158,25 @@ impl Engine {
                 state.session_id().to_owned(),
             ));
             let stream = exec.execute(0, state.task_ctx())?;
-            (stream, JobGuard { exec: Some(exec), cluster: self.cluster.clone(), finished: false })
+            (
+                stream,
+                JobGuard {
+                    exec: Some(exec),
+                    cluster: self.cluster.clone(),
+                    finished: false,
+                },
+            )
         } else {
             let physical = state.create_physical_plan(&plan).await?;
             let stream = execute_stream(physical, state.task_ctx())?;
-            (stream, JobGuard { exec: None, cluster: self.cluster.clone(), finished: false })
+            (
+                stream,
+                JobGuard {
+                    exec: None,
+                    cluster: self.cluster.clone(),
+                    finished: false,
+                },
+            )
         };
         let schema = stream.schema();
         let mut stream = Box::pin(guarded(stream, token.clone(), guard)).peekable();
@@ -238,14 +262,21 @@ impl Engine {
                         return tag("CREATE TABLE");
                     }
                     if !c.or_replace {
-                        return Err(QueryError::new(ErrorKind::DuplicateTable, format!("relation \"{db}.{name}\" already exists")));
+                        return Err(QueryError::new(
+                            ErrorKind::DuplicateTable,
+                            format!("relation \"{db}.{name}\" already exists"),
+                        ));
                     }
                 }
                 let is_ctas = !matches!(c.input.as_ref(), LogicalPlan::EmptyRelation(_));
                 let rows = self
                     .create_managed_table(session, state, &db, &name, (*c.input).clone(), partition_by, existing)
                     .await?;
-                if is_ctas { tag(&format!("SELECT {rows}")) } else { tag("CREATE TABLE") }
+                if is_ctas {
+                    tag(&format!("SELECT {rows}"))
+                } else {
+                    tag("CREATE TABLE")
+                }
             }
             DdlStatement::CreateView(v) => {
                 let (db, name) = self.resolve(state, &v.name)?;
@@ -282,11 +313,20 @@ impl Engine {
         }
     }
 
-    async fn drop_relation(&self, state: &SessionState, r: &TableReference, if_exists: bool, view: bool) -> Result<(), QueryError> {
+    async fn drop_relation(
+        &self,
+        state: &SessionState,
+        r: &TableReference,
+        if_exists: bool,
+        view: bool,
+    ) -> Result<(), QueryError> {
         let (db, name) = self.resolve(state, r)?;
         match self.catalog.table(&db, &name) {
             None if if_exists => Ok(()),
-            None => Err(QueryError::new(ErrorKind::UndefinedTable, format!("relation \"{db}.{name}\" does not exist"))),
+            None => Err(QueryError::new(
+                ErrorKind::UndefinedTable,
+                format!("relation \"{db}.{name}\" does not exist"),
+            )),
             Some(t) if (t.kind == TableKind::View) != view => Err(QueryError::new(
                 ErrorKind::UndefinedTable,
                 format!("\"{db}.{name}\" is not a {}", if view { "view" } else { "table" }),
@@ -299,14 +339,21 @@ impl Engine {
         }
     }
 
-    async fn create_external_table(&self, state: &SessionState, mut cmd: CreateExternalTable) -> Result<(), QueryError> {
+    async fn create_external_table(
+        &self,
+        state: &SessionState,
+        mut cmd: CreateExternalTable,
+    ) -> Result<(), QueryError> {
         let (db, name) = self.resolve(state, &cmd.name)?;
         self.require_database(&db)?;
         if self.catalog.table(&db, &name).is_some() && !cmd.or_replace {
             if cmd.if_not_exists {
                 return Ok(());
             }
-            return Err(QueryError::new(ErrorKind::DuplicateTable, format!("relation \"{db}.{name}\" already exists")));
+            return Err(QueryError::new(
+                ErrorKind::DuplicateTable,
+                format!("relation \"{db}.{name}\" already exists"),
+            ));
         }
         cmd.locations = cmd
             .locations
@@ -317,7 +364,21 @@ impl Engine {
         // Resolve the schema once (inference touches the object store); it is
         // stored so the table never needs inference again.
         let provider = ListingTableFactory::new().create(state, &cmd).await?;
-        let schema = provider.schema();
+        // Untyped partition columns come back dictionary-encoded; store their
+        // value type so every engine in the cluster agrees on it.
+        let schema: SchemaRef = Arc::new(Schema::new(
+            provider
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| match f.data_type() {
+                    DataType::Dictionary(_, value) if cmd.table_partition_cols.contains(f.name()) => {
+                        Field::new(f.name(), value.as_ref().clone(), f.is_nullable())
+                    }
+                    _ => f.as_ref().clone(),
+                })
+                .collect::<Vec<_>>(),
+        ));
         let table = Table {
             database: db,
             name,
@@ -351,11 +412,17 @@ impl Engine {
         let input_schema = input.schema().as_arrow().clone();
         for p in partition_by {
             if input_schema.field_with_name(p).is_err() {
-                return Err(QueryError::new(ErrorKind::UndefinedColumn, format!("partition column \"{p}\" is not in the query")));
+                return Err(QueryError::new(
+                    ErrorKind::UndefinedColumn,
+                    format!("partition column \"{p}\" is not in the query"),
+                ));
             }
         }
         if partition_by.len() == input_schema.fields().len() && !partition_by.is_empty() {
-            return Err(QueryError::new(ErrorKind::InvalidParameter, "a table needs at least one column that is not a partition column"));
+            return Err(QueryError::new(
+                ErrorKind::InvalidParameter,
+                "a table needs at least one column that is not a partition column",
+            ));
         }
         // Hive order: data columns, then partition columns.
         let mut order: Vec<String> = input_schema
@@ -366,7 +433,11 @@ impl Engine {
             .collect();
         order.extend(partition_by.iter().cloned());
         let input = LogicalPlanBuilder::from(input)
-            .project(order.iter().map(|n| col(datafusion::common::Column::new_unqualified(n))))?
+            .project(
+                order
+                    .iter()
+                    .map(|n| col(datafusion::common::Column::new_unqualified(n))),
+            )?
             .build()?;
         let schema: SchemaRef = Arc::new(Schema::new(
             input
@@ -382,7 +453,8 @@ impl Engine {
         } else {
             Some(self.rows_of(session, state, input).await?)
         };
-        self.write_managed_table(db, name, schema, stream, partition_by, replacing).await
+        self.write_managed_table(db, name, schema, stream, partition_by, replacing)
+            .await
     }
 
     /// Writes `stream` as the data of a new managed table and records it in
@@ -427,28 +499,55 @@ impl Engine {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e.into());
         }
-        self.record_partitions(db, name, &location, partition_by, &outcome.partitions).await?;
+        self.record_partitions(db, name, &location, partition_by, &outcome.partitions)
+            .await?;
         Ok(outcome.rows)
     }
 
-    async fn insert(&self, session: &Session, state: &SessionState, db: &str, name: &str, input: LogicalPlan) -> Result<QueryOutput, QueryError> {
-        let table = self
-            .catalog
-            .table(db, name)
-            .ok_or_else(|| QueryError::new(ErrorKind::UndefinedTable, format!("relation \"{db}.{name}\" does not exist")))?;
+    async fn insert(
+        &self,
+        session: &Session,
+        state: &SessionState,
+        db: &str,
+        name: &str,
+        input: LogicalPlan,
+    ) -> Result<QueryOutput, QueryError> {
+        let table = self.catalog.table(db, name).ok_or_else(|| {
+            QueryError::new(
+                ErrorKind::UndefinedTable,
+                format!("relation \"{db}.{name}\" does not exist"),
+            )
+        })?;
         if table.kind == TableKind::View || table.format != "PARQUET" {
-            return Err(QueryError::unsupported(format!("INSERT into {} table \"{db}.{name}\"", if table.kind == TableKind::View { "a view, not a" } else { table.format.as_str() })));
+            return Err(QueryError::unsupported(format!(
+                "INSERT into {} table \"{db}.{name}\"",
+                if table.kind == TableKind::View {
+                    "a view, not a"
+                } else {
+                    table.format.as_str()
+                }
+            )));
         }
         let location = table.locations.first().cloned().unwrap_or_default();
         let dir = local_dir(&location)?;
         let schema: SchemaRef = Arc::new(crate::catalog::provider::decode_schema(&table.arrow_schema)?);
         let stream = self.rows_of(session, state, input).await?;
         let outcome = write_table(stream, &dir, &self.staging, schema, &table.partition_columns).await?;
-        self.record_partitions(db, name, &location, &table.partition_columns, &outcome.partitions).await?;
-        Ok(QueryOutput::Command { tag: format!("INSERT 0 {}", outcome.rows) })
+        self.record_partitions(db, name, &location, &table.partition_columns, &outcome.partitions)
+            .await?;
+        Ok(QueryOutput::Command {
+            tag: format!("INSERT 0 {}", outcome.rows),
+        })
     }
 
-    async fn record_partitions(&self, db: &str, name: &str, location: &str, cols: &[String], parts: &[Vec<String>]) -> Result<(), QueryError> {
+    async fn record_partitions(
+        &self,
+        db: &str,
+        name: &str,
+        location: &str,
+        cols: &[String],
+        parts: &[Vec<String>],
+    ) -> Result<(), QueryError> {
         if cols.is_empty() || parts.is_empty() {
             return Ok(());
         }
@@ -470,10 +569,18 @@ impl Engine {
         Ok(())
     }
 
-    async fn rows_of(&self, session: &Session, state: &SessionState, plan: LogicalPlan) -> Result<SendableRecordBatchStream, QueryError> {
+    async fn rows_of(
+        &self,
+        session: &Session,
+        state: &SessionState,
+        plan: LogicalPlan,
+    ) -> Result<SendableRecordBatchStream, QueryError> {
         match self.query(session, state, plan).await? {
             QueryOutput::Rows { stream, .. } => Ok(stream),
-            other => Err(QueryError::new(ErrorKind::Internal, format!("expected rows, got {other:?}"))),
+            other => Err(QueryError::new(
+                ErrorKind::Internal,
+                format!("expected rows, got {other:?}"),
+            )),
         }
     }
 
@@ -506,7 +613,10 @@ impl Engine {
                     session.guc(name)
                 };
                 let value = value.ok_or_else(|| {
-                    QueryError::new(ErrorKind::UndefinedObject, format!("unrecognized configuration parameter \"{name}\""))
+                    QueryError::new(
+                        ErrorKind::UndefinedObject,
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    )
                 })?;
                 rows(text_column(name), vec![vec![value]])
             }
@@ -540,7 +650,7 @@ impl Engine {
                         }
                     }
                 }
-                Ok(QueryOutput::Command { tag: if name.is_none() { "RESET".into() } else { "RESET".into() } })
+                Ok(QueryOutput::Command { tag: "RESET".into() })
             }
         }
     }
@@ -559,11 +669,18 @@ impl Engine {
                 .find(|s| !s.is_empty() && *s != "$user")
                 .unwrap_or(DEFAULT_DATABASE)
                 .to_owned();
-            let first = if first == "public" { DEFAULT_DATABASE.to_owned() } else { first };
+            let first = if first == "public" {
+                DEFAULT_DATABASE.to_owned()
+            } else {
+                first
+            };
             session.update_state(|s| s.config_mut().options_mut().catalog.default_schema = first);
         }
         session.set_guc(name, value);
-        Ok(QueryOutput::SettingChanged { name: name.to_owned(), value: value.to_owned() })
+        Ok(QueryOutput::SettingChanged {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        })
     }
 
     async fn plan_parsed(&self, state: &SessionState, parsed: &Parsed) -> Result<Option<LogicalPlan>, QueryError> {
@@ -578,7 +695,8 @@ fn rows(schema: SchemaRef, data: Vec<Vec<String>>) -> Result<QueryOutput, QueryE
     let columns = (0..schema.fields().len())
         .map(|i| Arc::new(StringArray::from(data.iter().map(|r| r[i].clone()).collect::<Vec<_>>())) as _)
         .collect();
-    let batch = RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| QueryError::new(ErrorKind::Internal, e.to_string()))?;
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns)
+        .map_err(|e| QueryError::new(ErrorKind::Internal, e.to_string()))?;
     let stream = futures::stream::once(async move { Ok(batch) });
     Ok(QueryOutput::Rows {
         schema: Arc::clone(&schema),
@@ -604,14 +722,20 @@ fn absolute_location(l: &str) -> Result<String, QueryError> {
     if l.contains("://") {
         return Ok(l.to_owned());
     }
-    let path = std::path::absolute(l).map_err(|e| QueryError::new(ErrorKind::InvalidParameter, format!("location '{l}': {e}")))?;
+    let path = std::path::absolute(l)
+        .map_err(|e| QueryError::new(ErrorKind::InvalidParameter, format!("location '{l}': {e}")))?;
     let is_dir = l.ends_with('/') || path.is_dir();
     let url = if is_dir {
         url::Url::from_directory_path(&path)
     } else {
         url::Url::from_file_path(&path)
     }
-    .map_err(|()| QueryError::new(ErrorKind::InvalidParameter, format!("location '{l}' is not a usable path")))?;
+    .map_err(|()| {
+        QueryError::new(
+            ErrorKind::InvalidParameter,
+            format!("location '{l}' is not a usable path"),
+        )
+    })?;
     Ok(url.to_string())
 }
 
@@ -620,7 +744,11 @@ fn local_dir(location: &str) -> Result<PathBuf, QueryError> {
         .ok()
         .filter(|u| u.scheme() == "file")
         .and_then(|u| u.to_file_path().ok())
-        .ok_or_else(|| QueryError::unsupported(format!("writing to '{location}' (only file:// locations are writable yet)")))
+        .ok_or_else(|| {
+            QueryError::unsupported(format!(
+                "writing to '{location}' (only file:// locations are writable yet)"
+            ))
+        })
 }
 
 /// Deletes the data of a dropped managed table. External data is never touched.
@@ -638,10 +766,35 @@ fn remove_managed_data(table: &Table) {
     }
 }
 
+/// Types of `$n` placeholders that appear directly under a cast
+/// (`$1::bigint`), which DataFusion leaves untyped but clients expect typed.
+fn placeholder_cast_types(plan: &LogicalPlan) -> std::collections::HashMap<String, DataType> {
+    use datafusion::logical_expr::{Cast, Expr, TryCast};
+    let mut out = std::collections::HashMap::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                let (inner, field) = match e {
+                    Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => (expr, field),
+                    _ => return Ok(TreeNodeRecursion::Continue),
+                };
+                if let Expr::Placeholder(p) = inner.as_ref() {
+                    out.entry(p.id.clone()).or_insert_with(|| field.data_type().clone());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    out
+}
+
 /// A query goes to the cluster when it reads at least one lake table and
 /// nothing that lives only in the gateway (system tables, in-memory tables).
 fn reads_only_lake_tables(plan: &LogicalPlan) -> bool {
-    if matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) | LogicalPlan::DescribeTable(_)) {
+    if matches!(
+        plan,
+        LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) | LogicalPlan::DescribeTable(_)
+    ) {
         return false;
     }
     let (mut lake, mut other) = (0usize, 0usize);
@@ -721,7 +874,10 @@ impl QueryHandler for Engine {
     async fn prepare(&self, session: &Session, sql: &str) -> Result<Prepared, QueryError> {
         let mut parsed = self.parse(sql)?;
         if parsed.len() > 1 {
-            return Err(QueryError::new(ErrorKind::Syntax, "cannot insert multiple commands into a prepared statement"));
+            return Err(QueryError::new(
+                ErrorKind::Syntax,
+                "cannot insert multiple commands into a prepared statement",
+            ));
         }
         let parsed = parsed.pop().unwrap_or(Parsed::Empty);
         let state = session.state();
@@ -729,38 +885,67 @@ impl QueryHandler for Engine {
             Parsed::Session(SessionCommand::Show { name }) => (text_column(name), vec![], None),
             Parsed::Session(SessionCommand::ShowSchemas) => (text_column("schema_name"), vec![], None),
             Parsed::Session(SessionCommand::ShowAll) => (
-                Arc::new(Schema::new(vec![Field::new("name", DataType::Utf8, false), Field::new("setting", DataType::Utf8, false)])),
+                Arc::new(Schema::new(vec![
+                    Field::new("name", DataType::Utf8, false),
+                    Field::new("setting", DataType::Utf8, false),
+                ])),
                 vec![],
                 None,
             ),
             Parsed::Session(_) | Parsed::Empty => (no_rows(), vec![], None),
             Parsed::Sql { .. } => {
-                let plan = self.plan_parsed(&state, &parsed).await?.ok_or_else(|| QueryError::new(ErrorKind::Internal, "no plan"))?;
+                let plan = self
+                    .plan_parsed(&state, &parsed)
+                    .await?
+                    .ok_or_else(|| QueryError::new(ErrorKind::Internal, "no plan"))?;
+                let cast_types = placeholder_cast_types(&plan);
                 let mut types: Vec<(String, Option<DataType>)> = plan
                     .get_parameter_types()?
                     .into_iter()
-                    .map(|(k, v)| (k, v))
+                    .map(|(k, v)| {
+                        let t = v.or_else(|| cast_types.get(&k).cloned());
+                        (k, t)
+                    })
                     .collect();
                 types.sort_by_key(|(k, _)| k.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX));
                 let schema = match &plan {
-                    LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_) | LogicalPlan::Statement(_) => no_rows(),
+                    LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_) | LogicalPlan::Statement(_) => {
+                        no_rows()
+                    }
                     p => Arc::new(p.schema().as_arrow().clone()),
                 };
                 (schema, types.into_iter().map(|(_, t)| t).collect(), Some(plan))
             }
         };
-        Ok(Prepared { sql: sql.to_owned(), parsed, schema, param_types, plan })
+        Ok(Prepared {
+            sql: sql.to_owned(),
+            parsed,
+            schema,
+            param_types,
+            plan,
+        })
     }
 
-    async fn execute(&self, session: &Session, prepared: &Prepared, params: Option<ParamValues>) -> Result<QueryOutput, QueryError> {
+    async fn execute(
+        &self,
+        session: &Session,
+        prepared: &Prepared,
+        params: Option<ParamValues>,
+    ) -> Result<QueryOutput, QueryError> {
         match (&prepared.parsed, &prepared.plan) {
-            (Parsed::Sql { partition_by, view_sql, .. }, Some(plan)) => {
+            (
+                Parsed::Sql {
+                    partition_by, view_sql, ..
+                },
+                Some(plan),
+            ) => {
                 let state = session.state();
                 let plan = match params {
                     Some(p) => plan.clone().with_param_values(p)?,
                     None => plan.clone(),
                 };
-                self.run_plan(session, &state, plan, partition_by, view_sql.as_deref()).await
+                self.run_plan(session, &state, plan, partition_by, view_sql.as_deref())
+                    .await
             }
             (parsed, _) => self.run(session, parsed).await,
         }
@@ -770,10 +955,16 @@ impl QueryHandler for Engine {
         match parsed {
             Parsed::Empty => Ok(QueryOutput::Empty),
             Parsed::Session(cmd) => self.session_command(session, cmd).await,
-            Parsed::Sql { partition_by, view_sql, .. } => {
+            Parsed::Sql {
+                partition_by, view_sql, ..
+            } => {
                 let state = session.state();
-                let plan = self.plan_parsed(&state, parsed).await?.ok_or_else(|| QueryError::new(ErrorKind::Internal, "no plan"))?;
-                self.run_plan(session, &state, plan, partition_by, view_sql.as_deref()).await
+                let plan = self
+                    .plan_parsed(&state, parsed)
+                    .await?
+                    .ok_or_else(|| QueryError::new(ErrorKind::Internal, "no plan"))?;
+                self.run_plan(session, &state, plan, partition_by, view_sql.as_deref())
+                    .await
             }
         }
     }

@@ -8,16 +8,25 @@ pub enum SessionCommand {
     Commit,
     Rollback,
     /// `SET name = value` (also `TO`, `SESSION`, `LOCAL`, `SET TIME ZONE`).
-    Set { name: String, value: String },
+    Set {
+        name: String,
+        value: String,
+    },
     /// Accepted and reported with this tag, changing nothing
     /// (`SET SESSION CHARACTERISTICS ...`, `CLOSE ALL`, `UNLISTEN *`, ...).
-    NoOp { tag: &'static str },
-    Show { name: String },
+    NoOp {
+        tag: &'static str,
+    },
+    Show {
+        name: String,
+    },
     ShowAll,
     /// `SHOW SCHEMAS` / `SHOW DATABASES`.
     ShowSchemas,
     /// `RESET name`, `RESET ALL` (None), `DISCARD ALL`.
-    Reset { name: Option<String> },
+    Reset {
+        name: Option<String>,
+    },
 }
 
 impl SessionCommand {
@@ -42,7 +51,9 @@ impl SessionCommand {
             s.trim().to_owned()
         };
         match first {
-            "begin" | "start" if first == "begin" || words.get(1) == Some(&"transaction") => Some(SessionCommand::Begin),
+            "begin" | "start" if first == "begin" || words.get(1) == Some(&"transaction") => {
+                Some(SessionCommand::Begin)
+            }
             "commit" | "end" => Some(SessionCommand::Commit),
             "rollback" | "abort" => Some(SessionCommand::Rollback),
             "set" => {
@@ -85,7 +96,9 @@ impl SessionCommand {
                 ["transaction", "isolation", "level"] => Some(SessionCommand::Show {
                     name: "transaction_isolation".to_owned(),
                 }),
-                ["time", "zone"] => Some(SessionCommand::Show { name: "timezone".to_owned() }),
+                ["time", "zone"] => Some(SessionCommand::Show {
+                    name: "timezone".to_owned(),
+                }),
                 [name] if !matches!(*name, "tables" | "functions" | "columns" | "views") => {
                     Some(SessionCommand::Show { name: unquote(name) })
                 }
@@ -93,7 +106,9 @@ impl SessionCommand {
             },
             "reset" => match words.get(1) {
                 Some(&"all") => Some(SessionCommand::Reset { name: None }),
-                Some(name) => Some(SessionCommand::Reset { name: Some((*name).to_owned()) }),
+                Some(name) => Some(SessionCommand::Reset {
+                    name: Some((*name).to_owned()),
+                }),
                 None => None,
             },
             "discard" => Some(SessionCommand::Reset { name: None }),
@@ -121,22 +136,42 @@ mod tests {
     #[test]
     fn recognises_driver_statements() {
         assert_eq!(C::parse("BEGIN"), Some(C::Begin));
-        assert_eq!(C::parse("start transaction isolation level read committed"), Some(C::Begin));
+        assert_eq!(
+            C::parse("start transaction isolation level read committed"),
+            Some(C::Begin)
+        );
         assert_eq!(C::parse("COMMIT;"), Some(C::Commit));
         assert_eq!(
             C::parse("SET extra_float_digits = 3"),
-            Some(C::Set { name: "extra_float_digits".into(), value: "3".into() })
+            Some(C::Set {
+                name: "extra_float_digits".into(),
+                value: "3".into()
+            })
         );
         assert_eq!(
             C::parse("SET SESSION search_path TO 'tpch'"),
-            Some(C::Set { name: "search_path".into(), value: "tpch".into() })
+            Some(C::Set {
+                name: "search_path".into(),
+                value: "tpch".into()
+            })
         );
         assert_eq!(
             C::parse("SET TIME ZONE 'Europe/Paris'"),
-            Some(C::Set { name: "timezone".into(), value: "Europe/Paris".into() })
+            Some(C::Set {
+                name: "timezone".into(),
+                value: "Europe/Paris".into()
+            })
         );
-        assert_eq!(C::parse("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ UNCOMMITTED"), Some(C::NoOp { tag: "SET" }));
-        assert_eq!(C::parse("show transaction isolation level"), Some(C::Show { name: "transaction_isolation".into() }));
+        assert_eq!(
+            C::parse("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ UNCOMMITTED"),
+            Some(C::NoOp { tag: "SET" })
+        );
+        assert_eq!(
+            C::parse("show transaction isolation level"),
+            Some(C::Show {
+                name: "transaction_isolation".into()
+            })
+        );
         assert_eq!(C::parse("SHOW TABLES"), None);
         assert_eq!(C::parse("select 1; select 2"), None);
         assert_eq!(C::parse("select 1"), None);

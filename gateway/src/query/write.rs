@@ -122,7 +122,11 @@ pub async fn write_table(
             }
             Ok::<_, QueryError>(())
         })?;
-        Ok(WriteOutcome { rows, files, partitions })
+        Ok(WriteOutcome {
+            rows,
+            files,
+            partitions,
+        })
     }
     .await;
     let outcome = match result {
@@ -164,7 +168,11 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, QueryE
     if batch.num_columns() != schema.fields().len() {
         return Err(QueryError::new(
             ErrorKind::DataException,
-            format!("expected {} columns, got {}", schema.fields().len(), batch.num_columns()),
+            format!(
+                "expected {} columns, got {}",
+                schema.fields().len(),
+                batch.num_columns()
+            ),
         ));
     }
     let columns = batch
@@ -175,13 +183,13 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, QueryE
             if c.data_type() == f.data_type() {
                 Ok(Arc::clone(c))
             } else {
-                cast(c, f.data_type()).map_err(|e| {
-                    QueryError::new(ErrorKind::DataException, format!("column \"{}\": {e}", f.name()))
-                })
+                cast(c, f.data_type())
+                    .map_err(|e| QueryError::new(ErrorKind::DataException, format!("column \"{}\": {e}", f.name())))
             }
         })
         .collect::<Result<Vec<ArrayRef>, _>>()?;
-    RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| QueryError::new(ErrorKind::DataException, e.to_string()))
+    RecordBatch::try_new(Arc::clone(schema), columns)
+        .map_err(|e| QueryError::new(ErrorKind::DataException, e.to_string()))
 }
 
 fn split_and_write(
@@ -190,7 +198,9 @@ fn split_and_write(
     n_data: usize,
     batch: RecordBatch,
 ) -> Result<(), QueryError> {
-    let data = batch.project(&(0..n_data).collect::<Vec<_>>()).map_err(|e| io_err("project", e))?;
+    let data = batch
+        .project(&(0..n_data).collect::<Vec<_>>())
+        .map_err(|e| io_err("project", e))?;
     if partition_cols.is_empty() {
         return writers.write(Vec::new(), partition_cols, data);
     }
