@@ -32,7 +32,7 @@ step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "build binaries"
-cargo build --workspace --bins
+cargo build --workspace --all-targets
 
 step "rust tests (nextest)"
 cargo nextest run --workspace --no-fail-fast

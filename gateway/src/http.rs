@@ -18,7 +18,7 @@ use crate::cluster::Cluster;
 #[derive(Debug, Clone)]
 pub struct Metrics {
     pub registry: Registry,
-    /// Statements by protocol and outcome.
+    /// Statements by outcome (`ok`, `error`).
     pub statements: IntCounterVec,
     pub executors_alive: IntGauge,
 }
@@ -27,8 +27,8 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("sluice".into()), None)?;
         let statements = IntCounterVec::new(
-            Opts::new("statements_total", "Statements run, by protocol and outcome"),
-            &["protocol", "outcome"],
+            Opts::new("statements_total", "Statements run, by outcome"),
+            &["outcome"],
         )?;
         let executors_alive = IntGauge::new("executors_alive", "Executors registered with the scheduler and alive")?;
         registry.register(Box::new(statements.clone()))?;

@@ -75,7 +75,8 @@ async fn bind(flag: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
 struct Tls {
     pg: tokio_rustls::TlsAcceptor,
     flight: tonic::transport::ServerTlsConfig,
-    cert_der: Vec<u8>,
+    /// PEM of the certificate chain, for SCRAM channel binding.
+    cert_pem: Vec<u8>,
 }
 
 fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls, StartError> {
@@ -85,10 +86,9 @@ fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls, StartE
     let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| StartError::Tls(format!("parse {}: {e}", cert.display())))?;
-    let first = certs
-        .first()
-        .ok_or_else(|| StartError::Tls(format!("no certificate in {}", cert.display())))?;
-    let cert_der = first.as_ref().to_vec();
+    if certs.is_empty() {
+        return Err(StartError::Tls(format!("no certificate in {}", cert.display())));
+    }
     let private = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .map_err(|e| StartError::Tls(format!("parse {}: {e}", key.display())))?
         .ok_or_else(|| StartError::Tls(format!("no private key in {}", key.display())))?;
@@ -101,8 +101,8 @@ fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls, StartE
     Ok(Tls {
         pg: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
         flight: tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(cert_pem, key_pem)),
-        cert_der,
+            .identity(tonic::transport::Identity::from_pem(cert_pem.clone(), key_pem)),
+        cert_pem,
     })
 }
 
@@ -135,11 +135,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         shutdown.clone(),
     )
     .await?;
+    let metrics = http::Metrics::new()?;
     let engine = Arc::new(Engine::new(
         Arc::clone(&catalog),
         cluster.clone(),
         runtime,
         &config.data_dir,
+        metrics.statements.clone(),
     )?);
     if config.demo {
         let rows = demo::install(&engine, config.demo_scale).await?;
@@ -155,22 +157,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         key.to_vec(),
     ));
     let handler: Arc<dyn QueryHandler> = engine;
-    let metrics = http::Metrics::new()?;
 
     let addrs = BoundAddrs {
         pg: pg_listener.local_addr().map_err(StartError::ListenFile)?,
         flight: flight_listener.local_addr().map_err(StartError::ListenFile)?,
         http: http_listener.local_addr().map_err(StartError::ListenFile)?,
     };
-    let (pg_tls, flight_tls, cert_der) = match tls {
-        Some(t) => (Some(t.pg), Some(t.flight), Some(t.cert_der)),
+    let (pg_tls, flight_tls, cert_pem) = match tls {
+        Some(t) => (Some(t.pg), Some(t.flight), Some(t.cert_pem)),
         None => (None, None, None),
     };
     let pg = frontend::pg::PgServer {
         auth: Arc::clone(&auth),
         handler: Arc::clone(&handler),
         tls: pg_tls,
-        cert_der,
+        cert_pem,
         max_connections: 1000,
     };
     let flight = frontend::flight::FlightSqlServer::new(Arc::clone(&auth), Arc::clone(&handler), Arc::clone(&catalog))

@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from conftest import Gateway
+from sluice_fixtures import Gateway
 
 
 def test_select_one_and_version(gateway):

@@ -477,8 +477,8 @@ pub struct PgServer {
     pub auth: Arc<dyn Authenticator>,
     pub handler: Arc<dyn QueryHandler>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-    /// DER certificate for SCRAM channel binding (with TLS).
-    pub cert_der: Option<Vec<u8>>,
+    /// PEM certificate chain for SCRAM channel binding (with TLS).
+    pub cert_pem: Option<Vec<u8>>,
     pub max_connections: usize,
 }
 
@@ -554,7 +554,7 @@ impl PgServer {
             auth: Arc::clone(&self.auth),
         }));
         scram.set_iterations(SCRAM_ITERATIONS);
-        if let Some(cert) = &self.cert_der
+        if let Some(cert) = &self.cert_pem
             && let Err(e) = scram.configure_certificate(cert)
         {
             tracing::warn!("SCRAM channel binding disabled: {e}");

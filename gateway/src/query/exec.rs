@@ -46,6 +46,7 @@ pub struct Engine {
     cluster: Cluster,
     compat: PostgresCompatibilityParser,
     staging: PathBuf,
+    statements: prometheus::IntCounterVec,
 }
 
 impl std::fmt::Debug for Engine {
@@ -80,6 +81,7 @@ impl Engine {
         cluster: Cluster,
         runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
         data_dir: &std::path::Path,
+        statements: prometheus::IntCounterVec,
     ) -> Result<Self, QueryError> {
         let config = sluice_lake::session_config().with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE);
         let ctx = SessionContext::new_with_state(sluice_lake::session_state(config, runtime));
@@ -99,6 +101,7 @@ impl Engine {
             cluster,
             compat: PostgresCompatibilityParser::new(),
             staging,
+            statements,
         })
     }
 
@@ -683,6 +686,12 @@ impl Engine {
         })
     }
 
+    fn count<T>(&self, r: Result<T, QueryError>) -> Result<T, QueryError> {
+        let outcome = if r.is_ok() { "ok" } else { "error" };
+        self.statements.with_label_values(&[outcome]).inc();
+        r
+    }
+
     async fn plan_parsed(&self, state: &SessionState, parsed: &Parsed) -> Result<Option<LogicalPlan>, QueryError> {
         match parsed {
             Parsed::Sql { statement, .. } => Ok(Some(state.statement_to_plan((**statement).clone()).await?)),
@@ -932,6 +941,23 @@ impl QueryHandler for Engine {
         prepared: &Prepared,
         params: Option<ParamValues>,
     ) -> Result<QueryOutput, QueryError> {
+        let r = self.execute_prepared(session, prepared, params).await;
+        self.count(r)
+    }
+
+    async fn run(&self, session: &Session, parsed: &Parsed) -> Result<QueryOutput, QueryError> {
+        let r = self.run_parsed(session, parsed).await;
+        self.count(r)
+    }
+}
+
+impl Engine {
+    async fn execute_prepared(
+        &self,
+        session: &Session,
+        prepared: &Prepared,
+        params: Option<ParamValues>,
+    ) -> Result<QueryOutput, QueryError> {
         match (&prepared.parsed, &prepared.plan) {
             (
                 Parsed::Sql {
@@ -951,7 +977,7 @@ impl QueryHandler for Engine {
         }
     }
 
-    async fn run(&self, session: &Session, parsed: &Parsed) -> Result<QueryOutput, QueryError> {
+    async fn run_parsed(&self, session: &Session, parsed: &Parsed) -> Result<QueryOutput, QueryError> {
         match parsed {
             Parsed::Empty => Ok(QueryOutput::Empty),
             Parsed::Session(cmd) => self.session_command(session, cmd).await,

@@ -1,0 +1,63 @@
+"""Shared helpers for the benchmark scripts: start a gateway binary on port 0."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "python"))
+
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", "/var/tmp/sluice-target"))
+
+
+def gateway_binary():
+    explicit = os.environ.get("SLUICE_GATEWAY_BIN")
+    if explicit:
+        return Path(explicit)
+    for profile in ("release", "debug"):
+        p = TARGET / profile / "sluice-gateway"
+        if p.exists():
+            return p
+    raise SystemExit("build the gateway first: cargo build --release -p sluice-gateway")
+
+
+class Gateway:
+    def __init__(self, data_dir: Path, *extra):
+        self.data_dir = data_dir
+        self.extra = list(extra)
+        self.proc = None
+
+    def __enter__(self):
+        listen = self.data_dir.parent / (self.data_dir.name + "-listen.json")
+        listen.unlink(missing_ok=True)
+        env = dict(os.environ, SLUICE_ADMIN_PASSWORD="bench", SLUICE_LOG="warn")
+        self.proc = subprocess.Popen(
+            [str(gateway_binary()), "--data-dir", str(self.data_dir), "--pg-listen", "127.0.0.1:0",
+             "--flight-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--listen-file", str(listen), *self.extra],
+            env=env, stdout=subprocess.DEVNULL, stderr=open(self.data_dir.parent / "gateway.log", "ab"),
+        )
+        for _ in range(1200):
+            if listen.exists():
+                addrs = json.loads(listen.read_text())
+                self.pg_port = int(addrs["pg"].rsplit(":", 1)[1])
+                return self
+            if self.proc.poll() is not None:
+                raise SystemExit("gateway exited during start-up")
+            time.sleep(0.1)
+        raise SystemExit("gateway did not start")
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+    def dsn(self):
+        return f"host=127.0.0.1 port={self.pg_port} user=sluice password=bench dbname=sluice"
+
+    def rss_bytes(self):
+        for line in open(f"/proc/{self.proc.pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
