@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from common import Gateway
@@ -32,7 +33,7 @@ def main():
         with pq.ParquetWriter(d / "wide" / "data.parquet", pa.schema([("id", pa.int64()), ("label", pa.string()), ("value", pa.float64())]), compression="zstd") as w:
             for start in range(0, n, chunk):
                 ids = pa.array(range(start, min(n, start + chunk)), pa.int64())
-                w.write_table(pa.table({"id": ids, "label": pa.array([f"label-{i % 1000:04d}-xxxxxxxx" for i in range(start, min(n, start + chunk))]), "value": pa.compute.multiply(ids.cast(pa.float64()), 0.5)}))
+                w.write_table(pa.table({"id": ids, "label": pa.array([f"label-{i % 1000:04d}-xxxxxxxx" for i in range(start, min(n, start + chunk))]), "value": pc.multiply(ids.cast(pa.float64()), 0.5)}))
         with Gateway(d / "gw") as g, psycopg.connect(g.dsn(), autocommit=True) as conn:
             conn.execute(f"CREATE EXTERNAL TABLE wide STORED AS PARQUET LOCATION '{d}/wide/'")
             conn.execute("SELECT count(*) FROM wide").fetchone()

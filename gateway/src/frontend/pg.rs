@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use datafusion::arrow::datatypes::Schema;
 use futures::{Sink, SinkExt, StreamExt, stream};
+use pgwire::api::DEFAULT_NAME;
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::sasl::scram::ScramAuth;
 use pgwire::api::auth::{
@@ -20,12 +21,13 @@ use pgwire::api::auth::{
     protocol_negotiation, save_startup_parameters_to_metadata,
 };
 use pgwire::api::cancel::CancelHandler;
-use pgwire::api::portal::{Format, Portal};
+use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
     DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::Entry;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
     ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, PidSecretKeyGenerator,
@@ -33,6 +35,7 @@ use pgwire::api::{
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::net::TcpListener;
@@ -377,6 +380,55 @@ impl ExtendedQueryHandler for Queries {
 
     fn query_parser(&self) -> Arc<Parser> {
         Arc::clone(&self.parser)
+    }
+
+    /// Streams the rows of an `Execute` without a row limit straight to the
+    /// client. pgwire's default collects a portal's rows into memory before
+    /// sending them; limited fetches (cursors, `fetchSize`) still take that
+    /// path.
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Stmt>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let portal = match client.portal_store().get_portal(name) {
+            Some(Entry::Value(p)) => p,
+            _ => return self._on_execute(client, message).await,
+        };
+        let streams = message.max_rows == 0
+            && !portal.statement.statement.schema.fields().is_empty()
+            && matches!(*portal.state().lock().await, PortalExecutionState::Initial)
+            && matches!(client.state(), PgWireConnectionState::ReadyForQuery);
+        if !streams {
+            return self._on_execute(client, message).await;
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let result = async {
+            let Response::Query(mut response) =
+                ExtendedQueryHandler::do_query(self, client, portal.as_ref(), 0).await?
+            else {
+                return Err(pg_error(QueryError::new(ErrorKind::Internal, "query produced no rows")));
+            };
+            let tag = response.command_tag().to_owned();
+            let mut rows = 0;
+            while let Some(row) = response.data_rows().next().await {
+                client.feed(PgWireBackendMessage::DataRow(row?)).await?;
+                rows += 1;
+            }
+            *portal.state().lock().await = PortalExecutionState::Finished;
+            client
+                .send(PgWireBackendMessage::CommandComplete(
+                    Tag::new(&tag).with_rows(rows).into(),
+                ))
+                .await?;
+            Ok(())
+        }
+        .await;
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        result
     }
 
     async fn do_describe_statement<C>(
