@@ -39,7 +39,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="sluice-tpch-") as d:
         d = Path(d)
         data = d / "data"
-        subprocess.run([str(Path(sys.executable).parent / "tpchgen-cli"), "-s", str(args.scale), "--format", "parquet", "--output-dir", str(data)], check=True)
+        subprocess.run([str(Path(sys.executable).parent / "tpchgen-cli"), "parquet", "-s", str(args.scale), "--output-dir", str(data)], check=True)
         paths = {}
         for t in TABLES:
             p = data / f"{t}.parquet"

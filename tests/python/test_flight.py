@@ -66,3 +66,56 @@ def test_bad_password_and_errors(gateway):
         with pytest.raises(adbc_driver_manager.Error) as e:
             cur.execute("SELECT * FROM no_such_table")
         assert "not found" in str(e.value) or "NOT_FOUND" in str(e.value).upper()
+
+
+def _pb_len(field, payload: bytes) -> bytes:
+    out = bytes([field << 3 | 2])
+    n = len(payload)
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out + payload
+
+
+def _statement_descriptor(sql):
+    import pyarrow.flight as fl
+
+    cmd = _pb_len(1, sql.encode())
+    any_msg = _pb_len(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery") + _pb_len(2, cmd)
+    return fl.FlightDescriptor.for_command(any_msg)
+
+
+def test_tickets_are_signed_and_schemas_match(gateway, lake):
+    import pyarrow.flight as fl
+
+    client = fl.FlightClient(gateway.flight_uri())
+    token = client.authenticate_basic_token("sluice", gateway.password)
+    opts = fl.FlightCallOptions(headers=[token])
+    with connect(gateway) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE EXTERNAL TABLE IF NOT EXISTS fl_tickets STORED AS PARQUET LOCATION '{lake}/sales/'")
+    info = client.get_flight_info(_statement_descriptor("SELECT id, item FROM fl_tickets WHERE id < 3 ORDER BY id"), opts)
+    ticket = info.endpoints[0].ticket
+    table = client.do_get(ticket, opts).read_all()
+    assert table.schema.equals(info.schema, check_metadata=False), (table.schema, info.schema)
+    assert table.column("id").to_pylist() == [0, 1, 2]
+    # the same ticket is served again without server-side state
+    assert client.do_get(ticket, opts).read_all().num_rows == 3
+    # any change to the ticket is refused
+    raw = bytearray(ticket.ticket)
+    raw[-3] ^= 0x01
+    with pytest.raises(fl.FlightError) as e:
+        client.do_get(fl.Ticket(bytes(raw)), opts).read_all()
+    assert "signature" in str(e.value) or "malformed" in str(e.value)
+    # and no call works without credentials
+    with pytest.raises(fl.FlightUnauthenticatedError):
+        client.do_get(ticket).read_all()
+
+
+def test_sql_info_and_table_types(gateway):
+    with connect(gateway) as conn:
+        info = conn.adbc_get_info()
+        assert info["vendor_name"] == "Sluice"
+        types = conn.adbc_get_table_types()
+        assert set(types) >= {"TABLE", "VIEW"}
