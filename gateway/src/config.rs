@@ -76,8 +76,8 @@ pub struct Cli {
     /// File holding the bootstrap administrator password.
     #[arg(long, env = "SLUICE_ADMIN_PASSWORD_FILE")]
     pub admin_password_file: Option<PathBuf>,
-    /// Write a small TPC-H data set (schema `tpch`) on first start.
-    #[arg(long, env = "SLUICE_DEMO")]
+    /// Write a small TPC-H data set (schema `tpch`) on first start (`--demo` or `--demo=true`).
+    #[arg(long, env = "SLUICE_DEMO", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub demo: Option<bool>,
     /// TPC-H scale factor for --demo.
     #[arg(long, env = "SLUICE_DEMO_SCALE")]
@@ -377,6 +377,13 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.starts_with("--catalog:"), "{err}");
+    }
+
+    #[test]
+    fn demo_is_a_plain_flag() {
+        assert_eq!(cli(&["--demo"]).demo, Some(true));
+        assert_eq!(cli(&["--demo=false"]).demo, Some(false));
+        assert_eq!(cli(&[]).demo, None);
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub enum StartError {
     Tls(String),
     #[error("--listen-file: {0}")]
     ListenFile(std::io::Error),
+    #[error("flight: {0}")]
+    Flight(String),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }
@@ -174,8 +176,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         cert_pem,
         max_connections: 1000,
     };
-    let flight = frontend::flight::FlightSqlServer::new(Arc::clone(&auth), Arc::clone(&handler), Arc::clone(&catalog))
-        .map_err(|e| StartError::Tls(e.to_string()))?;
+    let flight = frontend::flight::FlightSqlServer::new(Arc::clone(&auth), Arc::clone(&handler))
+        .map_err(|e| StartError::Flight(e.to_string()))?;
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(pg.run(pg_listener, shutdown.clone()));

@@ -109,6 +109,22 @@ pub trait QueryHandler: Send + Sync + std::fmt::Debug {
 
     /// Runs one parsed statement.
     async fn run(&self, session: &Session, parsed: &Parsed) -> Result<QueryOutput, QueryError>;
+
+    /// Schemas of the catalog (user databases), for metadata APIs.
+    fn schemas(&self) -> Vec<String>;
+
+    /// Tables and views of the catalog, for metadata APIs.
+    fn tables(&self) -> Vec<TableInfo>;
+}
+
+/// A table or view as metadata APIs list it.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    pub schema: String,
+    pub name: String,
+    /// `TABLE` or `VIEW`.
+    pub kind: &'static str,
+    pub arrow_schema: SchemaRef,
 }
 
 /// Parses SQL the way a Postgres client writes it.

@@ -86,6 +86,20 @@ def startup_packet(user="sluice", database="sluice"):
     return struct.pack("!I", len(body) + 4) + body
 
 
+def send_garbage(port, payload, timeout=5):
+    """Sends raw bytes on a fresh connection and reads until the server closes it."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(payload)
+        try:
+            while s.recv(4096):
+                pass
+        except (ConnectionResetError, socket.timeout):
+            pass
+    finally:
+        s.close()
+
+
 @pytest.mark.parametrize(
     "payload",
     [
@@ -98,17 +112,7 @@ def startup_packet(user="sluice", database="sluice"):
 )
 def test_garbage_on_pg_port_hurts_only_its_connection(gateway, payload):
     with psycopg.connect(gateway.dsn(), autocommit=True) as other:
-        s = socket.create_connection(("127.0.0.1", gateway.pg_port), timeout=5)
-        try:
-            s.sendall(payload)
-            s.settimeout(5)
-            try:
-                while s.recv(4096):
-                    pass
-            except (ConnectionResetError, socket.timeout):
-                pass
-        finally:
-            s.close()
+        send_garbage(gateway.pg_port, payload)
         assert other.execute("SELECT 42").fetchone() == (42,)
     assert gateway.alive()
 
@@ -118,17 +122,7 @@ def test_garbage_on_flight_port_hurts_only_its_connection(gateway):
 
     with flight_sql.connect(gateway.flight_uri(), db_kwargs={"username": "sluice", "password": gateway.password}, autocommit=True) as conn:
         for payload in (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\xff" * 100, bytes(range(256)) * 8, b"GET / HTTP/1.1\r\n\r\n"):
-            s = socket.create_connection(("127.0.0.1", gateway.flight_port), timeout=5)
-            try:
-                s.sendall(payload)
-                s.settimeout(3)
-                try:
-                    while s.recv(4096):
-                        pass
-                except (ConnectionResetError, socket.timeout):
-                    pass
-            finally:
-                s.close()
+            send_garbage(gateway.flight_port, payload)
             with conn.cursor() as cur:
                 cur.execute("SELECT 7 AS x")
                 assert cur.fetchone() == (7,)

@@ -119,3 +119,16 @@ def test_sql_info_and_table_types(gateway):
         assert info["vendor_name"] == "Sluice"
         types = conn.adbc_get_table_types()
         assert set(types) >= {"TABLE", "VIEW"}
+
+
+def test_xdbc_type_info(gateway):
+    import pyarrow.flight as fl
+
+    client = fl.FlightClient(gateway.flight_uri())
+    opts = fl.FlightCallOptions(headers=[client.authenticate_basic_token("sluice", gateway.password)])
+    any_msg = _pb_len(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandGetXdbcTypeInfo") + _pb_len(2, b"")
+    info = client.get_flight_info(fl.FlightDescriptor.for_command(any_msg), opts)
+    table = client.do_get(info.endpoints[0].ticket, opts).read_all()
+    assert table.schema.equals(info.schema, check_metadata=False)
+    names = set(table.column("type_name").to_pylist())
+    assert {"BIGINT", "VARCHAR", "TIMESTAMP", "DOUBLE PRECISION"} <= names

@@ -106,7 +106,7 @@ def test_tls_on_both_ports(workdir, tls_files):
 
 
 def test_demo_data_and_http_endpoints(workdir):
-    g = Gateway(workdir / "demo", extra=["--demo", "true", "--demo-scale", "0.01"]).start(timeout=300)
+    g = Gateway(workdir / "demo", extra=["--demo", "--demo-scale", "0.01"]).start(timeout=300)
     try:
         n = int(g.psql("select count(*) from tpch.lineitem").strip())
         assert 55_000 < n < 65_000, n

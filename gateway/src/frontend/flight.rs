@@ -30,8 +30,7 @@ use arrow_flight::{
 };
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use datafusion::arrow::array::{ArrayRef, RecordBatch};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
@@ -45,8 +44,9 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{Authenticator, Principal};
-use crate::catalog::{CATALOG_NAME, CatalogState, TableKind};
+use crate::catalog::CATALOG_NAME;
 use crate::error::QueryError;
+use crate::query::write::conform;
 use crate::query::{Prepared, QueryHandler, QueryOutput, positional_placeholders};
 use crate::session::Session;
 use sluice_proto::StatementHandle;
@@ -58,7 +58,6 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 pub struct FlightSqlServer {
     auth: Arc<dyn Authenticator>,
     handler: Arc<dyn QueryHandler>,
-    catalog: Arc<CatalogState>,
     sql_info: Arc<SqlInfoData>,
     xdbc: Arc<XdbcTypeInfoData>,
 }
@@ -204,15 +203,10 @@ fn params_of(batch: &RecordBatch) -> Result<ParamValues, Status> {
 }
 
 impl FlightSqlServer {
-    pub fn new(
-        auth: Arc<dyn Authenticator>,
-        handler: Arc<dyn QueryHandler>,
-        catalog: Arc<CatalogState>,
-    ) -> Result<Self, Status> {
+    pub fn new(auth: Arc<dyn Authenticator>, handler: Arc<dyn QueryHandler>) -> Result<Self, Status> {
         Ok(FlightSqlServer {
             auth,
             handler,
-            catalog,
             sql_info: Arc::new(sql_info()?),
             xdbc: Arc::new(xdbc_info()?),
         })
@@ -372,7 +366,10 @@ impl FlightSqlServer {
         // The DoGet schema must equal the FlightInfo schema, nullability included.
         let batches = stream.map(move |b| {
             let b = b.map_err(|e| FlightError::Tonic(Box::new(Status::from(QueryError::from(e)))))?;
-            conform(b, &target).map_err(|e| FlightError::Tonic(Box::new(e)))
+            if b.schema() == target {
+                return Ok(b);
+            }
+            conform(b, &target).map_err(|e| FlightError::Tonic(Box::new(Status::from(e))))
         });
         let stream = FlightDataEncoderBuilder::new()
             .with_schema(schema)
@@ -393,43 +390,10 @@ impl FlightSqlServer {
             .map_err(Status::from);
         Ok(Response::new(Box::pin(stream)))
     }
-
-    fn schemas_for_tables(&self) -> Vec<(String, String, &'static str, SchemaRef)> {
-        let snap = self.catalog.snapshot();
-        snap.tables
-            .values()
-            .map(|t| {
-                let schema =
-                    crate::catalog::provider::decode_schema(&t.arrow_schema).unwrap_or_else(|_| Schema::empty());
-                let kind = if t.kind == TableKind::View { "VIEW" } else { "TABLE" };
-                (t.database.clone(), t.name.clone(), kind, Arc::new(schema))
-            })
-            .collect()
-    }
 }
 
 fn peer_ip<T>(req: &Request<T>) -> Option<IpAddr> {
     req.remote_addr().map(|a| a.ip())
-}
-
-fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Status> {
-    if batch.schema() == *schema {
-        return Ok(batch);
-    }
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| {
-            if c.data_type() == f.data_type() {
-                Ok(Arc::clone(c))
-            } else {
-                cast(c, f.data_type())
-            }
-        })
-        .collect::<Result<Vec<ArrayRef>, _>>()
-        .map_err(internal)?;
-    RecordBatch::try_new(Arc::clone(schema), columns).map_err(internal)
 }
 
 #[tonic::async_trait]
@@ -653,7 +617,7 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.principal(&request)?;
         let mut b = query.into_builder();
-        for db in self.catalog.snapshot().databases.keys() {
+        for db in self.handler.schemas() {
             b.append(CATALOG_NAME, db);
         }
         self.metadata_batch(b.build().map_err(internal)?).await
@@ -676,8 +640,9 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.principal(&request)?;
         let mut b = query.into_builder();
-        for (db, name, kind, schema) in self.schemas_for_tables() {
-            b.append(CATALOG_NAME, db, name, kind, &schema).map_err(internal)?;
+        for t in self.handler.tables() {
+            b.append(CATALOG_NAME, &t.schema, &t.name, t.kind, &t.arrow_schema)
+                .map_err(internal)?;
         }
         self.metadata_batch(b.build().map_err(internal)?).await
     }

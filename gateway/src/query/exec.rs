@@ -32,7 +32,7 @@ use datafusion_proto::protobuf::LogicalPlanNode;
 use futures::StreamExt;
 
 use super::write::{escape_partition_value, write_table};
-use super::{Parsed, Prepared, QueryHandler, QueryOutput, SessionCommand, no_rows, parse_sql, text_column};
+use super::{Parsed, Prepared, QueryHandler, QueryOutput, SessionCommand, TableInfo, no_rows, parse_sql, text_column};
 use crate::catalog::provider::{SluiceCatalog, encode_schema};
 use crate::catalog::{CATALOG_NAME, CatalogState, Column, DEFAULT_DATABASE, Partition, Table, TableKind};
 use crate::cluster::Cluster;
@@ -948,6 +948,26 @@ impl QueryHandler for Engine {
     async fn run(&self, session: &Session, parsed: &Parsed) -> Result<QueryOutput, QueryError> {
         let r = self.run_parsed(session, parsed).await;
         self.count(r)
+    }
+
+    fn schemas(&self) -> Vec<String> {
+        self.catalog.snapshot().databases.keys().cloned().collect()
+    }
+
+    fn tables(&self) -> Vec<TableInfo> {
+        self.catalog
+            .snapshot()
+            .tables
+            .values()
+            .map(|t| TableInfo {
+                schema: t.database.clone(),
+                name: t.name.clone(),
+                kind: if t.kind == TableKind::View { "VIEW" } else { "TABLE" },
+                arrow_schema: Arc::new(
+                    crate::catalog::provider::decode_schema(&t.arrow_schema).unwrap_or_else(|_| Schema::empty()),
+                ),
+            })
+            .collect()
     }
 }
 
