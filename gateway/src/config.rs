@@ -82,6 +82,11 @@ pub struct Cli {
     /// TPC-H scale factor for --demo.
     #[arg(long, env = "SLUICE_DEMO_SCALE")]
     pub demo_scale: Option<f64>,
+    /// Key that signs bearer tokens and Flight tickets (32+ bytes). Gateways
+    /// sharing it accept each other's tokens. Default: `<data-dir>/token.key`,
+    /// created on first start.
+    #[arg(long, env = "SLUICE_TOKEN_KEY_FILE")]
+    pub token_key_file: Option<PathBuf>,
     /// Write the bound addresses as JSON to this file once listening (for tests and supervisors).
     #[arg(long, env = "SLUICE_LISTEN_FILE")]
     pub listen_file: Option<PathBuf>,
@@ -106,6 +111,7 @@ struct FileConfig {
     demo: Option<bool>,
     demo_scale: Option<f64>,
     listen_file: Option<PathBuf>,
+    token_key_file: Option<PathBuf>,
 }
 
 /// How the bootstrap administrator authenticates.
@@ -146,6 +152,8 @@ pub struct Config {
     pub demo: bool,
     pub demo_scale: f64,
     pub listen_file: Option<PathBuf>,
+    /// File holding the token-signing key.
+    pub token_key_file: PathBuf,
 }
 
 impl Config {
@@ -285,7 +293,12 @@ impl Config {
             return Err(invalid("--admin-user", "must not be empty"));
         }
 
+        let token_key_file = cli
+            .token_key_file
+            .or(file.token_key_file)
+            .unwrap_or_else(|| data_dir.join("token.key"));
         Ok(Config {
+            token_key_file,
             catalog_path,
             data_dir,
             warehouse,

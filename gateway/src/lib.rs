@@ -60,6 +60,8 @@ pub enum StartError {
     Engine(#[from] error::QueryError),
     #[error("--tls-cert/--tls-key: {0}")]
     Tls(String),
+    #[error("--token-key-file: {0}")]
+    TokenKey(String),
     #[error("--listen-file: {0}")]
     ListenFile(std::io::Error),
     #[error("flight: {0}")]
@@ -108,6 +110,37 @@ fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls, StartE
     })
 }
 
+/// Reads the token-signing key, creating a random one (mode 0600) if the file
+/// does not exist yet.
+fn load_or_create_key(path: &std::path::Path) -> Result<Vec<u8>, StartError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::read(path) {
+        Ok(key) if key.len() >= 32 => return Ok(key),
+        Ok(_) => {
+            return Err(StartError::TokenKey(format!(
+                "{} holds fewer than 32 bytes",
+                path.display()
+            )));
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(StartError::TokenKey(format!("cannot read {}: {e}", path.display())));
+        }
+        Err(_) => {}
+    }
+    let key: [u8; 32] = rand::random();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| StartError::TokenKey(format!("cannot create {}: {e}", path.display())))?;
+    f.write_all(&key)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| StartError::TokenKey(format!("cannot write {}: {e}", path.display())))?;
+    Ok(key.to_vec())
+}
+
 /// Addresses the gateway listens on, written to `--listen-file`.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct BoundAddrs {
@@ -152,12 +185,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         }
     }
 
-    let key: [u8; 32] = rand::random();
-    let auth: Arc<dyn Authenticator> = Arc::new(StaticAuthenticator::new(
-        &config.admin_user,
-        &config.admin_auth,
-        key.to_vec(),
-    ));
+    let key = load_or_create_key(&config.token_key_file)?;
+    let auth: Arc<dyn Authenticator> = Arc::new(StaticAuthenticator::new(&config.admin_user, &config.admin_auth, key));
     let handler: Arc<dyn QueryHandler> = engine;
 
     let addrs = BoundAddrs {

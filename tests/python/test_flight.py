@@ -132,3 +132,32 @@ def test_xdbc_type_info(gateway):
     assert table.schema.equals(info.schema, check_metadata=False)
     names = set(table.column("type_name").to_pylist())
     assert {"BIGINT", "VARCHAR", "TIMESTAMP", "DOUBLE PRECISION"} <= names
+
+
+def test_tickets_survive_restart_and_need_the_key(workdir):
+    """Tickets are signed with <data-dir>/token.key: valid after a restart,
+    refused by a gateway with another key."""
+    import pyarrow.flight as fl
+
+    from sluice_fixtures import Gateway
+
+    g = Gateway(workdir / "ticket-key").start()
+    other = Gateway(workdir / "ticket-other-key").start()
+    try:
+        client = fl.FlightClient(g.flight_uri())
+        opts = fl.FlightCallOptions(headers=[client.authenticate_basic_token("sluice", g.password)])
+        info = client.get_flight_info(_statement_descriptor("SELECT 41 + 1 AS answer"), opts)
+        ticket = info.endpoints[0].ticket
+        g.stop()
+        g.start()
+        client = fl.FlightClient(g.flight_uri())
+        assert client.do_get(ticket, opts).read_all().column("answer").to_pylist() == [42]
+        stranger = fl.FlightClient(other.flight_uri())
+        with pytest.raises(fl.FlightUnauthenticatedError):
+            stranger.do_get(ticket, opts).read_all()
+        opts2 = fl.FlightCallOptions(headers=[stranger.authenticate_basic_token("sluice", other.password)])
+        with pytest.raises(fl.FlightError):
+            stranger.do_get(ticket, opts2).read_all()
+    finally:
+        g.stop()
+        other.stop()
