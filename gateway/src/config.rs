@@ -61,6 +61,11 @@ pub struct Cli {
     /// Task slots of each in-process executor (default: number of CPUs).
     #[arg(long, env = "SLUICE_LOCAL_EXECUTOR_SLOTS")]
     pub local_executor_slots: Option<usize>,
+    /// Partitions a query's shuffles and scans are split into (default:
+    /// local executors × slots). More than the cluster's task slots only adds
+    /// scheduling round trips.
+    #[arg(long, env = "SLUICE_TARGET_PARTITIONS")]
+    pub target_partitions: Option<usize>,
     /// PEM certificate chain; with --tls-key enables SSL on the Postgres port and TLS on Flight.
     #[arg(long, env = "SLUICE_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -104,6 +109,7 @@ struct FileConfig {
     http_listen: Option<SocketAddr>,
     local_executors: Option<usize>,
     local_executor_slots: Option<usize>,
+    target_partitions: Option<usize>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     admin_user: Option<String>,
@@ -146,6 +152,7 @@ pub struct Config {
     pub http_listen: SocketAddr,
     pub local_executors: usize,
     pub local_executor_slots: usize,
+    pub target_partitions: usize,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub admin_user: String,
     pub admin_auth: AdminAuth,
@@ -281,6 +288,13 @@ impl Config {
                 "remote executors are not supported yet; use at least 1",
             ));
         }
+        let target_partitions = cli
+            .target_partitions
+            .or(file.target_partitions)
+            .unwrap_or(local_executors * local_executor_slots);
+        if target_partitions == 0 {
+            return Err(invalid("--target-partitions", "must be at least 1"));
+        }
         let demo_scale = cli.demo_scale.or(file.demo_scale).unwrap_or(0.01);
         if !(demo_scale > 0.0 && demo_scale <= 10.0) {
             return Err(invalid("--demo-scale", "must be in (0, 10]"));
@@ -307,6 +321,7 @@ impl Config {
             http_listen,
             local_executors,
             local_executor_slots,
+            target_partitions,
             tls,
             admin_user,
             admin_auth,

@@ -177,6 +177,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         runtime,
         &config.data_dir,
         metrics.statements.clone(),
+        config.target_partitions,
     )?);
     if config.demo {
         let rows = demo::install(&engine, config.demo_scale).await?;

@@ -82,8 +82,11 @@ impl Engine {
         runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
         data_dir: &std::path::Path,
         statements: prometheus::IntCounterVec,
+        target_partitions: usize,
     ) -> Result<Self, QueryError> {
-        let config = sluice_lake::session_config().with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE);
+        let config = sluice_lake::session_config()
+            .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
+            .with_target_partitions(target_partitions);
         let ctx = SessionContext::new_with_state(sluice_lake::session_state(config, runtime));
         let sluice = Arc::new(SluiceCatalog::new(Arc::clone(&catalog)));
         ctx.register_catalog(CATALOG_NAME, Arc::clone(&sluice) as _);
