@@ -161,3 +161,25 @@ def test_tickets_survive_restart_and_need_the_key(workdir):
     finally:
         g.stop()
         other.stop()
+
+
+def test_key_commands_answer_empty(gateway):
+    """JDBC DatabaseMetaData asks for keys; Sluice has none and says so."""
+    import pyarrow.flight as fl
+
+    client = fl.FlightClient(gateway.flight_uri())
+    opts = fl.FlightCallOptions(headers=[client.authenticate_basic_token("sluice", gateway.password)])
+    base = b"type.googleapis.com/arrow.flight.protocol.sql."
+    commands = {
+        "CommandGetPrimaryKeys": _pb_len(3, b"t"),
+        "CommandGetExportedKeys": _pb_len(3, b"t"),
+        "CommandGetImportedKeys": _pb_len(3, b"t"),
+        "CommandGetCrossReference": _pb_len(3, b"a") + _pb_len(6, b"b"),
+    }
+    for name, body in commands.items():
+        msg = _pb_len(1, base + name.encode()) + _pb_len(2, body)
+        info = client.get_flight_info(fl.FlightDescriptor.for_command(msg), opts)
+        table = client.do_get(info.endpoints[0].ticket, opts).read_all()
+        assert table.num_rows == 0, name
+        assert table.schema.equals(info.schema, check_metadata=False), name
+        assert "key_sequence" in table.schema.names, name
