@@ -42,6 +42,18 @@ pub enum ClusterError {
     WorkDir { path: PathBuf, source: std::io::Error },
 }
 
+/// An executor as operators see it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExecutorInfo {
+    pub id: String,
+    pub host: String,
+    /// Flight (shuffle/result) port.
+    pub port: u16,
+    pub task_slots: u32,
+    /// Last heartbeat, Unix seconds.
+    pub last_heartbeat_unix: Option<u64>,
+}
+
 /// Handle on the embedded scheduler.
 #[derive(Clone)]
 pub struct Cluster {
@@ -145,12 +157,25 @@ impl Cluster {
 
     /// Number of executors currently registered and alive.
     pub async fn alive_executors(&self) -> usize {
-        self.scheduler
-            .state
-            .executor_manager
-            .get_executors_state()
-            .await
-            .map_or(0, |v| v.len())
+        self.executors().await.len()
+    }
+
+    /// Executors registered with the scheduler.
+    pub async fn executors(&self) -> Vec<ExecutorInfo> {
+        let state = self.scheduler.state.executor_manager.get_executors_state().await;
+        state
+            .map(|v| {
+                v.into_iter()
+                    .map(|(meta, heartbeat, _)| ExecutorInfo {
+                        id: meta.id,
+                        host: meta.host,
+                        port: meta.port,
+                        task_slots: meta.specification.vcores,
+                        last_heartbeat_unix: heartbeat.map(|d| d.as_secs()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 

@@ -60,6 +60,14 @@ async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     }
 }
 
+async fn executors(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    let list = s.cluster.executors().await;
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        serde_json::to_string(&list).unwrap_or_else(|_| "[]".to_owned()),
+    )
+}
+
 async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     s.metrics.executors_alive.set(s.cluster.alive_executors().await as i64);
     let mut buf = Vec::new();
@@ -84,6 +92,7 @@ pub async fn run(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/executors", get(executors))
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())

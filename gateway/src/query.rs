@@ -6,6 +6,7 @@
 
 mod exec;
 mod session_cmd;
+pub mod system;
 pub mod write;
 
 use std::sync::Arc;

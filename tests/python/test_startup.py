@@ -122,6 +122,13 @@ def test_demo_data_and_http_endpoints(workdir):
         metrics = urllib.request.urlopen(base + "/metrics").read().decode()
         assert "sluice_executors_alive 2" in metrics, metrics
         assert 'sluice_statements_total{outcome="ok"}' in metrics, metrics
+        import json
+
+        listed = json.loads(urllib.request.urlopen(base + "/executors").read())
+        assert len(listed) == 2 and all(e["task_slots"] == 2 for e in listed), listed
+        rows = g.psql("select executor_id, task_slots, last_heartbeat is not null from system.executors order by 1").split()
+        assert sorted(r.split("|")[0] for r in rows) == sorted(e["id"] for e in listed)
+        assert all(r.endswith("|2|t") for r in rows), rows
         # a restart does not write the demo data again
         g.stop()
         g.start()

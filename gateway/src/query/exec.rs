@@ -8,7 +8,7 @@ use ballista_core::execution_plans::DistributedQueryExec;
 use ballista_core::extension::SessionConfigExt;
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::TableProviderFactory;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProviderFactory};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{ParamValues, TableReference};
 use datafusion::datasource::listing::ListingTable;
@@ -92,6 +92,12 @@ impl Engine {
         ctx.register_catalog(CATALOG_NAME, Arc::clone(&sluice) as _);
         setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider).map_err(|e| QueryError::from(*e))?;
         ctx.register_udf(version_udf());
+        let system = Arc::new(datafusion::catalog::MemorySchemaProvider::new());
+        system.register_table(
+            "executors".to_owned(),
+            Arc::new(super::system::ExecutorsTable::new(cluster.clone())),
+        )?;
+        sluice.register_schema(super::system::SYSTEM_SCHEMA, system)?;
         let base = ctx.state();
         sluice.set_planner(base.clone());
         let staging = data_dir.join("staging");

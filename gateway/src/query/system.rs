@@ -1,0 +1,85 @@
+//! The `system` schema: live views of the gateway's own state, answered in
+//! the gateway (never a cluster job). `system.executors` lists the executors
+//! registered with the embedded scheduler.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{RecordBatch, StringArray, TimestampSecondArray, UInt16Array, UInt32Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::{MemTable, Session, TableProvider};
+use datafusion::common::Result;
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::cluster::Cluster;
+
+/// Name of the schema.
+pub const SYSTEM_SCHEMA: &str = "system";
+
+/// `system.executors`: one row per registered executor.
+#[derive(Debug)]
+pub struct ExecutorsTable {
+    cluster: Cluster,
+    schema: SchemaRef,
+}
+
+impl ExecutorsTable {
+    pub fn new(cluster: Cluster) -> Self {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("executor_id", DataType::Utf8, false),
+            Field::new("host", DataType::Utf8, false),
+            Field::new("port", DataType::UInt16, false),
+            Field::new("task_slots", DataType::UInt32, false),
+            Field::new(
+                "last_heartbeat",
+                DataType::Timestamp(TimeUnit::Second, Some("+00:00".into())),
+                true,
+            ),
+        ]));
+        ExecutorsTable { cluster, schema }
+    }
+}
+
+#[async_trait]
+impl TableProvider for ExecutorsTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let executors = self.cluster.executors().await;
+        let batch = RecordBatch::try_new(
+            Arc::clone(&self.schema),
+            vec![
+                Arc::new(StringArray::from_iter_values(executors.iter().map(|e| e.id.as_str()))),
+                Arc::new(StringArray::from_iter_values(executors.iter().map(|e| e.host.as_str()))),
+                Arc::new(UInt16Array::from_iter_values(executors.iter().map(|e| e.port))),
+                Arc::new(UInt32Array::from_iter_values(executors.iter().map(|e| e.task_slots))),
+                Arc::new(
+                    TimestampSecondArray::from(
+                        executors
+                            .iter()
+                            .map(|e| e.last_heartbeat_unix.map(|t| t as i64))
+                            .collect::<Vec<_>>(),
+                    )
+                    .with_timezone("+00:00"),
+                ),
+            ],
+        )?;
+        MemTable::try_new(Arc::clone(&self.schema), vec![vec![batch]])?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}
