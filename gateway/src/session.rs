@@ -37,6 +37,15 @@ const DEFAULT_GUCS: &[(&str, &str)] = &[
     ("transaction_read_only", "off"),
 ];
 
+/// The value a session starts with for `name`, if it is a known setting.
+pub fn default_guc(name: &str) -> Option<String> {
+    let name = name.to_ascii_lowercase();
+    DEFAULT_GUCS
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| (*v).to_owned())
+}
+
 /// One client session.
 #[derive(Debug)]
 pub struct Session {

@@ -249,11 +249,6 @@ impl FlightSqlServer {
                 .verify_token(token.trim())
                 .map_err(|e| Status::unauthenticated(e.to_string()));
         }
-        tracing::debug!(
-            scheme = header.split(' ').next().unwrap_or_default(),
-            len = header.len(),
-            "flight auth header"
-        );
         if let Some(basic) = header.strip_prefix("Basic ") {
             return self.basic(basic, peer_ip(req));
         }
@@ -280,6 +275,11 @@ impl FlightSqlServer {
 
     fn session(&self, principal: &Principal) -> Result<Arc<Session>, Status> {
         self.handler.open_session(&principal.user).map_err(Status::from)
+    }
+
+    /// Plans a statement written with Flight/JDBC `?` markers.
+    async fn prepare(&self, session: &Session, sql: &str) -> Result<Prepared, Status> {
+        Ok(self.handler.prepare(session, &positional_placeholders(sql)).await?)
     }
 
     fn seal(&self, handle: &StatementHandle) -> bytes::Bytes {
@@ -322,7 +322,7 @@ impl FlightSqlServer {
         params_ipc: Vec<u8>,
     ) -> Result<(SchemaRef, StatementHandle), Status> {
         let session = self.session(principal)?;
-        let prepared = self.handler.prepare(&session, &positional_placeholders(sql)).await?;
+        let prepared = self.prepare(&session, sql).await?;
         let mut handle = StatementHandle {
             sql: sql.to_owned(),
             params_ipc,
@@ -352,10 +352,7 @@ impl FlightSqlServer {
             return Ok(Response::new(Box::pin(stream)));
         }
         let session = self.session(principal)?;
-        let prepared = self
-            .handler
-            .prepare(&session, &positional_placeholders(&handle.sql))
-            .await?;
+        let prepared = self.prepare(&session, &handle.sql).await?;
         let params = params_from_ipc(&handle.params_ipc)?;
         let schema = Arc::clone(&prepared.schema);
         let output = self.handler.execute(&session, &prepared, params).await?;
@@ -366,16 +363,12 @@ impl FlightSqlServer {
         // The DoGet schema must equal the FlightInfo schema, nullability included.
         let batches = stream.map(move |b| {
             let b = b.map_err(|e| FlightError::Tonic(Box::new(Status::from(QueryError::from(e)))))?;
-            if b.schema() == target {
-                return Ok(b);
-            }
             conform(b, &target).map_err(|e| FlightError::Tonic(Box::new(Status::from(e))))
         });
         let stream = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(batches)
             .map_err(Status::from);
-        let _session = session;
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -505,10 +498,7 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<i64, Status> {
         let principal = self.principal(&request)?;
         let session = self.session(&principal)?;
-        let prepared = self
-            .handler
-            .prepare(&session, &positional_placeholders(&cmd.query))
-            .await?;
+        let prepared = self.prepare(&session, &cmd.query).await?;
         let out = self.handler.execute(&session, &prepared, None).await?;
         Ok(affected(&out))
     }
@@ -520,10 +510,7 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let principal = self.principal(&request)?;
         let session = self.session(&principal)?;
-        let prepared = self
-            .handler
-            .prepare(&session, &positional_placeholders(&query.query))
-            .await?;
+        let prepared = self.prepare(&session, &query.query).await?;
         let handle = StatementHandle {
             sql: query.query.clone(),
             params_ipc: Vec::new(),
@@ -578,10 +565,7 @@ impl FlightSqlService for FlightSqlServer {
         .await
         .map_err(|e| Status::invalid_argument(format!("cannot read parameters: {e}")))?;
         let session = self.session(&principal)?;
-        let prepared = self
-            .handler
-            .prepare(&session, &positional_placeholders(&handle.sql))
-            .await?;
+        let prepared = self.prepare(&session, &handle.sql).await?;
         let mut total = 0;
         let param_rows: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
         if param_rows.is_empty() {

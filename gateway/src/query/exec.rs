@@ -179,7 +179,8 @@ impl Engine {
                 },
             )
         } else {
-            let physical = state.create_physical_plan(&plan).await?;
+            // `optimized` is final: plan it physically without optimizing again.
+            let physical = state.query_planner().create_physical_plan(&optimized, state).await?;
             let stream = execute_stream(physical, state.task_ctx())?;
             (
                 stream,
@@ -657,7 +658,7 @@ impl Engine {
                         });
                     }
                     Some(n) => {
-                        if let Some(v) = crate::session::Session::new("", self.base.clone()).guc(n) {
+                        if let Some(v) = crate::session::default_guc(n) {
                             self.set(session, n, &v)?;
                         }
                     }

@@ -166,6 +166,9 @@ fn publish(root: &Path, dir: &Path, table_dir: &Path) -> Result<(), QueryError> 
 /// Casts a batch to `schema`'s types and names by position (used for table
 /// writes and for Flight results, whose schema was announced up front).
 pub(crate) fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, QueryError> {
+    if batch.schema() == *schema {
+        return Ok(batch);
+    }
     if batch.num_columns() != schema.fields().len() {
         return Err(QueryError::new(
             ErrorKind::DataException,
