@@ -1,33 +1,30 @@
 //! The compute side of the gateway: the Ballista scheduler embedded in this
 //! process, and the in-process executors of the embedded default.
 //!
-//! The scheduler's gRPC service listens on a loopback port of its own; query
-//! jobs are submitted to it by `DistributedQueryExec` and results are fetched
-//! from the executors that hold them.
+//! The scheduler's gRPC service is served by us (not Ballista's router) behind
+//! the cluster's mutual-TLS acceptor (`sluice_lake::membership`): executors
+//! register and poll over it and `DistributedQueryExec` submits jobs over it;
+//! Ballista's REST API and Flight proxy are not served at all. It listens on
+//! `--scheduler-listen` for remote executors, or on an ephemeral loopback port
+//! when the cluster is only in-process executors.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use arrow_flight::flight_service_server::FlightServiceServer;
+use ballista_core::ConfigProducer;
 use ballista_core::config::TaskSchedulingPolicy;
-use ballista_core::ids::new_instance_id;
-use ballista_core::registry::BallistaFunctionRegistry;
-use ballista_core::serde::BallistaCodec;
-use ballista_core::serde::protobuf::ExecutorRegistration;
-use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
-use ballista_core::serde::scheduler::{ExecutorOperatingSystemSpecification, ExecutorSpecification};
+use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
 use ballista_core::utils::{GrpcServerConfig, create_grpc_server};
-use ballista_core::{BALLISTA_PROTOCOL_VERSION, ConfigProducer, RuntimeProducer};
-use ballista_executor::executor::Executor;
-use ballista_executor::flight_service::BallistaFlightService;
-use ballista_executor::metrics::LoggingMetricsCollector;
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
-use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service_with_listener};
+use ballista_scheduler::scheduler_process::create_scheduler;
 use ballista_scheduler::scheduler_server::SchedulerServer;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use sluice_executor::node::{ExecutorNode, MAX_MESSAGE, NodeConfig};
+use sluice_lake::membership::{self, ClusterCredentials};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +37,24 @@ pub enum ClusterError {
     Executor { index: usize, message: String },
     #[error("cannot create executor work dir {path}: {source}")]
     WorkDir { path: PathBuf, source: std::io::Error },
+}
+
+/// How the cluster behaves when executors come and go.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Executors started inside this process.
+    pub local_executors: usize,
+    /// Task slots of each in-process executor.
+    pub local_slots: usize,
+    /// An executor silent this long is dead; its tasks and shuffle output are
+    /// recomputed elsewhere.
+    pub executor_timeout: Duration,
+    /// How long a query waits for an executor when there is none.
+    pub capacity_wait: Duration,
+    /// Attempts of one task before its job fails.
+    pub task_max_failures: usize,
+    /// Attempts of one stage (re-runs after lost shuffle input) before its job fails.
+    pub stage_max_failures: usize,
 }
 
 /// An executor as operators see it.
@@ -58,67 +73,96 @@ pub struct ExecutorInfo {
 #[derive(Clone)]
 pub struct Cluster {
     scheduler: Arc<SchedulerServer<LogicalPlanNode, PhysicalPlanNode>>,
+    /// Where this process dials its own scheduler.
     scheduler_addr: SocketAddr,
+    credentials: ClusterCredentials,
+    capacity_wait: Duration,
+    executor_timeout: Duration,
+    /// Bumped whenever an executor leaves the cluster (lost or drained).
+    losses: tokio::sync::watch::Receiver<u64>,
+    _local: Arc<Vec<ExecutorNode>>,
+}
+
+/// The executors of the cluster at one moment, and the loss counter then.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub losses: u64,
+    pub ids: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cluster")
             .field("scheduler_addr", &self.scheduler_addr)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
 impl Cluster {
-    /// Starts the scheduler on a loopback port and `local_executors` executors
-    /// with `slots` task slots each, working under `data_dir/executors/N`.
+    /// Starts the scheduler on `listener` and the in-process executors, which
+    /// work under `data_dir/executors/N`.
     pub async fn start(
         runtime: Arc<RuntimeEnv>,
-        local_executors: usize,
-        slots: usize,
+        listener: TcpListener,
+        credentials: ClusterCredentials,
+        options: &ClusterOptions,
         data_dir: &Path,
         shutdown: CancellationToken,
     ) -> Result<Self, ClusterError> {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| ClusterError::Scheduler(e.to_string()))?;
-        let scheduler_addr = listener
+        let bound = listener
             .local_addr()
             .map_err(|e| ClusterError::Scheduler(e.to_string()))?;
+        let scheduler_addr = if bound.ip().is_unspecified() {
+            SocketAddr::new(IpAddr::from([127, 0, 0, 1]), bound.port())
+        } else {
+            bound
+        };
 
         let rt = Arc::clone(&runtime);
         let session_builder = Arc::new(move |config| Ok(sluice_lake::session_state(config, Arc::clone(&rt))));
-        let config_producer: ConfigProducer = Arc::new(sluice_lake::session_config);
+        let creds = credentials.clone();
+        let config_producer: ConfigProducer = Arc::new(move || creds.apply(sluice_lake::session_config()));
+        let executor_timeout = options.executor_timeout.as_secs().max(2);
         let mut config = SchedulerConfig::default()
-            .with_hostname("127.0.0.1")
+            .with_hostname(scheduler_addr.ip().to_string())
             .with_port(scheduler_addr.port())
             .with_scheduler_policy(TaskSchedulingPolicy::PullStaged);
+        config.executor_timeout_seconds = executor_timeout;
+        config.expire_dead_executor_interval_seconds = (executor_timeout / 4).max(1);
+        config.no_executors_grace_period_seconds = options.capacity_wait.as_secs().max(1);
+        config.task_max_failures = options.task_max_failures;
+        config.stage_max_failures = options.stage_max_failures;
+        config.enable_embedded_flight_proxy = false;
+        config.use_tls = true;
+        config.override_create_grpc_client_endpoint = Some(credentials.endpoint_override());
         config.override_session_builder = Some(Arc::clone(&session_builder) as _);
         config.override_config_producer = Some(Arc::clone(&config_producer));
-        // The embedded default is one process: executors cannot vanish on their
-        // own, so the spot-oriented timeouts of remote mode do not apply here.
-        let cluster = BallistaCluster::new_memory(
-            format!("127.0.0.1:{}", scheduler_addr.port()),
-            session_builder,
-            Arc::clone(&config_producer),
-        );
+        let cluster = BallistaCluster::new_memory(scheduler_addr.to_string(), session_builder, config_producer);
         let scheduler: SchedulerServer<LogicalPlanNode, PhysicalPlanNode> = create_scheduler(cluster, Arc::new(config))
             .await
             .map_err(|e| ClusterError::Scheduler(e.to_string()))?;
-        let server = scheduler.clone();
+
+        let tls = credentials
+            .server_config()
+            .map_err(|e| ClusterError::Scheduler(e.to_string()))?;
+        let service = SchedulerGrpcServer::new(scheduler.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        let incoming = membership::incoming(listener, tls, "scheduler");
         let token = shutdown.clone();
         tokio::spawn(async move {
-            tokio::select! {
-                r = start_grpc_service_with_listener(listener, server) => {
-                    if let Err(e) = r {
-                        tracing::error!("scheduler service stopped: {e}");
-                    }
-                }
-                () = token.cancelled() => {}
+            let r = create_grpc_server(&GrpcServerConfig::default())
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
+                .await;
+            if let Err(e) = r {
+                tracing::error!("scheduler service stopped: {e}");
             }
         });
+        tracing::info!(%bound, "scheduler listening (cluster members only)");
 
-        for index in 0..local_executors {
+        let mut local = Vec::with_capacity(options.local_executors);
+        for index in 0..options.local_executors {
             let work_dir = data_dir.join("executors").join(index.to_string());
             // Shuffle files of a previous run are garbage: jobs do not survive a restart.
             let _ = std::fs::remove_dir_all(&work_dir);
@@ -126,26 +170,87 @@ impl Cluster {
                 path: work_dir.clone(),
                 source,
             })?;
-            start_local_executor(
-                index,
-                scheduler_addr,
-                slots,
-                &work_dir,
-                Arc::clone(&runtime),
-                shutdown.clone(),
+            let err = |message: String| ClusterError::Executor { index, message };
+            let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| err(e.to_string()))?;
+            let node = ExecutorNode::start(
+                NodeConfig {
+                    name: format!("local-{index}"),
+                    scheduler: scheduler_addr.to_string(),
+                    listener,
+                    advertise_host: "127.0.0.1".to_owned(),
+                    work_dir,
+                    task_slots: options.local_slots,
+                    runtime: Arc::clone(&runtime),
+                    credentials: credentials.clone(),
+                    heartbeat_interval: Duration::from_secs((executor_timeout / 3).max(1)),
+                },
+                Duration::from_secs(10),
             )
             .await
-            .map_err(|message| ClusterError::Executor { index, message })?;
+            .map_err(|e| err(e.to_string()))?;
+            local.push(node);
         }
+        let scheduler = Arc::new(scheduler);
+        let (loss_tx, losses) = tokio::sync::watch::channel(0u64);
+        tokio::spawn(watch_losses(Arc::clone(&scheduler), loss_tx, shutdown.clone()));
         Ok(Cluster {
-            scheduler: Arc::new(scheduler),
+            scheduler,
+            losses,
             scheduler_addr,
+            credentials,
+            capacity_wait: options.capacity_wait,
+            executor_timeout: Duration::from_secs(executor_timeout),
+            _local: Arc::new(local),
         })
+    }
+
+    /// Current executors and loss count.
+    pub async fn membership(&self) -> Membership {
+        let losses = *self.losses.borrow();
+        let ids = self.executors().await.into_iter().map(|e| e.id).collect();
+        Membership { losses, ids }
+    }
+
+    /// True if an executor of `then` has left the cluster since.
+    pub async fn lost_since(&self, then: &Membership) -> bool {
+        let now = self.membership().await;
+        now.losses != then.losses || !then.ids.is_subset(&now.ids)
+    }
+
+    /// Resolves when an executor leaves the cluster after `then` was taken.
+    pub async fn next_loss(&self, then: &Membership) {
+        let mut rx = self.losses.clone();
+        let _ = rx.wait_for(|n| *n != then.losses).await;
     }
 
     /// URL `DistributedQueryExec` submits jobs to.
     pub fn scheduler_url(&self) -> String {
-        format!("http://{}", self.scheduler_addr)
+        format!("https://{}", self.scheduler_addr)
+    }
+
+    /// Credentials this process presents to cluster members.
+    pub fn credentials(&self) -> &ClusterCredentials {
+        &self.credentials
+    }
+
+    /// How long a query waits for an executor when there is none.
+    pub fn capacity_wait(&self) -> Duration {
+        self.capacity_wait
+    }
+
+    /// Waits up to `capacity_wait` for at least one live executor; false if
+    /// none came.
+    pub async fn wait_for_capacity(&self, token: &CancellationToken) -> bool {
+        let deadline = tokio::time::Instant::now() + self.capacity_wait;
+        loop {
+            if self.alive_executors().await > 0 {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline || token.is_cancelled() {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Cancels a running job; unknown or finished jobs are ignored.
@@ -155,9 +260,17 @@ impl Cluster {
         }
     }
 
-    /// Number of executors currently registered and alive.
+    /// Number of executors registered and heard from within the executor timeout.
     pub async fn alive_executors(&self) -> usize {
-        self.executors().await.len()
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let horizon = now.saturating_sub(self.executor_timeout.as_secs());
+        self.executors()
+            .await
+            .iter()
+            .filter(|e| e.last_heartbeat_unix.is_some_and(|t| t > horizon))
+            .count()
     }
 
     /// Executors registered with the scheduler.
@@ -179,85 +292,28 @@ impl Cluster {
     }
 }
 
-async fn start_local_executor(
-    index: usize,
-    scheduler_addr: SocketAddr,
-    slots: usize,
-    work_dir: &Path,
-    runtime: Arc<RuntimeEnv>,
+/// Counts executors leaving the scheduler's registry (heartbeat expiry, fetch
+/// failures, deregistration after a drain).
+async fn watch_losses(
+    scheduler: Arc<SchedulerServer<LogicalPlanNode, PhysicalPlanNode>>,
+    losses: tokio::sync::watch::Sender<u64>,
     shutdown: CancellationToken,
-) -> Result<(), String> {
-    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
-    let registration = ExecutorRegistration {
-        id: format!("local-{index}-{}", new_instance_id()),
-        host: Some("127.0.0.1".to_owned()),
-        port: u32::from(address.port()),
-        grpc_port: 0,
-        specification: Some(ExecutorSpecification::default().with_vcores(slots as u32).into()),
-        os_info: Some(ExecutorOperatingSystemSpecification::default().into()),
-        ballista_protocol_version: BALLISTA_PROTOCOL_VERSION,
-    };
-    let work_dir = work_dir.to_str().ok_or("work dir is not UTF-8")?.to_owned();
-    let config_producer: ConfigProducer = Arc::new(sluice_lake::session_config);
-    let runtime_producer: RuntimeProducer = Arc::new(move |_| Ok(Arc::clone(&runtime)));
-    let functions = BallistaFunctionRegistry::from(&sluice_lake::session_state(
-        sluice_lake::session_config(),
-        sluice_lake::runtime_env().map_err(|e| e.to_string())?,
-    ));
-    let executor = Arc::new(Executor::with_default_execution_engine(
-        registration,
-        &work_dir,
-        runtime_producer,
-        config_producer,
-        Arc::new(functions),
-        Arc::new(LoggingMetricsCollector::default()),
-        slots,
-    ));
-    let flight = FlightServiceServer::new(BallistaFlightService::new(work_dir))
-        .max_decoding_message_size(64 * 1024 * 1024)
-        .max_encoding_message_size(64 * 1024 * 1024);
-    let token = shutdown.clone();
-    tokio::spawn(async move {
-        let incoming = tokio_stream_from(listener);
-        let r = create_grpc_server(&GrpcServerConfig::default())
-            .add_service(flight)
-            .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
-            .await;
-        if let Err(e) = r {
-            tracing::error!(index, "executor flight service stopped: {e}");
-        }
-    });
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{scheduler_addr}"))
-        .map_err(|e| e.to_string())?
-        .connect_lazy();
-    let scheduler = SchedulerGrpcClient::new(channel)
-        .max_decoding_message_size(64 * 1024 * 1024)
-        .max_encoding_message_size(64 * 1024 * 1024);
-    let codec: BallistaCodec<LogicalPlanNode, PhysicalPlanNode> = BallistaCodec::default();
-    tokio::spawn(async move {
+) {
+    let mut known = std::collections::HashSet::<String>::new();
+    loop {
         tokio::select! {
-            r = ballista_executor::execution_loop::poll_loop(
-                scheduler,
-                executor,
-                codec,
-                None,
-                None,
-                ballista_executor::health::ExecutorHealth::new(),
-            ) => {
-                if let Err(e) = r {
-                    tracing::error!(index, "in-process executor stopped: {e}");
-                }
-            }
-            () = shutdown.cancelled() => {}
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
-    });
-    Ok(())
-}
-
-fn tokio_stream_from(listener: TcpListener) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    futures::stream::unfold(listener, |l| async move {
-        let r = l.accept().await.map(|(s, _)| s);
-        Some((r, l))
-    })
+        let Ok(state) = scheduler.state.executor_manager.get_executors_state().await else {
+            continue;
+        };
+        let now: std::collections::HashSet<String> = state.into_iter().map(|(m, _, _)| m.id).collect();
+        let gone: Vec<&String> = known.difference(&now).collect();
+        if !gone.is_empty() {
+            tracing::warn!(?gone, "executors left the cluster");
+            losses.send_modify(|n| *n += 1);
+        }
+        known = now;
+    }
 }

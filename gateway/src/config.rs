@@ -66,6 +66,31 @@ pub struct Cli {
     /// scheduling round trips.
     #[arg(long, env = "SLUICE_TARGET_PARTITIONS")]
     pub target_partitions: Option<usize>,
+    /// Address remote `sluice-executor`s register at (mutual TLS with the
+    /// cluster secret). Unset: in-process executors only, on loopback.
+    #[arg(long, env = "SLUICE_SCHEDULER_LISTEN")]
+    pub scheduler_listen: Option<SocketAddr>,
+    /// Shared secret of the cluster (16+ bytes); executors need the same one.
+    /// Required with --scheduler-listen; prefer the env twin or the file.
+    #[arg(long, env = "SLUICE_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// File holding the cluster secret.
+    #[arg(long, env = "SLUICE_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Seconds without a heartbeat before an executor is declared lost and
+    /// its work recomputed elsewhere.
+    #[arg(long, env = "SLUICE_EXECUTOR_TIMEOUT")]
+    pub executor_timeout: Option<u64>,
+    /// Seconds a query waits for an executor when there is none (at submission,
+    /// or after every executor was lost mid-query) before it fails.
+    #[arg(long, env = "SLUICE_CAPACITY_WAIT")]
+    pub capacity_wait: Option<u64>,
+    /// Attempts of one task (failures on executors) before its query fails.
+    #[arg(long, env = "SLUICE_TASK_MAX_FAILURES")]
+    pub task_max_failures: Option<usize>,
+    /// Attempts of one stage (re-runs after its input was lost) before its query fails.
+    #[arg(long, env = "SLUICE_STAGE_MAX_FAILURES")]
+    pub stage_max_failures: Option<usize>,
     /// PEM certificate chain; with --tls-key enables SSL on the Postgres port and TLS on Flight.
     #[arg(long, env = "SLUICE_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -110,6 +135,12 @@ struct FileConfig {
     local_executors: Option<usize>,
     local_executor_slots: Option<usize>,
     target_partitions: Option<usize>,
+    scheduler_listen: Option<SocketAddr>,
+    cluster_secret_file: Option<PathBuf>,
+    executor_timeout: Option<u64>,
+    capacity_wait: Option<u64>,
+    task_max_failures: Option<usize>,
+    stage_max_failures: Option<usize>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     admin_user: Option<String>,
@@ -153,6 +184,14 @@ pub struct Config {
     pub local_executors: usize,
     pub local_executor_slots: usize,
     pub target_partitions: usize,
+    /// Where remote executors register; None = in-process executors only.
+    pub scheduler_listen: Option<SocketAddr>,
+    /// Cluster secret; None = a random one (single-process cluster).
+    pub cluster_secret: Option<Vec<u8>>,
+    pub executor_timeout: std::time::Duration,
+    pub capacity_wait: std::time::Duration,
+    pub task_max_failures: usize,
+    pub stage_max_failures: usize,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub admin_user: String,
     pub admin_auth: AdminAuth,
@@ -282,16 +321,63 @@ impl Config {
         if local_executor_slots == 0 {
             return Err(invalid("--local-executor-slots", "must be at least 1"));
         }
-        if local_executors == 0 {
+        let scheduler_listen = cli.scheduler_listen.or(file.scheduler_listen);
+        if local_executors == 0 && scheduler_listen.is_none() {
             return Err(invalid(
                 "--local-executors",
-                "remote executors are not supported yet; use at least 1",
+                "0 needs --scheduler-listen, or no executor could ever join",
             ));
         }
+        let cluster_secret = match (cli.cluster_secret, cli.cluster_secret_file.or(file.cluster_secret_file)) {
+            (Some(s), _) => Some(s.into_bytes()),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| invalid("--cluster-secret-file", format!("cannot read {}: {e}", path.display())))?
+                    .trim_end()
+                    .as_bytes()
+                    .to_vec(),
+            ),
+            (None, None) => None,
+        };
+        match &cluster_secret {
+            Some(s) if s.len() < sluice_lake::membership::MIN_SECRET_LEN => {
+                return Err(invalid(
+                    "--cluster-secret",
+                    format!("must be at least {} bytes", sluice_lake::membership::MIN_SECRET_LEN),
+                ));
+            }
+            None if scheduler_listen.is_some() => {
+                return Err(invalid(
+                    "--scheduler-listen",
+                    "needs a cluster secret (SLUICE_CLUSTER_SECRET or --cluster-secret-file) that executors share",
+                ));
+            }
+            _ => {}
+        }
+        let executor_timeout = cli.executor_timeout.or(file.executor_timeout).unwrap_or(15);
+        if executor_timeout < 2 {
+            return Err(invalid("--executor-timeout", "must be at least 2 seconds"));
+        }
+        let capacity_wait = cli.capacity_wait.or(file.capacity_wait).unwrap_or(30);
+        if capacity_wait == 0 {
+            return Err(invalid("--capacity-wait", "must be at least 1 second"));
+        }
+        let task_max_failures = cli.task_max_failures.or(file.task_max_failures).unwrap_or(8);
+        let stage_max_failures = cli.stage_max_failures.or(file.stage_max_failures).unwrap_or(16);
+        if task_max_failures == 0 || stage_max_failures == 0 {
+            return Err(invalid("--task-max-failures", "retry limits must be at least 1"));
+        }
+        // Remote executors' slots are unknown at start: default to a modest
+        // split that keeps per-stage task counts small.
+        let default_partitions = if local_executors > 0 {
+            local_executors * local_executor_slots
+        } else {
+            8
+        };
         let target_partitions = cli
             .target_partitions
             .or(file.target_partitions)
-            .unwrap_or(local_executors * local_executor_slots);
+            .unwrap_or(default_partitions);
         if target_partitions == 0 {
             return Err(invalid("--target-partitions", "must be at least 1"));
         }
@@ -322,6 +408,12 @@ impl Config {
             local_executors,
             local_executor_slots,
             target_partitions,
+            scheduler_listen,
+            cluster_secret,
+            executor_timeout: std::time::Duration::from_secs(executor_timeout),
+            capacity_wait: std::time::Duration::from_secs(capacity_wait),
+            task_max_failures,
+            stage_max_failures,
             tls,
             admin_user,
             admin_auth,

@@ -25,6 +25,9 @@ pub enum ErrorKind {
     InvalidPassword,
     InsufficientPrivilege,
     ResourcesExhausted,
+    /// No executor to run the query on.
+    NoCapacity,
+    /// Results lost with an executor after rows were sent: retry the statement.
     Unavailable,
     Internal,
 }
@@ -48,7 +51,7 @@ impl ErrorKind {
             ErrorKind::Cancelled => "57014",
             ErrorKind::InvalidPassword => "28P01",
             ErrorKind::InsufficientPrivilege => "42501",
-            ErrorKind::ResourcesExhausted => "53000",
+            ErrorKind::ResourcesExhausted | ErrorKind::NoCapacity => "53000",
             ErrorKind::Unavailable => "40001",
             ErrorKind::Internal => "XX000",
         }
@@ -73,7 +76,7 @@ impl ErrorKind {
             ErrorKind::InvalidPassword => Code::Unauthenticated,
             ErrorKind::InsufficientPrivilege => Code::PermissionDenied,
             ErrorKind::ResourcesExhausted => Code::ResourceExhausted,
-            ErrorKind::Unavailable => Code::Unavailable,
+            ErrorKind::Unavailable | ErrorKind::NoCapacity => Code::Unavailable,
             ErrorKind::Internal => Code::Internal,
         }
     }

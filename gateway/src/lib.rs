@@ -32,6 +32,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use sluice_lake::membership::ClusterCredentials;
+
 use crate::auth::{Authenticator, StaticAuthenticator};
 use crate::catalog::CatalogState;
 use crate::catalog::sqlite::SqliteMetastore;
@@ -147,6 +149,8 @@ pub struct BoundAddrs {
     pub pg: SocketAddr,
     pub flight: SocketAddr,
     pub http: SocketAddr,
+    /// Scheduler (cluster members only).
+    pub scheduler: SocketAddr,
 }
 
 /// Starts every part of the gateway and serves until `shutdown` fires.
@@ -162,10 +166,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     let metastore = Arc::new(SqliteMetastore::open(&config.catalog_path)?);
     let catalog = Arc::new(CatalogState::open(metastore, config.warehouse.clone()).await?);
     let runtime = sluice_lake::runtime_env().map_err(error::QueryError::from)?;
+    let scheduler_listener = bind(
+        "--scheduler-listen",
+        config.scheduler_listen.unwrap_or(([127, 0, 0, 1], 0).into()),
+    )
+    .await?;
+    let scheduler_addr = scheduler_listener.local_addr().map_err(StartError::ListenFile)?;
+    let credentials = match &config.cluster_secret {
+        Some(secret) => ClusterCredentials::from_secret(secret),
+        None => ClusterCredentials::ephemeral(),
+    }
+    .map_err(|e| StartError::Cluster(cluster::ClusterError::Scheduler(e.to_string())))?;
     let cluster = cluster::Cluster::start(
         Arc::clone(&runtime),
-        config.local_executors,
-        config.local_executor_slots,
+        scheduler_listener,
+        credentials,
+        &cluster::ClusterOptions {
+            local_executors: config.local_executors,
+            local_slots: config.local_executor_slots,
+            executor_timeout: config.executor_timeout,
+            capacity_wait: config.capacity_wait,
+            task_max_failures: config.task_max_failures,
+            stage_max_failures: config.stage_max_failures,
+        },
         &config.data_dir,
         shutdown.clone(),
     )
@@ -194,6 +217,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         pg: pg_listener.local_addr().map_err(StartError::ListenFile)?,
         flight: flight_listener.local_addr().map_err(StartError::ListenFile)?,
         http: http_listener.local_addr().map_err(StartError::ListenFile)?,
+        scheduler: scheduler_addr,
     };
     let (pg_tls, flight_tls, cert_pem) = match tls {
         Some(t) => (Some(t.pg), Some(t.flight), Some(t.cert_pem)),

@@ -4,6 +4,7 @@
 //! on the Ballista cluster when they read lake tables, in the gateway when
 //! they read nothing or only system tables.
 
+mod distributed;
 mod exec;
 mod session_cmd;
 pub mod system;

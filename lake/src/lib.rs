@@ -7,6 +7,8 @@
 //! same function, so a table location that resolves on the gateway resolves
 //! on every executor.
 
+pub mod membership;
+
 use std::sync::Arc;
 
 use ballista_core::extension::SessionConfigExt;
@@ -19,12 +21,29 @@ use datafusion::prelude::SessionConfig;
 /// manager and object store registry (local files today; S3/GCS/Azure join
 /// here).
 pub fn runtime_env() -> Result<Arc<RuntimeEnv>> {
-    Ok(Arc::new(RuntimeEnvBuilder::new().build()?))
+    runtime_env_with_memory_limit(None)
+}
+
+/// [`runtime_env`] whose query memory is capped at `limit` bytes, shared
+/// fairly between concurrent tasks; operators that can spill do so when the
+/// cap is reached.
+pub fn runtime_env_with_memory_limit(limit: Option<usize>) -> Result<Arc<RuntimeEnv>> {
+    let mut builder = RuntimeEnvBuilder::new();
+    if let Some(limit) = limit {
+        builder = builder.with_memory_pool(Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(limit)));
+    }
+    Ok(Arc::new(builder.build()?))
 }
 
 /// The session configuration every Sluice component starts from.
 pub fn session_config() -> SessionConfig {
+    // Static stage planning, not Ballista 55's adaptive planner: with AQE a
+    // job whose stages are rolled back after an executor loss can stop making
+    // progress (task results of survivors land on a rolled-back stage, "Can't
+    // find active stage to update stage outputs", and the job hangs); the
+    // static execution graph recovers. Found by tests/python/test_cluster.py.
     let mut config = SessionConfig::new_with_ballista()
+        .with_ballista_adaptive_query_planner(false)
         .with_information_schema(true)
         .with_create_default_catalog_and_schema(false);
     // `timestamptz` must carry a zone, as in Postgres (sessions run in UTC).

@@ -24,10 +24,13 @@ USER = "sluice"
 class Gateway:
     """A gateway process; restartable on the same data dir."""
 
-    def __init__(self, data_dir: Path, password: str | None = PASSWORD, extra=()):
+    def __init__(self, data_dir: Path, password: str | None = PASSWORD, extra=(), local_executors=2, env=None):
         self.data_dir = data_dir
         self.password = password
         self.extra = list(extra)
+        self.local_executors = local_executors
+        self.env = dict(env or {})
+        self.scheduler = None
         self.proc = None
         self.pg_port = self.flight_port = self.http_port = None
         self.log_path = data_dir.parent / f"{data_dir.name}-gateway.log"
@@ -41,6 +44,7 @@ class Gateway:
         if self.password is not None:
             env["SLUICE_ADMIN_PASSWORD"] = self.password
         env.setdefault("SLUICE_LOG", "info")
+        env.update(self.env)
         args = [
             str(BINARY),
             "--data-dir", str(self.data_dir),
@@ -48,7 +52,7 @@ class Gateway:
             "--flight-listen", "127.0.0.1:0",
             "--http-listen", "127.0.0.1:0",
             "--listen-file", str(listen),
-            "--local-executors", "2",
+            "--local-executors", str(self.local_executors),
             "--local-executor-slots", "2",
             *self.extra,
         ]
@@ -61,6 +65,7 @@ class Gateway:
                 self.pg_port = int(addrs["pg"].rsplit(":", 1)[1])
                 self.flight_port = int(addrs["flight"].rsplit(":", 1)[1])
                 self.http_port = int(addrs["http"].rsplit(":", 1)[1])
+                self.scheduler = addrs["scheduler"]
                 return self
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gateway exited with {self.proc.returncode}: {self.log_path.read_text()[-4000:]}")
@@ -104,8 +109,94 @@ class Gateway:
         return f"grpc://127.0.0.1:{self.flight_port}"
 
 
+EXECUTOR_BINARY = Path(os.environ.get("SLUICE_EXECUTOR_BIN", TARGET / "debug" / "sluice-executor"))
+
+
+class Executor:
+    """A sluice-executor process on loopback, registered with `scheduler`."""
+
+    def __init__(self, base: Path, name: str, scheduler: str, secret: str | None, extra=()):
+        self.base = base
+        self.name = name
+        self.scheduler = scheduler
+        self.secret = secret
+        self.extra = list(extra)
+        self.proc = None
+        self.id = self.flight_port = self.http_port = None
+        self.log_path = base / f"{name}.log"
+
+    def start(self, wait=True, timeout=60):
+        listen = self.base / f"{self.name}-listen.json"
+        listen.unlink(missing_ok=True)
+        env = dict(os.environ)
+        env.pop("SLUICE_CLUSTER_SECRET", None)
+        if self.secret is not None:
+            env["SLUICE_CLUSTER_SECRET"] = self.secret
+        env.setdefault("SLUICE_LOG", "info")
+        args = [
+            str(EXECUTOR_BINARY),
+            "--scheduler", self.scheduler,
+            "--bind", "127.0.0.1",
+            "--port", "0",
+            "--http-listen", "127.0.0.1:0",
+            "--work-dir", str(self.base / f"{self.name}-work"),
+            "--listen-file", str(listen),
+            *self.extra,
+        ]
+        self.proc = subprocess.Popen(args, env=env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT)
+        if not wait:
+            return self
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if listen.exists():
+                info = json.loads(listen.read_text())
+                self.id, self.flight_port, self.http_port = info["id"], info["flight"], info["http"]
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"executor exited with {self.proc.returncode}: {self.log_path.read_text()[-3000:]}")
+            time.sleep(0.1)
+        raise RuntimeError("executor did not start in time")
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def wait(self, timeout):
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self):
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait()
+
+    def metrics(self):
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name.split("{", 1)[0]] = float(value)
+        return out
+
+
 @pytest.fixture(scope="session")
 def workdir():
+    keep = os.environ.get("SLUICE_TEST_KEEP")
+    if keep:
+        # Debugging: keep logs and data of the run in this directory.
+        path = Path(keep)
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
     with tempfile.TemporaryDirectory(prefix="sluice-test-") as d:
         yield Path(d)
 

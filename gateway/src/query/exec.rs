@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ballista_core::execution_plans::DistributedQueryExec;
 use ballista_core::extension::SessionConfigExt;
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -21,14 +20,13 @@ use datafusion::logical_expr::{
     ColumnarValue, CreateExternalTable, DdlStatement, LogicalPlan, LogicalPlanBuilder, ScalarUDF, Volatility, WriteOp,
     col, create_udf,
 };
+use datafusion::physical_plan::execute_stream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::setup_pg_catalog;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
-use datafusion_proto::protobuf::LogicalPlanNode;
 use futures::StreamExt;
 
 use super::write::{escape_partition_value, write_table};
@@ -84,7 +82,9 @@ impl Engine {
         statements: prometheus::IntCounterVec,
         target_partitions: usize,
     ) -> Result<Self, QueryError> {
-        let config = sluice_lake::session_config()
+        let config = cluster
+            .credentials()
+            .apply(sluice_lake::session_config())
             .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
             .with_target_partitions(target_partitions);
         let ctx = SessionContext::new_with_state(sluice_lake::session_state(config, runtime));
@@ -163,17 +163,21 @@ impl Engine {
         let token = session.begin_statement();
         let optimized = state.optimize(&plan)?;
         let (stream, guard) = if reads_only_lake_tables(&optimized) {
-            let exec = Arc::new(DistributedQueryExec::<LogicalPlanNode>::new(
-                self.cluster.scheduler_url(),
-                state.config().ballista_config(),
-                optimized,
-                state.session_id().to_owned(),
-            ));
-            let stream = exec.execute(0, state.task_ctx())?;
+            let schema = Arc::new(optimized.schema().as_arrow().clone());
+            let (stream, current) = super::distributed::run(super::distributed::JobSpec {
+                cluster: self.cluster.clone(),
+                scheduler_url: self.cluster.scheduler_url(),
+                config: state.config().ballista_config(),
+                plan: optimized,
+                session_id: state.session_id().to_owned(),
+                task_ctx: state.task_ctx(),
+                token: token.clone(),
+            });
+            let stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(schema, stream));
             (
                 stream,
                 JobGuard {
-                    exec: Some(exec),
+                    current: Some(current),
                     cluster: self.cluster.clone(),
                     finished: false,
                 },
@@ -185,7 +189,7 @@ impl Engine {
             (
                 stream,
                 JobGuard {
-                    exec: None,
+                    current: None,
                     cluster: self.cluster.clone(),
                     finished: false,
                 },
@@ -831,7 +835,7 @@ fn reads_only_lake_tables(plan: &LogicalPlan) -> bool {
 
 /// Cancels the cluster job of a query whose results are abandoned.
 struct JobGuard {
-    exec: Option<Arc<DistributedQueryExec<LogicalPlanNode>>>,
+    current: Option<super::distributed::CurrentJob>,
     cluster: Cluster,
     finished: bool,
 }
@@ -841,7 +845,11 @@ impl Drop for JobGuard {
         if self.finished {
             return;
         }
-        if let Some(job_id) = self.exec.as_ref().and_then(|e| e.job_id()) {
+        let job_id = self.current.as_ref().and_then(|c| {
+            let exec = c.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            exec.and_then(|e| e.job_id())
+        });
+        if let Some(job_id) = job_id {
             let cluster = self.cluster.clone();
             let job_id = job_id.to_string();
             if let Ok(handle) = tokio::runtime::Handle::try_current() {

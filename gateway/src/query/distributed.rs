@@ -1,0 +1,247 @@
+//! Lake reads as Ballista jobs, with the gateway's half of fault tolerance.
+//!
+//! Ballista recomputes tasks and shuffle output lost with an executor while a
+//! job runs. What it cannot recover is the job's *final* output: once a job
+//! succeeds its result partitions live only on the executors that wrote them,
+//! and if one of those dies before the gateway has fetched it, the rows are
+//! gone. So the gateway:
+//! - waits up to `--capacity-wait` for an executor before submitting;
+//! - re-runs the whole job when its results are lost before any row has been
+//!   handed to the client (at most [`MAX_RERUNS`] times);
+//! - ends the statement with a retryable error (SQLSTATE 40001, gRPC
+//!   UNAVAILABLE) when results are lost after rows were sent, so a client never
+//!   sees duplicated or missing rows.
+
+use std::sync::{Arc, Mutex};
+
+use ballista_core::execution_plans::DistributedQueryExec;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion_proto::protobuf::LogicalPlanNode;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::{Cluster, Membership};
+use crate::error::{ErrorKind, QueryError};
+
+/// Re-runs of one query (executors lost before its first row was sent).
+pub(crate) const MAX_RERUNS: u32 = 6;
+
+/// The job currently serving a query; the statement's guard cancels it when
+/// the results are abandoned.
+pub(crate) type CurrentJob = Arc<Mutex<Option<Arc<DistributedQueryExec<LogicalPlanNode>>>>>;
+
+/// What a query needs to (re)submit its job.
+pub(crate) struct JobSpec {
+    pub cluster: Cluster,
+    pub scheduler_url: String,
+    pub config: ballista_core::config::BallistaConfig,
+    pub plan: LogicalPlan,
+    pub session_id: String,
+    pub task_ctx: Arc<TaskContext>,
+    pub token: CancellationToken,
+}
+
+struct State {
+    spec: JobSpec,
+    current: CurrentJob,
+    inner: Option<SendableRecordBatchStream>,
+    /// Executors when the current job was submitted.
+    membership: Option<Membership>,
+    /// The current job's results arrived with no executor lost meanwhile.
+    results_checked: bool,
+    rows_sent: bool,
+    reruns: u32,
+}
+
+impl State {
+    async fn cancel_current(&mut self) {
+        let exec = self.current.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(job_id) = exec.and_then(|e| e.job_id()) {
+            self.spec.cluster.cancel_job(job_id.as_ref()).await;
+        }
+    }
+}
+
+/// Why a job is re-run when an executor left while it ran.
+const LOST_DURING_JOB: &str = "an executor left the cluster while the job ran";
+
+/// How a failed job stream ended.
+enum Failure {
+    /// The job itself failed (plan, data or retry limits): final.
+    Job(DataFusionError),
+    /// Every executor was lost and none came back in time.
+    NoExecutors(String),
+    /// The job's results could not be fetched: a re-run can recover.
+    ResultsLost(DataFusionError),
+}
+
+fn classify(e: DataFusionError) -> Failure {
+    let text = e.to_string();
+    if text.contains("all executors were lost") {
+        return Failure::NoExecutors(text);
+    }
+    match &e {
+        // `DistributedQueryExec` reports a failed job as "Job <id> failed: ..."
+        // and a job the scheduler refused to plan as "Fail to execute query ...".
+        DataFusionError::Execution(msg) if msg.starts_with("Job ") || msg.starts_with("Fail to execute query") => {
+            Failure::Job(e)
+        }
+        DataFusionError::External(inner) if inner.downcast_ref::<QueryError>().is_some() => Failure::Job(e),
+        // Everything else comes from reaching the executors that hold the
+        // results (connection refused, fetch failed, stream broken).
+        _ => Failure::ResultsLost(e),
+    }
+}
+
+fn no_executors(cluster: &Cluster, detail: Option<&str>) -> DataFusionError {
+    if let Some(d) = detail {
+        tracing::warn!("query failed for lack of executors: {d}");
+    }
+    DataFusionError::External(Box::new(QueryError::new(
+        ErrorKind::NoCapacity,
+        format!(
+            "no executors available: none was alive within {} s; try again when the cluster has capacity",
+            cluster.capacity_wait().as_secs()
+        ),
+    )))
+}
+
+fn lost_after_rows() -> DataFusionError {
+    DataFusionError::External(Box::new(QueryError::new(
+        ErrorKind::Unavailable,
+        "query results were lost with an executor after rows were sent; the statement was ended, retry it",
+    )))
+}
+
+/// Starts the query as a cluster job; returns its result stream and the
+/// handle of the job currently serving it.
+pub(crate) fn run(
+    spec: JobSpec,
+) -> (
+    impl futures::Stream<Item = datafusion::error::Result<RecordBatch>> + Send + 'static,
+    CurrentJob,
+) {
+    let current: CurrentJob = Arc::new(Mutex::new(None));
+    let state = State {
+        spec,
+        current: Arc::clone(&current),
+        inner: None,
+        membership: None,
+        results_checked: false,
+        rows_sent: false,
+        reruns: 0,
+    };
+    let stream = futures::stream::unfold(Some(state), |state| async move {
+        let mut st = state?;
+        loop {
+            let mut inner = match st.inner.take() {
+                Some(inner) => inner,
+                None => {
+                    if !st.spec.cluster.wait_for_capacity(&st.spec.token).await {
+                        return Some((Err(no_executors(&st.spec.cluster, None)), None));
+                    }
+                    st.membership = Some(st.spec.cluster.membership().await);
+                    st.results_checked = false;
+                    let exec = Arc::new(DistributedQueryExec::<LogicalPlanNode>::new(
+                        st.spec.scheduler_url.clone(),
+                        st.spec.config.clone(),
+                        st.spec.plan.clone(),
+                        st.spec.session_id.clone(),
+                    ));
+                    let stream = match exec.execute(0, Arc::clone(&st.spec.task_ctx)) {
+                        Ok(s) => s,
+                        Err(e) => return Some((Err(e), None)),
+                    };
+                    *st.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(exec);
+                    stream
+                }
+            };
+            let item = if st.results_checked {
+                inner.next().await
+            } else {
+                // Until the job's results are in, an executor leaving the
+                // cluster means the job is re-run (see the module docs).
+                let then = st.membership.clone().expect("set at submission");
+                let cluster = st.spec.cluster.clone();
+                let lost = || Some(Err(DataFusionError::Execution(LOST_DURING_JOB.to_owned())));
+                tokio::select! {
+                    item = inner.next() => {
+                        if cluster.lost_since(&then).await {
+                            lost()
+                        } else {
+                            st.results_checked = true;
+                            item
+                        }
+                    }
+                    () = cluster.next_loss(&then) => lost(),
+                }
+            };
+            match item {
+                None => return None,
+                Some(Ok(batch)) => {
+                    if batch.num_rows() > 0 {
+                        st.rows_sent = true;
+                    }
+                    st.inner = Some(inner);
+                    return Some((Ok(batch), Some(st)));
+                }
+                Some(Err(e)) => match classify(e) {
+                    Failure::Job(e) => return Some((Err(e), None)),
+                    Failure::NoExecutors(detail) => {
+                        return Some((Err(no_executors(&st.spec.cluster, Some(&detail))), None));
+                    }
+                    Failure::ResultsLost(e) if st.rows_sent => {
+                        tracing::warn!("results lost after rows were sent: {e}");
+                        return Some((Err(lost_after_rows()), None));
+                    }
+                    Failure::ResultsLost(e) if st.reruns < MAX_RERUNS => {
+                        st.reruns += 1;
+                        tracing::warn!(rerun = st.reruns, "re-running the job before any row was sent: {e}");
+                        drop(inner);
+                        st.cancel_current().await;
+                    }
+                    Failure::ResultsLost(e) => {
+                        tracing::warn!("results lost {} times; giving up: {e}", st.reruns + 1);
+                        return Some((
+                            Err(DataFusionError::External(Box::new(QueryError::new(
+                                ErrorKind::Unavailable,
+                                "query results were lost with executors repeatedly; retry the query",
+                            )))),
+                            None,
+                        ));
+                    }
+                },
+            }
+        }
+    });
+    (stream, current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_failures_are_final_and_fetch_failures_rerun() {
+        assert!(matches!(
+            classify(DataFusionError::Execution("Job abc failed: divide by zero".into())),
+            Failure::Job(_)
+        ));
+        assert!(matches!(
+            classify(DataFusionError::Execution(
+                "Job abc failed: all executors were lost and no executor re-registered within 5s".into()
+            )),
+            Failure::NoExecutors(_)
+        ));
+        assert!(matches!(
+            classify(DataFusionError::Execution(
+                "GrpcConnectionError(\"Error connecting to executor at 127.0.0.1:1\")".into()
+            )),
+            Failure::ResultsLost(_)
+        ));
+    }
+}

@@ -1,0 +1,286 @@
+"""A gateway with remote executors only (3 real sluice-executor processes on
+loopback), and what happens when they are killed, drained or impostors.
+
+Data: the gateway's demo TPC-H tables at SF 0.1. Every faulty run is compared
+row for row with a fault-free run of the same query."""
+
+import signal
+import sys
+import threading
+import time
+import urllib.request
+import json
+
+import psycopg
+import pyarrow.flight as fl
+import pytest
+
+from sluice_fixtures import ROOT, Executor, Gateway
+
+sys.path.insert(0, str(ROOT / "bench"))
+from tpch_queries import QUERIES  # noqa: E402
+
+SECRET = "cluster-secret-for-tests-0123456789"
+EXECUTOR_TIMEOUT = 5
+CAPACITY_WAIT = 8
+DRAIN_TIMEOUT = 20
+
+
+@pytest.fixture(scope="module")
+def cluster(workdir):
+    base = workdir / "cluster"
+    base.mkdir()
+    gw = Gateway(
+        base / "gw",
+        local_executors=0,
+        env={"SLUICE_CLUSTER_SECRET": SECRET},
+        extra=[
+            "--scheduler-listen", "127.0.0.1:0",
+            "--demo", "--demo-scale", "0.1",
+            "--executor-timeout", str(EXECUTOR_TIMEOUT),
+            "--capacity-wait", str(CAPACITY_WAIT),
+            "--target-partitions", "6",
+        ],
+    ).start(timeout=300)
+    c = Cluster(base, gw)
+    for _ in range(3):
+        c.add()
+    c.wait_registered(3)
+    yield c
+    for e in c.executors:
+        e.stop()
+    gw.stop()
+
+
+class Cluster:
+    def __init__(self, base, gw):
+        self.base, self.gw = base, gw
+        self.executors = []
+        self.n = 0
+
+    def add(self, secret=SECRET, wait=True, extra=()):
+        self.n += 1
+        e = Executor(self.base, f"exec{self.n}", self.gw.scheduler, secret,
+                     extra=["--task-slots", "2", "--drain-timeout", str(DRAIN_TIMEOUT), "--heartbeat-interval", "1", *extra])
+        e.start(wait=wait)
+        if wait:
+            self.executors.append(e)
+        return e
+
+    def alive(self):
+        return [e for e in self.executors if e.alive()]
+
+    def registered(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.gw.http_port}/executors", timeout=5) as r:
+            return json.loads(r.read())
+
+    def wait_registered(self, n, timeout=30):
+        """Waits until exactly the live executors are registered."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            ids = {x["id"] for x in self.registered()}
+            if ids == {e.id for e in self.alive()} and len(ids) == n:
+                return
+            time.sleep(0.25)
+        raise AssertionError(f"registered {self.registered()} != {n} live executors")
+
+    def heal(self):
+        """Back to three live executors, all registered."""
+        self.executors = self.alive()
+        while len(self.executors) < 3:
+            self.add()
+        self.wait_registered(3, timeout=EXECUTOR_TIMEOUT * 4)
+
+    def connect(self):
+        conn = psycopg.connect(self.gw.dsn(), autocommit=True)
+        conn.execute("SET search_path TO 'tpch'")
+        return conn
+
+    def run(self, sql):
+        with self.connect() as conn:
+            return conn.execute(sql).fetchall()
+
+    def busiest(self, exclude=()):
+        """The live executor running the most tasks right now."""
+        best, most = None, -1.0
+        for e in self.alive():
+            if e in exclude:
+                continue
+            try:
+                running = e.metrics().get("sluice_executor_tasks_running", 0.0)
+            except OSError:
+                continue
+            if running > most:
+                best, most = e, running
+        return best
+
+
+def timed(cluster, sql):
+    t = time.time()
+    rows = cluster.run(sql)
+    return rows, time.time() - t
+
+
+class Background:
+    """Runs a query on a thread; records rows or the error and when it ended."""
+
+    def __init__(self, cluster, sql):
+        self.rows = self.error = None
+        self.started = time.time()
+        self.ended = None
+        self.thread = threading.Thread(target=self._run, args=(cluster, sql), daemon=True)
+        self.thread.start()
+
+    def _run(self, cluster, sql):
+        try:
+            self.rows = cluster.run(sql)
+        except Exception as e:  # noqa: BLE001 - recorded for the assertion
+            self.error = e
+        self.ended = time.time()
+
+    def join(self, timeout):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "query did not finish in time"
+        return self
+
+
+def test_remote_executors_are_registered_and_observable(cluster):
+    rows = cluster.run("select executor_id, task_slots from system.executors order by executor_id")
+    assert sorted(r[0] for r in rows) == sorted(e.id for e in cluster.executors)
+    assert all(r[1] == 2 for r in rows)
+    e = cluster.executors[0]
+    with urllib.request.urlopen(f"http://127.0.0.1:{e.http_port}/healthz", timeout=5) as r:
+        assert r.status == 200
+    m = e.metrics()
+    assert m["sluice_executor_task_slots"] == 2
+    assert m["sluice_executor_heartbeats_ok_total"] >= 1
+
+
+@pytest.mark.parametrize("q", [5, 9, 18])
+def test_sigkill_one_executor_half_way(cluster, q):
+    cluster.heal()
+    expected, took = timed(cluster, QUERIES[q])
+    assert expected, "the query must return rows"
+    bg = Background(cluster, QUERIES[q])
+    time.sleep(took / 2)
+    victim = cluster.busiest()
+    victim.kill()
+    killed_at = time.time()
+    bg.join(timeout=180)
+    assert bg.error is None, f"Q{q} failed after one executor was killed: {bg.error}"
+    assert bg.ended > killed_at, "the kill must land while the query runs"
+    assert bg.rows == expected
+    cluster.heal()
+
+
+def test_two_successive_kills(cluster):
+    cluster.heal()
+    sql = QUERIES[9]
+    expected, took = timed(cluster, sql)
+    bg = Background(cluster, sql)
+    time.sleep(took / 3)
+    first = cluster.busiest()
+    first.kill()
+    time.sleep(took / 3)
+    second = cluster.busiest(exclude=(first,))
+    second.kill()
+    killed_at = time.time()
+    bg.join(timeout=240)
+    assert bg.error is None, f"Q9 failed after two kills: {bg.error}"
+    assert bg.ended > killed_at
+    assert bg.rows == expected
+    cluster.heal()
+
+
+def test_sigterm_drains_and_exits_zero(cluster):
+    cluster.heal()
+    sql = QUERIES[18]
+    expected, took = timed(cluster, sql)
+    bg = Background(cluster, sql)
+    time.sleep(took / 2)
+    victim = cluster.busiest()
+    victim.signal(signal.SIGTERM)
+    termed_at = time.time()
+    code = victim.wait(timeout=DRAIN_TIMEOUT + 10)
+    exited_after = time.time() - termed_at
+    bg.join(timeout=180)
+    assert code == 0, f"drained executor exited {code}: {victim.log_path.read_text()[-2000:]}"
+    assert exited_after <= DRAIN_TIMEOUT + 2, exited_after
+    assert bg.error is None, f"Q18 failed during a drain: {bg.error}"
+    assert bg.rows == expected
+    assert "drained" in victim.log_path.read_text()
+    cluster.heal()
+
+
+def test_all_executors_lost_then_capacity_returns(cluster):
+    cluster.heal()
+    sql = QUERIES[9]
+    _, took = timed(cluster, sql)
+    bg = Background(cluster, sql)
+    time.sleep(took / 2)
+    for e in cluster.alive():
+        e.kill()
+    killed_at = time.time()
+    bg.join(timeout=EXECUTOR_TIMEOUT + CAPACITY_WAIT + 60)
+    assert isinstance(bg.error, psycopg.Error), f"expected a failure, got rows={bg.rows is not None}"
+    assert bg.error.sqlstate == "53000", (bg.error.sqlstate, str(bg.error))
+    assert "no executors available" in str(bg.error)
+    assert bg.ended - killed_at <= EXECUTOR_TIMEOUT + CAPACITY_WAIT + 15
+
+    # The gateway itself stays up and answers what needs no executor.
+    assert cluster.run("select 1") == [(1,)]
+    # With no executor at all, a new query waits the capacity window, then fails.
+    t = time.time()
+    with pytest.raises(psycopg.Error) as err:
+        cluster.run("select count(*) from lineitem")
+    assert err.value.sqlstate == "53000"
+    assert CAPACITY_WAIT - 1 <= time.time() - t <= CAPACITY_WAIT + 10
+
+    # One executor comes back: new queries succeed.
+    cluster.executors = []
+    cluster.add()
+    cluster.wait_registered(1)
+    assert cluster.run("select count(*) from lineitem")[0][0] > 500_000
+    cluster.heal()
+
+
+def test_executor_with_wrong_secret_is_refused(cluster):
+    before = {x["id"] for x in cluster.registered()}
+    impostor = cluster.add(secret="not-the-cluster-secret-at-all", wait=False, extra=["--register-timeout", "3"])
+    code = impostor.wait(timeout=30)
+    assert code == 1
+    assert "did not accept this executor" in impostor.log_path.read_text()
+    assert {x["id"] for x in cluster.registered()} == before
+    assert "refused a connection without valid cluster credentials" in cluster.gw.log_path.read_text()
+
+
+def test_executor_without_secret_does_not_start(cluster):
+    e = cluster.add(secret=None, wait=False)
+    assert e.wait(timeout=30) == 2
+    assert "--cluster-secret" in e.log_path.read_text()
+
+
+def test_executor_flight_port_serves_cluster_members_only(cluster):
+    cluster.heal()
+    # There is data to steal: run a query so shuffle/result files exist.
+    cluster.run(QUERIES[5])
+    target = cluster.executors[0]
+    work = cluster.base / f"{target.name}-work"
+    assert any(p.is_file() for p in work.rglob("*")), "expected partition files on the executor"
+    ticket = fl.Ticket(b"\x0a\x00")
+    # Plain gRPC: the port speaks only TLS.
+    plain = fl.FlightClient(f"grpc://127.0.0.1:{target.flight_port}")
+    with pytest.raises(fl.FlightError):
+        plain.do_get(ticket, options=fl.FlightCallOptions(timeout=5)).read_all()
+    # TLS without a member certificate: refused in the handshake.
+    tls = fl.FlightClient(f"grpc+tls://127.0.0.1:{target.flight_port}", disable_server_verification=True)
+    with pytest.raises(fl.FlightError):
+        tls.do_get(ticket, options=fl.FlightCallOptions(timeout=5)).read_all()
+    with pytest.raises(fl.FlightError):
+        list(tls.list_actions(options=fl.FlightCallOptions(timeout=5)))
+    # Same for the scheduler port.
+    sched = fl.FlightClient(f"grpc+tls://{cluster.gw.scheduler}", disable_server_verification=True)
+    with pytest.raises(fl.FlightError):
+        list(sched.list_flights(options=fl.FlightCallOptions(timeout=5)))
+    # The cluster is unharmed.
+    assert cluster.run("select count(*) from nation") == [(25,)]
