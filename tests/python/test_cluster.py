@@ -284,3 +284,25 @@ def test_executor_flight_port_serves_cluster_members_only(cluster):
         list(sched.list_flights(options=fl.FlightCallOptions(timeout=5)))
     # The cluster is unharmed.
     assert cluster.run("select count(*) from nation") == [(25,)]
+
+
+def test_results_lost_after_rows_were_sent_is_a_retryable_error(cluster):
+    cluster.heal()
+    with cluster.connect() as conn:
+        cur = conn.cursor()
+        rows = cur.stream("select * from lineitem")
+        got = 0
+        with pytest.raises(psycopg.Error) as err:
+            for _ in rows:
+                got += 1
+                if got == 2000:
+                    # Rows have reached the client; now every executor holding
+                    # the rest of the results goes away.
+                    for e in cluster.alive():
+                        e.kill()
+        assert got >= 2000
+    assert err.value.sqlstate == "40001", (err.value.sqlstate, str(err.value))
+    assert "retry" in str(err.value)
+    cluster.executors = []
+    cluster.heal()
+    assert cluster.run("select count(*) from nation") == [(25,)]

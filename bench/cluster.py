@@ -1,0 +1,206 @@
+"""TPC-H through a gateway with remote executors vs in-process executors vs
+DataFusion embedded, on the same Parquet files in one run; then the cost of
+losing an executor half-way through a query.
+
+    python bench/cluster.py [--scale 1] [--executor-timeout 15] [--kill-queries 5,9,18]
+
+Prints two Markdown tables:
+1. per-query and total times: gateway + 2 remote `sluice-executor`s (2 slots
+   each), gateway with 2 in-process executors (2 slots each), DataFusion
+   embedded (PyPI `datafusion`), with ratios against DataFusion;
+2. for each kill query: fault-free time, time with one of the two remote
+   executors SIGKILLed at half-way, the slowdown ratio, and seconds from the
+   kill until the gateway saw the executor leave (after which the job is
+   re-run on the survivor).
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import psycopg
+
+from common import TARGET, Gateway
+from tpch_queries import QUERIES, TABLES
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "python"))
+from sluice_fixtures import Executor  # noqa: E402
+
+SECRET = "bench-cluster-secret-0123456789abcdef"
+
+
+def executor_binary():
+    explicit = os.environ.get("SLUICE_EXECUTOR_BIN")
+    if explicit:
+        return explicit
+    for profile in ("release", "debug"):
+        p = TARGET / profile / "sluice-executor"
+        if p.exists():
+            return str(p)
+    raise SystemExit("build the executor first: cargo build --release -p sluice-executor")
+
+
+def timed(conn, sql):
+    t0 = time.perf_counter()
+    rows = conn.execute(sql).fetchall()
+    return time.perf_counter() - t0, rows
+
+
+def connect(g):
+    conn = psycopg.connect(g.dsn(), autocommit=True)
+    return conn
+
+
+def register_tables(conn, paths):
+    conn.execute("CREATE SCHEMA IF NOT EXISTS bench")
+    conn.execute("SET search_path TO 'bench'")
+    for t, p in paths.items():
+        loc = f"{p}/" if p.is_dir() else str(p)
+        conn.execute(f"CREATE EXTERNAL TABLE IF NOT EXISTS {t} STORED AS PARQUET LOCATION '{loc}'")
+
+
+def http_executors(g):
+    listen = json.loads((g.data_dir.parent / (g.data_dir.name + "-listen.json")).read_text())
+    with urllib.request.urlopen(f"http://{listen['http']}/executors", timeout=5) as r:
+        return {e["id"] for e in json.loads(r.read())}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--executor-timeout", type=int, default=15)
+    ap.add_argument("--kill-queries", default="5,9,18")
+    args = ap.parse_args()
+    os.environ["SLUICE_EXECUTOR_BIN"] = executor_binary()
+    import sluice_fixtures
+
+    sluice_fixtures.EXECUTOR_BINARY = Path(os.environ["SLUICE_EXECUTOR_BIN"])
+
+    with tempfile.TemporaryDirectory(prefix="sluice-cluster-bench-") as d:
+        d = Path(d)
+        data = d / "data"
+        subprocess.run(
+            [str(Path(sys.executable).parent / "tpchgen-cli"), "parquet", "-s", str(args.scale), "--output-dir", str(data)],
+            check=True,
+        )
+        paths = {}
+        for t in TABLES:
+            p = data / f"{t}.parquet"
+            paths[t] = p if p.exists() else data / t
+        import datafusion
+
+        ctx = datafusion.SessionContext()
+        for t, p in paths.items():
+            ctx.register_parquet(t, str(p))
+
+        results = {q: {} for q in QUERIES}
+        answers = {}
+
+        # 1. Remote executors.
+        os.environ["SLUICE_CLUSTER_SECRET"] = SECRET
+        remote = Gateway(
+            d / "gw-remote", "--local-executors", "0", "--scheduler-listen", "127.0.0.1:0",
+            "--target-partitions", "4", "--executor-timeout", str(args.executor_timeout),
+        )
+        with remote as g:
+            sched = json.loads((d / "gw-remote-listen.json").read_text())["scheduler"]
+            execs = []
+
+            def add_executor(n):
+                e = Executor(d, f"exec{n}", sched, SECRET, extra=["--task-slots", "2"])
+                e.start()
+                execs.append(e)
+                return e
+
+            add_executor(1)
+            add_executor(2)
+            while len(http_executors(g)) < 2:
+                time.sleep(0.2)
+            with connect(g) as conn:
+                register_tables(conn, paths)
+                for q, sql in QUERIES.items():
+                    t, rows = timed(conn, sql)
+                    results[q]["remote"] = t
+                    answers[q] = rows
+
+                kills = []
+                n = 2
+                for q in [int(x) for x in args.kill_queries.split(",")]:
+                    sql = QUERIES[q]
+                    base, expected = timed(conn, sql)
+                    live = [e for e in execs if e.alive()]
+                    before = http_executors(g)
+                    out = {}
+
+                    def run():
+                        out["t"], out["rows"] = timed(conn2, sql)
+
+                    with connect(g) as conn2:
+                        conn2.execute("SET search_path TO 'bench'")
+                        th = threading.Thread(target=run)
+                        th.start()
+                        time.sleep(base / 2)
+                        victim = max(live, key=lambda e: e.metrics().get("sluice_executor_tasks_running", 0))
+                        victim.kill()
+                        killed = time.perf_counter()
+                        seen = None
+                        while th.is_alive() or seen is None:
+                            if seen is None and victim.id not in http_executors(g):
+                                seen = time.perf_counter() - killed
+                            if not th.is_alive() and seen is None and time.perf_counter() - killed > 120:
+                                break
+                            time.sleep(0.1)
+                        th.join()
+                    same = out["rows"] == expected
+                    kills.append((q, base, out["t"], seen, same, len(before)))
+                    n += 1
+                    add_executor(n)
+                    while len(http_executors(g)) < 2:
+                        time.sleep(0.2)
+            for e in execs:
+                e.stop()
+        os.environ.pop("SLUICE_CLUSTER_SECRET", None)
+
+        # 2. In-process executors.
+        with Gateway(d / "gw-local", "--local-executors", "2", "--local-executor-slots", "2") as g, connect(g) as conn:
+            register_tables(conn, paths)
+            for q, sql in QUERIES.items():
+                t, rows = timed(conn, sql)
+                results[q]["local"] = t
+                results[q]["same"] = rows == answers[q]
+
+        # 3. DataFusion embedded.
+        for q, sql in QUERIES.items():
+            t0 = time.perf_counter()
+            ctx.sql(sql).collect()
+            results[q]["df"] = time.perf_counter() - t0
+
+        print(f"\nTPC-H SF{args.scale}, one run each, same files. Remote: gateway + 2 sluice-executor (2 slots each); "
+              f"local: gateway with 2 in-process executors (2 slots each); DataFusion {datafusion.__version__} embedded.\n")
+        print("| query | remote ms | in-process ms | DataFusion ms | remote/in-process | remote/DataFusion | same rows |")
+        print("|---|---|---|---|---|---|---|")
+        tr = tl = td = 0.0
+        for q, r in results.items():
+            tr, tl, td = tr + r["remote"], tl + r["local"], td + r["df"]
+            print(f"| Q{q} | {r['remote'] * 1000:.0f} | {r['local'] * 1000:.0f} | {r['df'] * 1000:.0f} | "
+                  f"{r['remote'] / r['local']:.2f} | {r['remote'] / r['df']:.2f} | {'yes' if r['same'] else 'NO'} |")
+        print(f"| total | {tr * 1000:.0f} | {tl * 1000:.0f} | {td * 1000:.0f} | {tr / tl:.2f} | {tr / td:.2f} | |")
+
+        print(f"\nOne of 2 remote executors SIGKILLed at half-way (--executor-timeout {args.executor_timeout}).\n")
+        print("| query | fault-free s | with kill s | slowdown | kill → loss seen s | identical result |")
+        print("|---|---|---|---|---|---|")
+        for q, base, t, seen, same, _ in kills:
+            seen_s = f"{seen:.1f}" if seen is not None else "n/a"
+            print(f"| Q{q} | {base:.2f} | {t:.2f} | {t / base:.2f} | {seen_s} | {'yes' if same else 'NO'} |")
+
+
+if __name__ == "__main__":
+    main()
