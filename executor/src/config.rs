@@ -176,26 +176,17 @@ impl Config {
         if heartbeat == 0 {
             return Err(invalid("--heartbeat-interval", "must be at least 1 second"));
         }
-        let secret = match (cli.cluster_secret, cli.cluster_secret_file.or(file.cluster_secret_file)) {
-            (Some(s), _) => s.into_bytes(),
-            (None, Some(path)) => std::fs::read_to_string(&path)
-                .map_err(|e| invalid("--cluster-secret-file", format!("cannot read {}: {e}", path.display())))?
-                .trim_end()
-                .as_bytes()
-                .to_vec(),
-            (None, None) => {
-                return Err(invalid(
-                    "--cluster-secret",
-                    "required (or SLUICE_CLUSTER_SECRET): the same secret the gateway was started with",
-                ));
-            }
-        };
-        if secret.len() < sluice_lake::membership::MIN_SECRET_LEN {
-            return Err(invalid(
+        let secret = sluice_lake::membership::load_secret(
+            cli.cluster_secret,
+            cli.cluster_secret_file.or(file.cluster_secret_file).as_deref(),
+        )
+        .map_err(|(flag, message)| invalid(flag, message))?
+        .ok_or_else(|| {
+            invalid(
                 "--cluster-secret",
-                format!("must be at least {} bytes", sluice_lake::membership::MIN_SECRET_LEN),
-            ));
-        }
+                "required (or SLUICE_CLUSTER_SECRET): the same secret the gateway was started with",
+            )
+        })?;
         Ok(Config {
             scheduler,
             bind,

@@ -192,7 +192,7 @@ impl Cluster {
         }
         let scheduler = Arc::new(scheduler);
         let (loss_tx, losses) = tokio::sync::watch::channel(0u64);
-        tokio::spawn(watch_losses(Arc::clone(&scheduler), loss_tx, shutdown.clone()));
+        tokio::spawn(watch_executors(Arc::clone(&scheduler), loss_tx, shutdown.clone()));
         Ok(Cluster {
             scheduler,
             losses,
@@ -293,27 +293,66 @@ impl Cluster {
 }
 
 /// Counts executors leaving the scheduler's registry (heartbeat expiry, fetch
-/// failures, deregistration after a drain).
-async fn watch_losses(
+/// failures, deregistration after a drain), and speeds up detection of dead
+/// processes: an executor whose Flight port refuses TCP connections twice in
+/// a row (nothing listens there any more: the process is gone) is reported
+/// stopped to the scheduler at once instead of after `--executor-timeout`.
+/// Ports that merely time out are left to the heartbeat timeout, since a slow
+/// network is not a dead executor.
+async fn watch_executors(
     scheduler: Arc<SchedulerServer<LogicalPlanNode, PhysicalPlanNode>>,
     losses: tokio::sync::watch::Sender<u64>,
     shutdown: CancellationToken,
 ) {
+    use ballista_core::serde::protobuf::ExecutorStoppedParams;
+    use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpc;
+
     let mut known = std::collections::HashSet::<String>::new();
+    let mut refused = std::collections::HashMap::<String, u32>::new();
+    let mut tick = 0u64;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
+        tick += 1;
         let Ok(state) = scheduler.state.executor_manager.get_executors_state().await else {
             continue;
         };
-        let now: std::collections::HashSet<String> = state.into_iter().map(|(m, _, _)| m.id).collect();
+        let now: std::collections::HashSet<String> = state.iter().map(|(m, _, _)| m.id.clone()).collect();
         let gone: Vec<&String> = known.difference(&now).collect();
         if !gone.is_empty() {
             tracing::warn!(?gone, "executors left the cluster");
             losses.send_modify(|n| *n += 1);
         }
         known = now;
+        refused.retain(|id, _| known.contains(id));
+        if !tick.is_multiple_of(5) {
+            continue;
+        }
+        let probes = state.into_iter().map(|(meta, _, _)| async move {
+            let addr = format!("{}:{}", meta.host, meta.port);
+            let r = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(&addr)).await;
+            let dead = matches!(r, Ok(Err(ref e)) if e.kind() == std::io::ErrorKind::ConnectionRefused);
+            (meta.id, addr, dead)
+        });
+        for (id, addr, dead) in futures::future::join_all(probes).await {
+            if !dead {
+                refused.remove(&id);
+                continue;
+            }
+            let n = refused.entry(id.clone()).or_default();
+            *n += 1;
+            if *n == 2 {
+                tracing::warn!(executor = %id, %addr, "executor port refuses connections: declaring it lost");
+                let request = tonic::Request::new(ExecutorStoppedParams {
+                    executor_id: id,
+                    reason: format!("{addr} refuses connections: the executor process is gone"),
+                });
+                if let Err(e) = scheduler.executor_stopped(request).await {
+                    tracing::warn!("could not report a dead executor: {e}");
+                }
+            }
+        }
     }
 }

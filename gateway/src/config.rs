@@ -328,31 +328,16 @@ impl Config {
                 "0 needs --scheduler-listen, or no executor could ever join",
             ));
         }
-        let cluster_secret = match (cli.cluster_secret, cli.cluster_secret_file.or(file.cluster_secret_file)) {
-            (Some(s), _) => Some(s.into_bytes()),
-            (None, Some(path)) => Some(
-                std::fs::read_to_string(&path)
-                    .map_err(|e| invalid("--cluster-secret-file", format!("cannot read {}: {e}", path.display())))?
-                    .trim_end()
-                    .as_bytes()
-                    .to_vec(),
-            ),
-            (None, None) => None,
-        };
-        match &cluster_secret {
-            Some(s) if s.len() < sluice_lake::membership::MIN_SECRET_LEN => {
-                return Err(invalid(
-                    "--cluster-secret",
-                    format!("must be at least {} bytes", sluice_lake::membership::MIN_SECRET_LEN),
-                ));
-            }
-            None if scheduler_listen.is_some() => {
-                return Err(invalid(
-                    "--scheduler-listen",
-                    "needs a cluster secret (SLUICE_CLUSTER_SECRET or --cluster-secret-file) that executors share",
-                ));
-            }
-            _ => {}
+        let cluster_secret = sluice_lake::membership::load_secret(
+            cli.cluster_secret,
+            cli.cluster_secret_file.or(file.cluster_secret_file).as_deref(),
+        )
+        .map_err(|(flag, message)| invalid(flag, message))?;
+        if cluster_secret.is_none() && scheduler_listen.is_some() {
+            return Err(invalid(
+                "--scheduler-listen",
+                "needs a cluster secret (SLUICE_CLUSTER_SECRET or --cluster-secret-file) that executors share",
+            ));
         }
         let executor_timeout = cli.executor_timeout.or(file.executor_timeout).unwrap_or(15);
         if executor_timeout < 2 {
@@ -448,6 +433,40 @@ mod tests {
         let mut v = vec!["sluice-gateway"];
         v.extend_from_slice(args);
         Cli::try_parse_from(v).unwrap()
+    }
+
+    #[test]
+    fn remote_executors_need_a_listener_and_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let err = Config::load(cli(&["--data-dir", d, "--local-executors", "0"])).unwrap_err();
+        assert!(err.to_string().starts_with("--local-executors:"), "{err}");
+        let err = Config::load(cli(&["--data-dir", d, "--scheduler-listen", "127.0.0.1:0"])).unwrap_err();
+        assert!(err.to_string().starts_with("--scheduler-listen:"), "{err}");
+        let err = Config::load(cli(&[
+            "--data-dir",
+            d,
+            "--scheduler-listen",
+            "127.0.0.1:0",
+            "--cluster-secret",
+            "short",
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("at least 16"), "{err}");
+        let c = Config::load(cli(&[
+            "--data-dir",
+            d,
+            "--scheduler-listen",
+            "127.0.0.1:0",
+            "--cluster-secret",
+            "0123456789abcdef",
+            "--local-executors",
+            "0",
+        ]))
+        .unwrap();
+        assert_eq!(c.local_executors, 0);
+        assert_eq!(c.executor_timeout.as_secs(), 15);
+        assert_eq!(c.target_partitions, 8);
     }
 
     #[test]

@@ -53,6 +53,27 @@ pub enum MembershipError {
     Verifier(String),
 }
 
+/// The cluster secret from a flag value or a file (trailing whitespace
+/// trimmed), length-checked. `Err` carries the flag at fault and why.
+pub fn load_secret(
+    value: Option<String>,
+    file: Option<&std::path::Path>,
+) -> Result<Option<Vec<u8>>, (&'static str, String)> {
+    let secret = match (value, file) {
+        (Some(s), _) => s.into_bytes(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| ("--cluster-secret-file", format!("cannot read {}: {e}", path.display())))?
+            .trim_end()
+            .as_bytes()
+            .to_vec(),
+        (None, None) => return Ok(None),
+    };
+    if secret.len() < MIN_SECRET_LEN {
+        return Err(("--cluster-secret", format!("must be at least {MIN_SECRET_LEN} bytes")));
+    }
+    Ok(Some(secret))
+}
+
 /// Credentials of one cluster member: the shared CA and this process's leaf.
 #[derive(Clone)]
 pub struct ClusterCredentials {
@@ -192,6 +213,11 @@ pub fn incoming(
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => {
                         let _ = sender.send(Ok(tls)).await;
+                    }
+                    // A connection closed before saying anything is a TCP
+                    // probe (Kubernetes, the gateway's liveness check).
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        tracing::debug!(service, %peer, "connection closed before the TLS handshake");
                     }
                     Ok(Err(e)) => refused(service, peer, &e.to_string()),
                     Err(_) => refused(service, peer, "TLS handshake timed out"),
