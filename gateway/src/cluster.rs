@@ -87,7 +87,8 @@ pub struct Cluster {
 #[derive(Debug, Clone)]
 pub struct Membership {
     pub losses: u64,
-    pub ids: std::collections::HashSet<String>,
+    /// Executor id → Flight address.
+    pub executors: std::collections::HashMap<String, String>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -207,14 +208,29 @@ impl Cluster {
     /// Current executors and loss count.
     pub async fn membership(&self) -> Membership {
         let losses = *self.losses.borrow();
-        let ids = self.executors().await.into_iter().map(|e| e.id).collect();
-        Membership { losses, ids }
+        let executors = self
+            .executors()
+            .await
+            .into_iter()
+            .map(|e| (e.id, format!("{}:{}", e.host, e.port)))
+            .collect();
+        Membership { losses, executors }
     }
 
     /// True if an executor of `then` has left the cluster since.
     pub async fn lost_since(&self, then: &Membership) -> bool {
         let now = self.membership().await;
-        now.losses != then.losses || !then.ids.is_subset(&now.ids)
+        now.losses != then.losses || then.executors.keys().any(|id| !now.executors.contains_key(id))
+    }
+
+    /// True if an executor of `then` has left, or its port refuses connections
+    /// now (killed, not yet noticed by the scheduler).
+    pub async fn lost_or_dead_since(&self, then: &Membership) -> bool {
+        if self.lost_since(then).await {
+            return true;
+        }
+        let probes = then.executors.values().map(|addr| port_refuses(addr));
+        futures::future::join_all(probes).await.into_iter().any(|dead| dead)
     }
 
     /// Resolves when an executor leaves the cluster after `then` was taken.
@@ -332,8 +348,7 @@ async fn watch_executors(
         }
         let probes = state.into_iter().map(|(meta, _, _)| async move {
             let addr = format!("{}:{}", meta.host, meta.port);
-            let r = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(&addr)).await;
-            let dead = matches!(r, Ok(Err(ref e)) if e.kind() == std::io::ErrorKind::ConnectionRefused);
+            let dead = port_refuses(&addr).await;
             (meta.id, addr, dead)
         });
         for (id, addr, dead) in futures::future::join_all(probes).await {
@@ -355,4 +370,11 @@ async fn watch_executors(
             }
         }
     }
+}
+
+/// True if nothing listens at `addr` any more (connection refused). A
+/// timeout is not proof of death and answers false.
+async fn port_refuses(addr: &str) -> bool {
+    let r = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await;
+    matches!(r, Ok(Err(ref e)) if e.kind() == std::io::ErrorKind::ConnectionRefused)
 }

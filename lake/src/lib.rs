@@ -37,13 +37,7 @@ pub fn runtime_env_with_memory_limit(limit: Option<usize>) -> Result<Arc<Runtime
 
 /// The session configuration every Sluice component starts from.
 pub fn session_config() -> SessionConfig {
-    // Static stage planning, not Ballista 55's adaptive planner: with AQE a
-    // job whose stages are rolled back after an executor loss can stop making
-    // progress (task results of survivors land on a rolled-back stage, "Can't
-    // find active stage to update stage outputs", and the job hangs); the
-    // static execution graph recovers. Found by tests/python/test_cluster.py.
     let mut config = SessionConfig::new_with_ballista()
-        .with_ballista_adaptive_query_planner(false)
         .with_information_schema(true)
         .with_create_default_catalog_and_schema(false);
     // `timestamptz` must carry a zone, as in Postgres (sessions run in UTC).

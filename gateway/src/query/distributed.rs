@@ -190,7 +190,23 @@ pub(crate) fn run(
                     return Some((Ok(batch), Some(st)));
                 }
                 Some(Err(e)) => match classify(e) {
-                    Failure::Job(e) => return Some((Err(e), None)),
+                    Failure::Job(e) => {
+                        // A job can fail on a broken shuffle fetch before the
+                        // loss of the executor behind it is noticed: re-run it
+                        // if one of its executors is gone or dead now.
+                        let then = st.membership.clone().expect("set at submission");
+                        if st.reruns < MAX_RERUNS && st.spec.cluster.lost_or_dead_since(&then).await {
+                            st.reruns += 1;
+                            tracing::warn!(
+                                rerun = st.reruns,
+                                "re-running a job that failed while an executor died: {e}"
+                            );
+                            drop(inner);
+                            st.cancel_current().await;
+                            continue;
+                        }
+                        return Some((Err(e), None));
+                    }
                     Failure::NoExecutors(detail) => {
                         return Some((Err(no_executors(&st.spec.cluster, Some(&detail))), None));
                     }
