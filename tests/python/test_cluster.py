@@ -11,6 +11,8 @@ import time
 import urllib.request
 import json
 
+import adbc_driver_flightsql.dbapi as flight_sql
+import adbc_driver_manager
 import psycopg
 import pyarrow.flight as fl
 import pytest
@@ -235,6 +237,16 @@ def test_all_executors_lost_then_capacity_returns(cluster):
         cluster.run("select count(*) from lineitem")
     assert err.value.sqlstate == "53000"
     assert CAPACITY_WAIT - 1 <= time.time() - t <= CAPACITY_WAIT + 10
+    # Flight SQL clients get the same answer as gRPC UNAVAILABLE.
+    with flight_sql.connect(
+        cluster.gw.flight_uri(),
+        db_kwargs={"username": "sluice", "password": cluster.gw.password},
+        autocommit=True,
+    ) as fconn, fconn.cursor() as cur:
+        with pytest.raises(adbc_driver_manager.Error) as ferr:
+            cur.execute("select count(*) from tpch.lineitem")
+            cur.fetchall()
+    assert "UNAVAILABLE" in str(ferr.value).upper() and "no executors available" in str(ferr.value)
 
     # One executor comes back: new queries succeed.
     cluster.executors = []
