@@ -17,8 +17,6 @@ Prints two Markdown tables:
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,8 +26,8 @@ from pathlib import Path
 
 import psycopg
 
-from common import TARGET, Gateway
-from tpch_queries import QUERIES, TABLES
+from common import TARGET, Gateway, generate_tpch
+from tpch_queries import QUERIES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "python"))
 from sluice_fixtures import Executor  # noqa: E402
@@ -87,14 +85,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="sluice-cluster-bench-") as d:
         d = Path(d)
         data = d / "data"
-        subprocess.run(
-            [str(Path(sys.executable).parent / "tpchgen-cli"), "parquet", "-s", str(args.scale), "--output-dir", str(data)],
-            check=True,
-        )
-        paths = {}
-        for t in TABLES:
-            p = data / f"{t}.parquet"
-            paths[t] = p if p.exists() else data / t
+        paths = generate_tpch(args.scale, data)
         import datafusion
 
         ctx = datafusion.SessionContext()

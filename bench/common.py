@@ -13,6 +13,18 @@ sys.path.insert(0, str(ROOT / "tests" / "python"))
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", "/var/tmp/sluice-target"))
 
 
+def generate_tpch(scale, data: Path):
+    """Writes TPC-H Parquet files with tpchgen-cli; returns {table: path}."""
+    from tpch_queries import TABLES
+
+    subprocess.run([str(Path(sys.executable).parent / "tpchgen-cli"), "parquet", "-s", str(scale), "--output-dir", str(data)], check=True)
+    paths = {}
+    for t in TABLES:
+        p = data / f"{t}.parquet"
+        paths[t] = p if p.exists() else data / t
+    return paths
+
+
 def gateway_binary():
     explicit = os.environ.get("SLUICE_GATEWAY_BIN")
     if explicit:

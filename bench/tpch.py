@@ -9,16 +9,14 @@ Prints one table; the ratio column is Sluice time / DataFusion time (best of
 
 import argparse
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import psycopg
 
-from common import Gateway
-from tpch_queries import QUERIES, TABLES
+from common import Gateway, generate_tpch
+from tpch_queries import QUERIES
 
 
 def best(fn, runs):
@@ -39,11 +37,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="sluice-tpch-") as d:
         d = Path(d)
         data = d / "data"
-        subprocess.run([str(Path(sys.executable).parent / "tpchgen-cli"), "parquet", "-s", str(args.scale), "--output-dir", str(data)], check=True)
-        paths = {}
-        for t in TABLES:
-            p = data / f"{t}.parquet"
-            paths[t] = p if p.exists() else data / t
+        paths = generate_tpch(args.scale, data)
         import datafusion
         import duckdb
 
