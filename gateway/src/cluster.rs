@@ -80,6 +80,8 @@ pub struct Cluster {
     executor_timeout: Duration,
     /// Bumped whenever an executor leaves the cluster (lost or drained).
     losses: tokio::sync::watch::Receiver<u64>,
+    /// Task slots of the registered executors, refreshed every 200 ms.
+    slots: Arc<std::sync::atomic::AtomicUsize>,
     _local: Arc<Vec<ExecutorNode>>,
 }
 
@@ -193,16 +195,30 @@ impl Cluster {
         }
         let scheduler = Arc::new(scheduler);
         let (loss_tx, losses) = tokio::sync::watch::channel(0u64);
-        tokio::spawn(watch_executors(Arc::clone(&scheduler), loss_tx, shutdown.clone()));
+        let slots = Arc::new(std::sync::atomic::AtomicUsize::new(
+            options.local_executors * options.local_slots,
+        ));
+        tokio::spawn(watch_executors(
+            Arc::clone(&scheduler),
+            loss_tx,
+            Arc::clone(&slots),
+            shutdown.clone(),
+        ));
         Ok(Cluster {
             scheduler,
             losses,
+            slots,
             scheduler_addr,
             credentials,
             capacity_wait: options.capacity_wait,
             executor_timeout: Duration::from_secs(executor_timeout),
             _local: Arc::new(local),
         })
+    }
+
+    /// Task slots of the executors registered now (0 when there are none).
+    pub fn task_slots(&self) -> usize {
+        self.slots.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Current executors and loss count.
@@ -318,6 +334,7 @@ impl Cluster {
 async fn watch_executors(
     scheduler: Arc<SchedulerServer<LogicalPlanNode, PhysicalPlanNode>>,
     losses: tokio::sync::watch::Sender<u64>,
+    slots: Arc<std::sync::atomic::AtomicUsize>,
     shutdown: CancellationToken,
 ) {
     use ballista_core::serde::protobuf::ExecutorStoppedParams;
@@ -336,6 +353,8 @@ async fn watch_executors(
             continue;
         };
         let now: std::collections::HashSet<String> = state.iter().map(|(m, _, _)| m.id.clone()).collect();
+        let total: usize = state.iter().map(|(m, _, _)| m.specification.vcores as usize).sum();
+        slots.store(total, std::sync::atomic::Ordering::Relaxed);
         let gone: Vec<&String> = known.difference(&now).collect();
         if !gone.is_empty() {
             tracing::warn!(?gone, "executors left the cluster");

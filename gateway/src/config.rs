@@ -61,9 +61,9 @@ pub struct Cli {
     /// Task slots of each in-process executor (default: number of CPUs).
     #[arg(long, env = "SLUICE_LOCAL_EXECUTOR_SLOTS")]
     pub local_executor_slots: Option<usize>,
-    /// Partitions a query's shuffles and scans are split into (default:
-    /// local executors × slots). More than the cluster's task slots only adds
-    /// scheduling round trips.
+    /// Partitions a query's shuffles and scans are split into (default: the
+    /// task slots of the executors registered when a session opens). More
+    /// than the cluster's task slots only adds scheduling round trips.
     #[arg(long, env = "SLUICE_TARGET_PARTITIONS")]
     pub target_partitions: Option<usize>,
     /// Address remote `sluice-executor`s register at (mutual TLS with the
@@ -183,7 +183,8 @@ pub struct Config {
     pub http_listen: SocketAddr,
     pub local_executors: usize,
     pub local_executor_slots: usize,
-    pub target_partitions: usize,
+    /// Fixed partition count; None = the cluster's live task slots.
+    pub target_partitions: Option<usize>,
     /// Where remote executors register; None = in-process executors only.
     pub scheduler_listen: Option<SocketAddr>,
     /// Cluster secret; None = a random one (single-process cluster).
@@ -352,18 +353,8 @@ impl Config {
         if task_max_failures == 0 || stage_max_failures == 0 {
             return Err(invalid("--task-max-failures", "retry limits must be at least 1"));
         }
-        // Remote executors' slots are unknown at start: default to a modest
-        // split that keeps per-stage task counts small.
-        let default_partitions = if local_executors > 0 {
-            local_executors * local_executor_slots
-        } else {
-            8
-        };
-        let target_partitions = cli
-            .target_partitions
-            .or(file.target_partitions)
-            .unwrap_or(default_partitions);
-        if target_partitions == 0 {
+        let target_partitions = cli.target_partitions.or(file.target_partitions);
+        if target_partitions == Some(0) {
             return Err(invalid("--target-partitions", "must be at least 1"));
         }
         let demo_scale = cli.demo_scale.or(file.demo_scale).unwrap_or(0.01);
@@ -466,7 +457,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.local_executors, 0);
         assert_eq!(c.executor_timeout.as_secs(), 15);
-        assert_eq!(c.target_partitions, 8);
+        assert_eq!(c.target_partitions, None);
     }
 
     #[test]

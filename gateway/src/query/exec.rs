@@ -45,6 +45,9 @@ pub struct Engine {
     compat: PostgresCompatibilityParser,
     staging: PathBuf,
     statements: prometheus::IntCounterVec,
+    /// `--target-partitions` was given; otherwise sessions follow the
+    /// cluster's live task slots.
+    fixed_partitions: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -80,13 +83,13 @@ impl Engine {
         runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
         data_dir: &std::path::Path,
         statements: prometheus::IntCounterVec,
-        target_partitions: usize,
+        target_partitions: Option<usize>,
     ) -> Result<Self, QueryError> {
         let config = cluster
             .credentials()
             .apply(sluice_lake::session_config())
             .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
-            .with_target_partitions(target_partitions);
+            .with_target_partitions(target_partitions.unwrap_or_else(|| cluster.task_slots()).max(1));
         let ctx = SessionContext::new_with_state(sluice_lake::session_state(config, runtime));
         let sluice = Arc::new(SluiceCatalog::new(Arc::clone(&catalog)));
         ctx.register_catalog(CATALOG_NAME, Arc::clone(&sluice) as _);
@@ -111,6 +114,7 @@ impl Engine {
             compat: PostgresCompatibilityParser::new(),
             staging,
             statements,
+            fixed_partitions: target_partitions.is_some(),
         })
     }
 
@@ -888,9 +892,13 @@ fn guarded(
 #[async_trait]
 impl QueryHandler for Engine {
     fn open_session(&self, user: &str) -> Result<Arc<Session>, QueryError> {
-        let state = SessionStateBuilder::new_from_existing(self.base.clone())
+        let mut state = SessionStateBuilder::new_from_existing(self.base.clone())
             .with_session_id(uuid::Uuid::new_v4().to_string())
             .build();
+        if !self.fixed_partitions {
+            // One partition per task slot of the executors registered now.
+            state.config_mut().options_mut().execution.target_partitions = self.cluster.task_slots().max(1);
+        }
         Ok(Arc::new(Session::new(user, state)))
     }
 
