@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psycopg
 
-from common import TARGET, Gateway, generate_tpch
+from common import TARGET, Gateway, datafusion_context, generate_tpch
 from tpch_queries import QUERIES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "python"))
@@ -77,10 +77,10 @@ def main():
     ap.add_argument("--executor-timeout", type=int, default=15)
     ap.add_argument("--kill-queries", default="5,9,18")
     args = ap.parse_args()
-    os.environ["SLUICE_EXECUTOR_BIN"] = executor_binary()
     import sluice_fixtures
 
-    sluice_fixtures.EXECUTOR_BINARY = Path(os.environ["SLUICE_EXECUTOR_BIN"])
+    # Executor.start reads this module global (release binary if built).
+    sluice_fixtures.EXECUTOR_BINARY = Path(executor_binary())
 
     with tempfile.TemporaryDirectory(prefix="sluice-cluster-bench-") as d:
         d = Path(d)
@@ -88,9 +88,7 @@ def main():
         paths = generate_tpch(args.scale, data)
         import datafusion
 
-        ctx = datafusion.SessionContext()
-        for t, p in paths.items():
-            ctx.register_parquet(t, str(p))
+        ctx = datafusion_context(paths)
 
         results = {q: {} for q in QUERIES}
         answers = {}

@@ -25,6 +25,16 @@ def generate_tpch(scale, data: Path):
     return paths
 
 
+def datafusion_context(paths):
+    """DataFusion embedded (PyPI `datafusion`) over the same files."""
+    import datafusion
+
+    ctx = datafusion.SessionContext()
+    for t, p in paths.items():
+        ctx.register_parquet(t, str(p))
+    return ctx
+
+
 def gateway_binary():
     explicit = os.environ.get("SLUICE_GATEWAY_BIN")
     if explicit:

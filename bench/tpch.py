@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-from common import Gateway, generate_tpch
+from common import Gateway, datafusion_context, generate_tpch
 from tpch_queries import QUERIES
 
 
@@ -38,12 +38,9 @@ def main():
         d = Path(d)
         data = d / "data"
         paths = generate_tpch(args.scale, data)
-        import datafusion
         import duckdb
 
-        ctx = datafusion.SessionContext()
-        for t, p in paths.items():
-            ctx.register_parquet(t, str(p))
+        ctx = datafusion_context(paths)
         duck = duckdb.connect()
         for t, p in paths.items():
             src = f"{p}/*.parquet" if p.is_dir() else str(p)

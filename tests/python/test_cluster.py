@@ -157,49 +157,40 @@ def test_remote_executors_are_registered_and_observable(cluster):
     assert m["sluice_executor_heartbeats_ok_total"] >= 1
 
 
+def kill_while_running(cluster, sql, expected, took, fractions, kills, timeout):
+    """Runs `sql`, SIGKILLs the busiest executor `kills` times, one every
+    `took * fraction`, and checks the rows. If a warm query finished before
+    the last kill, tries again with the next, earlier fraction."""
+    for fraction in fractions:
+        bg = Background(cluster, sql)
+        victims = []
+        for _ in range(kills):
+            time.sleep(took * fraction)
+            victim = cluster.busiest(exclude=victims)
+            victim.kill()
+            victims.append(victim)
+        killed_at = time.time()
+        bg.join(timeout=timeout)
+        assert bg.error is None, f"query failed after {kills} kill(s): {bg.error}"
+        assert bg.rows == expected
+        cluster.heal()
+        if bg.ended > killed_at:
+            return
+    pytest.fail("the kill never landed while the query ran")
+
+
 @pytest.mark.parametrize("q", [5, 9, 18])
 def test_sigkill_one_executor_half_way(cluster, q):
     cluster.heal()
     expected, took = timed(cluster, QUERIES[q])
     assert expected, "the query must return rows"
-    # Half-way first; earlier if the query outran the kill (warm caches).
-    for fraction in (0.5, 0.3, 0.15):
-        bg = Background(cluster, QUERIES[q])
-        time.sleep(took * fraction)
-        victim = cluster.busiest()
-        victim.kill()
-        killed_at = time.time()
-        bg.join(timeout=180)
-        assert bg.error is None, f"Q{q} failed after one executor was killed: {bg.error}"
-        assert bg.rows == expected
-        cluster.heal()
-        if bg.ended > killed_at:
-            break
-    else:
-        pytest.fail("the kill never landed while the query ran")
+    kill_while_running(cluster, QUERIES[q], expected, took, (0.5, 0.3, 0.15), kills=1, timeout=180)
 
 
 def test_two_successive_kills(cluster):
     cluster.heal()
-    sql = QUERIES[9]
-    expected, took = timed(cluster, sql)
-    for fraction in (1 / 3, 1 / 5, 1 / 10):
-        bg = Background(cluster, sql)
-        time.sleep(took * fraction)
-        first = cluster.busiest()
-        first.kill()
-        time.sleep(took * fraction)
-        second = cluster.busiest(exclude=(first,))
-        second.kill()
-        killed_at = time.time()
-        bg.join(timeout=240)
-        assert bg.error is None, f"Q9 failed after two kills: {bg.error}"
-        assert bg.rows == expected
-        cluster.heal()
-        if bg.ended > killed_at:
-            break
-    else:
-        pytest.fail("the second kill never landed while the query ran")
+    expected, took = timed(cluster, QUERIES[9])
+    kill_while_running(cluster, QUERIES[9], expected, took, (1 / 3, 1 / 5, 1 / 10), kills=2, timeout=240)
 
 
 def test_sigterm_drains_and_exits_zero(cluster):

@@ -383,6 +383,28 @@ impl FlightSqlServer {
             .map_err(Status::from);
         Ok(Response::new(Box::pin(stream)))
     }
+
+    /// FlightInfo of a key command: Sluice tables have no keys, so the
+    /// answer is always empty with the spec's `schema`.
+    fn empty_key_info(
+        &self,
+        schema: &Schema,
+        command: impl ProstMessageExt,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        self.info(schema, command.as_any().encode_to_vec().into(), request.into_inner())
+    }
+
+    /// DoGet of a key command: no rows, the spec's `schema`.
+    async fn empty_key_rows(
+        &self,
+        schema: Schema,
+        request: Request<Ticket>,
+    ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
+        self.principal(&request)?;
+        self.metadata_batch(RecordBatch::new_empty(Arc::new(schema))).await
+    }
 }
 
 /// Result schema of CommandGetPrimaryKeys (Flight SQL spec).
@@ -733,12 +755,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
-        self.info(
-            &primary_keys_schema(),
-            query.as_any().encode_to_vec().into(),
-            request.into_inner(),
-        )
+        self.empty_key_info(&primary_keys_schema(), query, request)
     }
 
     async fn do_get_primary_keys(
@@ -746,9 +763,7 @@ impl FlightSqlService for FlightSqlServer {
         _query: CommandGetPrimaryKeys,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
-        self.metadata_batch(RecordBatch::new_empty(Arc::new(primary_keys_schema())))
-            .await
+        self.empty_key_rows(primary_keys_schema(), request).await
     }
 
     async fn get_flight_info_exported_keys(
@@ -756,12 +771,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetExportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
-        self.info(
-            &foreign_keys_schema(),
-            query.as_any().encode_to_vec().into(),
-            request.into_inner(),
-        )
+        self.empty_key_info(&foreign_keys_schema(), query, request)
     }
 
     async fn do_get_exported_keys(
@@ -769,9 +779,7 @@ impl FlightSqlService for FlightSqlServer {
         _query: CommandGetExportedKeys,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
-        self.metadata_batch(RecordBatch::new_empty(Arc::new(foreign_keys_schema())))
-            .await
+        self.empty_key_rows(foreign_keys_schema(), request).await
     }
 
     async fn get_flight_info_imported_keys(
@@ -779,12 +787,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetImportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
-        self.info(
-            &foreign_keys_schema(),
-            query.as_any().encode_to_vec().into(),
-            request.into_inner(),
-        )
+        self.empty_key_info(&foreign_keys_schema(), query, request)
     }
 
     async fn do_get_imported_keys(
@@ -792,9 +795,7 @@ impl FlightSqlService for FlightSqlServer {
         _query: CommandGetImportedKeys,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
-        self.metadata_batch(RecordBatch::new_empty(Arc::new(foreign_keys_schema())))
-            .await
+        self.empty_key_rows(foreign_keys_schema(), request).await
     }
 
     async fn get_flight_info_cross_reference(
@@ -802,12 +803,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetCrossReference,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
-        self.info(
-            &foreign_keys_schema(),
-            query.as_any().encode_to_vec().into(),
-            request.into_inner(),
-        )
+        self.empty_key_info(&foreign_keys_schema(), query, request)
     }
 
     async fn do_get_cross_reference(
@@ -815,9 +811,7 @@ impl FlightSqlService for FlightSqlServer {
         _query: CommandGetCrossReference,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
-        self.metadata_batch(RecordBatch::new_empty(Arc::new(foreign_keys_schema())))
-            .await
+        self.empty_key_rows(foreign_keys_schema(), request).await
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

@@ -31,8 +31,29 @@ use crate::error::{ErrorKind, QueryError};
 pub(crate) const MAX_RERUNS: u32 = 6;
 
 /// The job currently serving a query; the statement's guard cancels it when
-/// the results are abandoned.
-pub(crate) type CurrentJob = Arc<Mutex<Option<Arc<DistributedQueryExec<LogicalPlanNode>>>>>;
+/// the results are abandoned, a re-run cancels it before resubmitting.
+#[derive(Clone, Default)]
+pub(crate) struct CurrentJob(Arc<Mutex<Option<Arc<DistributedQueryExec<LogicalPlanNode>>>>>);
+
+impl CurrentJob {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<DistributedQueryExec<LogicalPlanNode>>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set(&self, exec: Arc<DistributedQueryExec<LogicalPlanNode>>) {
+        *self.lock() = Some(exec);
+    }
+
+    /// Id of the job serving the query now, once it was submitted.
+    pub(crate) fn job_id(&self) -> Option<String> {
+        self.lock().as_ref().and_then(|e| e.job_id()).map(|id| id.to_string())
+    }
+
+    /// Like [`CurrentJob::job_id`], and forgets the job.
+    fn take_job_id(&self) -> Option<String> {
+        self.lock().take().and_then(|e| e.job_id()).map(|id| id.to_string())
+    }
+}
 
 /// What a query needs to (re)submit its job.
 pub(crate) struct JobSpec {
@@ -59,9 +80,8 @@ struct State {
 
 impl State {
     async fn cancel_current(&mut self) {
-        let exec = self.current.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(job_id) = exec.and_then(|e| e.job_id()) {
-            self.spec.cluster.cancel_job(job_id.as_ref()).await;
+        if let Some(job_id) = self.current.take_job_id() {
+            self.spec.cluster.cancel_job(&job_id).await;
         }
     }
 }
@@ -125,10 +145,10 @@ pub(crate) fn run(
     impl futures::Stream<Item = datafusion::error::Result<RecordBatch>> + Send + 'static,
     CurrentJob,
 ) {
-    let current: CurrentJob = Arc::new(Mutex::new(None));
+    let current = CurrentJob::default();
     let state = State {
         spec,
-        current: Arc::clone(&current),
+        current: current.clone(),
         inner: None,
         membership: None,
         results_checked: false,
@@ -156,7 +176,7 @@ pub(crate) fn run(
                         Ok(s) => s,
                         Err(e) => return Some((Err(e), None)),
                     };
-                    *st.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(exec);
+                    st.current.set(exec);
                     stream
                 }
             };

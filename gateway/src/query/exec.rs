@@ -849,13 +849,8 @@ impl Drop for JobGuard {
         if self.finished {
             return;
         }
-        let job_id = self.current.as_ref().and_then(|c| {
-            let exec = c.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            exec.and_then(|e| e.job_id())
-        });
-        if let Some(job_id) = job_id {
+        if let Some(job_id) = self.current.as_ref().and_then(|c| c.job_id()) {
             let cluster = self.cluster.clone();
-            let job_id = job_id.to_string();
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 handle.spawn(async move { cluster.cancel_job(&job_id).await });
             }
