@@ -83,6 +83,8 @@ pub struct Cli {
     /// Write the bound ports as JSON here once serving (for tests and tooling).
     #[arg(long, env = "SLUICE_LISTEN_FILE")]
     pub listen_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub lake: sluice_lake::config::LakeArgs,
 }
 
 /// The TOML file: the same keys as the flags.
@@ -102,6 +104,11 @@ struct FileConfig {
     http_listen: Option<SocketAddr>,
     cluster_secret_file: Option<PathBuf>,
     listen_file: Option<PathBuf>,
+    footer_cache_size: Option<String>,
+    footer_cache_ttl: Option<u64>,
+    /// Named object stores: `[stores.NAME]` with `url` and `options`.
+    #[serde(default)]
+    stores: std::collections::BTreeMap<String, sluice_lake::store::NamedStoreConfig>,
 }
 
 /// Validated executor configuration.
@@ -113,7 +120,8 @@ pub struct Config {
     pub advertise_host: String,
     pub work_dir: PathBuf,
     pub task_slots: usize,
-    pub memory_limit: Option<usize>,
+    /// Object stores, footer cache, memory cap.
+    pub lake: sluice_lake::config::LakeSettings,
     pub drain_timeout: Duration,
     pub heartbeat_interval: Duration,
     pub register_timeout: Duration,
@@ -169,7 +177,7 @@ impl Config {
             return Err(invalid("--task-slots", "must be at least 1"));
         }
         let memory_limit = match cli.memory_limit.or(file.memory_limit) {
-            Some(text) => Some(parse_bytes(&text).map_err(|m| invalid("--memory-limit", m))?),
+            Some(text) => Some(sluice_lake::config::parse_bytes(&text).map_err(|m| invalid("--memory-limit", m))?),
             None => None,
         };
         let heartbeat = cli.heartbeat_interval.or(file.heartbeat_interval).unwrap_or(5);
@@ -194,7 +202,16 @@ impl Config {
             advertise_host,
             work_dir,
             task_slots,
-            memory_limit,
+            lake: sluice_lake::config::LakeSettings::load(
+                cli.lake,
+                sluice_lake::config::LakeFileSettings {
+                    footer_cache_size: file.footer_cache_size,
+                    footer_cache_ttl: file.footer_cache_ttl,
+                    stores: file.stores,
+                },
+                memory_limit,
+            )
+            .map_err(|(flag, message)| invalid(flag, message))?,
             drain_timeout: Duration::from_secs(cli.drain_timeout.or(file.drain_timeout).unwrap_or(30)),
             heartbeat_interval: Duration::from_secs(heartbeat),
             register_timeout: Duration::from_secs(cli.register_timeout.or(file.register_timeout).unwrap_or(60)),
@@ -217,48 +234,12 @@ fn hostname() -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-/// Parses `4GiB`, `512MiB`, `1.5G`, `1000000` into bytes.
-pub fn parse_bytes(text: &str) -> Result<usize, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size like 4GiB"))?;
-    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "ki" | "kib" => 1024.0,
-        "m" | "mb" => 1e6,
-        "mi" | "mib" => 1024.0 * 1024.0,
-        "g" | "gb" => 1e9,
-        "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        "t" | "tb" => 1e12,
-        "ti" | "tib" => 1024.0_f64.powi(4),
-        other => return Err(format!("unknown unit '{other}' in '{text}'")),
-    };
-    let bytes = number * factor;
-    if bytes.is_nan() || bytes < 1024.0 * 1024.0 {
-        return Err(format!("'{text}' is below 1MiB"));
-    }
-    Ok(bytes as usize)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn cli(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("sluice-executor").chain(args.iter().copied())).unwrap()
-    }
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_bytes("4GiB").unwrap(), 4 << 30);
-        assert_eq!(parse_bytes("512 MiB").unwrap(), 512 << 20);
-        assert_eq!(parse_bytes("2g").unwrap(), 2_000_000_000);
-        assert!(parse_bytes("12 parsecs").is_err());
-        assert!(parse_bytes("10").is_err());
     }
 
     #[test]

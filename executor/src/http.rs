@@ -1,6 +1,6 @@
 //! Operator HTTP endpoints of an executor: `/healthz` (registered with the
 //! scheduler and heartbeating; 503 while draining) and `/metrics`
-//! (Prometheus text format).
+//! (Prometheus text format: task slots, heartbeats, object-store requests).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::ExecutorNode;
 
-async fn healthz(State(node): State<Arc<ExecutorNode>>) -> impl IntoResponse {
+fn node_health(node: &ExecutorNode) -> (StatusCode, &'static str) {
     if node.stats().draining.load(Ordering::Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
     } else {
@@ -23,7 +23,18 @@ async fn healthz(State(node): State<Arc<ExecutorNode>>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(node): State<Arc<ExecutorNode>>) -> impl IntoResponse {
+#[derive(Clone)]
+struct AppState {
+    node: Arc<ExecutorNode>,
+    registry: prometheus::Registry,
+}
+
+async fn healthz(State(app): State<AppState>) -> impl IntoResponse {
+    node_health(&app.node)
+}
+
+async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    let node = &app.node;
     let s = node.stats();
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, kind: &str, value: u64| {
@@ -63,15 +74,26 @@ async fn metrics(State(node): State<Arc<ExecutorNode>>) -> impl IntoResponse {
         "gauge",
         s.last_heartbeat_unix.load(Ordering::Relaxed),
     );
+    let mut buf = Vec::new();
+    let _ = prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &app.registry.gather(), &mut buf);
+    out.push_str(&String::from_utf8_lossy(&buf));
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
 /// Serves the endpoints until `shutdown`.
-pub async fn serve(listener: TcpListener, node: Arc<ExecutorNode>, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    node: Arc<ExecutorNode>,
+    store_metrics: sluice_lake::store::StoreMetrics,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let registry =
+        prometheus::Registry::new_custom(Some("sluice_executor".into()), None).map_err(std::io::Error::other)?;
+    store_metrics.register(&registry).map_err(std::io::Error::other)?;
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .with_state(node);
+        .with_state(AppState { node, registry });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

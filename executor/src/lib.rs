@@ -9,6 +9,7 @@
 //! embedded default, so both paths execute tasks the same way.
 
 pub mod config;
+mod engine;
 pub mod http;
 pub mod node;
 
@@ -49,8 +50,9 @@ pub async fn run(config: Config, terminate: impl Future<Output = ()>) -> Result<
         path: config.work_dir.clone(),
         source,
     })?;
-    let runtime = sluice_lake::runtime_env_with_memory_limit(config.memory_limit)
-        .map_err(|e| RunError::Runtime(e.to_string()))?;
+    let store_metrics = sluice_lake::store::StoreMetrics::new().map_err(|e| RunError::Runtime(e.to_string()))?;
+    let runtime =
+        sluice_lake::runtime_env(&config.lake, store_metrics.clone()).map_err(|e| RunError::Runtime(e.to_string()))?;
     let credentials = sluice_lake::membership::ClusterCredentials::from_secret(&config.cluster_secret)
         .map_err(node::NodeError::from)?;
     let flight_addr = std::net::SocketAddr::new(config.bind, config.port);
@@ -93,7 +95,7 @@ pub async fn run(config: Config, terminate: impl Future<Output = ()>) -> Result<
             let node = Arc::clone(&node);
             let stop = http_stop.clone();
             tokio::spawn(async move {
-                if let Err(e) = http::serve(l, node, stop).await {
+                if let Err(e) = http::serve(l, node, store_metrics, stop).await {
                     tracing::error!("http service stopped: {e}");
                 }
             });

@@ -153,7 +153,7 @@ impl ExecutorNode {
             sluice_lake::session_config(),
             Arc::clone(&config.runtime),
         ));
-        let executor = Arc::new(Executor::with_default_execution_engine(
+        let executor = Arc::new(Executor::new(
             registration.clone(),
             &work_dir,
             runtime_producer,
@@ -161,6 +161,7 @@ impl ExecutorNode {
             Arc::new(functions),
             Arc::new(LoggingMetricsCollector::default()),
             config.task_slots,
+            Arc::new(crate::engine::CachingEngine::new(Arc::clone(&config.runtime))),
         ));
 
         let stop = CancellationToken::new();

@@ -1,16 +1,30 @@
 //! The Hive-model catalog: databases (SQL schemas), tables with their columns,
-//! partition columns, location, format and options, partitions, and views.
+//! partition columns, location, format and options, partitions, views — and,
+//! for managed tables, the manifest of committed data files.
 //!
 //! [`Metastore`] is the storage seam (embedded SQLite today; PostgreSQL and an
 //! external Hive Metastore later). [`CatalogState`] keeps an in-memory snapshot
-//! of it so DataFusion's synchronous catalog calls never block on storage, and
-//! [`provider::SluiceCatalog`] exposes that snapshot to DataFusion.
+//! of databases and tables so DataFusion's synchronous catalog calls never
+//! block on storage, and [`provider::SluiceCatalog`] exposes that snapshot to
+//! DataFusion. Partitions and manifests are read on demand (and cached by
+//! `crate::lake`): a table can have many thousands.
+//!
+//! **Commit protocol.** A write registers itself ([`Metastore::begin_write`])
+//! before it puts any file, writes files whose names carry its write id, and
+//! becomes visible only through [`Metastore::commit_write`], one transaction
+//! that records the files (and the table, for CTAS) and lists what the write
+//! replaced as garbage. Readers of managed tables read only files in the
+//! manifest, so they see the state before or after a commit, never a mix.
+//! Files of writes that never committed are deleted by the writer or, after a
+//! crash, by the start-up sweep; garbage is deleted after a grace period so
+//! queries planned before the commit can finish.
 
 pub mod provider;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
@@ -18,6 +32,8 @@ use async_trait::async_trait;
 pub const CATALOG_NAME: &str = "sluice";
 /// The database that always exists and is first on the search path.
 pub const DEFAULT_DATABASE: &str = "default";
+/// Hive's name for a NULL partition value.
+pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
 /// Errors of the catalog layer.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +48,12 @@ pub enum CatalogError {
     TableExists(String),
     #[error("relation \"{0}\" does not exist")]
     TableNotFound(String),
+    #[error("relation \"{0}\" was dropped or replaced while the statement ran; run it again")]
+    TableChanged(String),
+    #[error("partition {1} of \"{0}\" already exists")]
+    PartitionExists(String, String),
+    #[error("partition {1} of \"{0}\" does not exist")]
+    PartitionNotFound(String, String),
     #[error("schema \"{0}\" cannot be dropped")]
     Protected(String),
     #[error("catalog storage failed: {0}")]
@@ -55,8 +77,9 @@ pub struct Database {
     pub comment: Option<String>,
 }
 
-/// Managed tables are owned by Sluice (data under the warehouse, deleted on
-/// DROP); external tables only point at data; views hold SQL.
+/// Managed tables are owned by Sluice (data under the warehouse, files listed
+/// in the manifest, deleted on DROP); external tables only point at data
+/// (files found by listing); views hold SQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableKind {
     Managed,
@@ -96,16 +119,23 @@ pub struct Column {
 pub struct Table {
     pub database: String,
     pub name: String,
+    /// Unique per incarnation: a table dropped and created again, or
+    /// replaced, gets a new id (and with it new partitions and manifest).
+    pub id: String,
+    /// Bumped by every change to the table's data or partitions; caches of
+    /// partitions and listings are keyed by it.
+    pub version: u64,
     pub kind: TableKind,
-    /// `PARQUET`, `CSV`, `JSON`; empty for views.
+    /// `PARQUET`, `CSV`, `JSON`, `AVRO`; empty for views.
     pub format: String,
     /// Location URLs; empty for views.
     pub locations: Vec<String>,
     /// All columns, data columns first, then partition columns (Hive order).
     pub columns: Vec<Column>,
     pub partition_columns: Vec<String>,
-    /// Format options as given to `OPTIONS (...)`.
+    /// Format and store options as given to `OPTIONS (...)`.
     pub options: BTreeMap<String, String>,
+    /// Table properties (write settings of managed tables: `compression`, ...).
     pub properties: BTreeMap<String, String>,
     /// The exact Arrow schema, encoded with datafusion-proto, so providers are
     /// rebuilt without touching the object store.
@@ -114,11 +144,105 @@ pub struct Table {
     pub view_sql: Option<String>,
 }
 
-/// A partition of a table: values in partition-column order, and its location.
+impl Table {
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", self.database, self.name)
+    }
+}
+
+/// A new table id.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// A partition of a table: values in partition-column order (Hive strings,
+/// [`NULL_PARTITION`] for NULL), its location, and where its files come from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Partition {
     pub values: Vec<String>,
     pub location: String,
+    /// Files are found by listing `location` (external tables); otherwise
+    /// they are the manifest's (managed tables).
+    pub listed: bool,
+}
+
+/// A committed data file of a managed table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataFile {
+    /// Values of the file's partition (empty for unpartitioned tables).
+    pub partition: Vec<String>,
+    /// Absolute URL of the file.
+    pub path: String,
+    pub size: u64,
+    pub rows: u64,
+}
+
+/// A write under way: its files carry `write_id` in their names and live
+/// under `location`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingWrite {
+    pub write_id: String,
+    pub location: String,
+    pub started_unix: u64,
+}
+
+/// What a committed write does to its table.
+#[derive(Debug, Clone)]
+pub enum CommitKind {
+    /// CTAS / CREATE TABLE: the table appears with the write's files. With
+    /// `replace`, an existing table of that name is replaced and its files
+    /// become garbage.
+    Create { table: Box<Table>, replace: bool },
+    /// INSERT INTO: the files are added to table `table_id`.
+    Append {
+        database: String,
+        name: String,
+        table_id: String,
+    },
+    /// INSERT OVERWRITE: the files replace the table's files in `partitions`
+    /// (all of them when `None`).
+    Overwrite {
+        database: String,
+        name: String,
+        table_id: String,
+        partitions: Option<Vec<Vec<String>>>,
+    },
+}
+
+/// One atomic commit of a write.
+#[derive(Debug, Clone)]
+pub struct WriteCommit {
+    pub write_id: String,
+    pub kind: CommitKind,
+    /// Partitions the files belong to, created if missing.
+    pub partitions: Vec<Partition>,
+    pub files: Vec<DataFile>,
+    /// Files made garbage by this commit are deleted after this time.
+    pub garbage_after_unix: u64,
+}
+
+/// Files to delete once their grace period has passed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Garbage {
+    pub path: String,
+    pub delete_after_unix: u64,
+}
+
+/// How [`Metastore::alter_partitions`] treats partitions that already exist
+/// (on add) or do not (on drop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strictness {
+    /// Error out.
+    Strict,
+    /// Skip them (`IF NOT EXISTS`, `IF EXISTS`, MSCK).
+    Lenient,
+}
+
+/// What [`Metastore::alter_partitions`] changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PartitionChange {
+    pub added: usize,
+    pub dropped: usize,
 }
 
 /// Durable storage of the catalog. Every method is one atomic change: when it
@@ -127,35 +251,86 @@ pub struct Partition {
 pub trait Metastore: Send + Sync + std::fmt::Debug {
     async fn list_databases(&self) -> Result<Vec<Database>, CatalogError>;
     async fn create_database(&self, db: &Database) -> Result<(), CatalogError>;
-    /// Drops a database; with `cascade` its tables and views go too. Returns
-    /// the tables that were dropped (so managed data can be deleted).
-    async fn drop_database(&self, name: &str, cascade: bool) -> Result<Vec<Table>, CatalogError>;
+    /// Drops a database; with `cascade` its tables and views go too, and the
+    /// managed tables' files become garbage. Returns the dropped tables.
+    async fn drop_database(
+        &self,
+        name: &str,
+        cascade: bool,
+        garbage_after_unix: u64,
+    ) -> Result<Vec<Table>, CatalogError>;
     async fn list_tables(&self) -> Result<Vec<Table>, CatalogError>;
-    /// Creates a table or view; `replace` overwrites an existing one.
-    async fn create_table(&self, table: &Table, replace: bool) -> Result<(), CatalogError>;
-    async fn drop_table(&self, database: &str, name: &str) -> Result<Table, CatalogError>;
-    /// Records partitions (idempotent on values).
-    async fn add_partitions(&self, database: &str, table: &str, parts: &[Partition]) -> Result<(), CatalogError>;
-    async fn list_partitions(&self, database: &str, table: &str) -> Result<Vec<Partition>, CatalogError>;
+    /// Creates a table or view without data; `replace` overwrites an existing
+    /// one (whose managed files become garbage).
+    async fn create_table(&self, table: &Table, replace: bool, garbage_after_unix: u64) -> Result<(), CatalogError>;
+    /// Drops a table or view; a managed table's files become garbage.
+    async fn drop_table(&self, database: &str, name: &str, garbage_after_unix: u64) -> Result<Table, CatalogError>;
+    async fn list_partitions(&self, table_id: &str) -> Result<Vec<Partition>, CatalogError>;
+    /// Adds and drops partitions of one table in one change and bumps its
+    /// version. Dropped partitions' manifest files become garbage.
+    async fn alter_partitions(
+        &self,
+        database: &str,
+        name: &str,
+        add: &[Partition],
+        drop: &[Vec<String>],
+        strictness: Strictness,
+        garbage_after_unix: u64,
+    ) -> Result<PartitionChange, CatalogError>;
+    /// The manifest of a managed table.
+    async fn list_files(&self, table_id: &str) -> Result<Vec<DataFile>, CatalogError>;
+    /// Records a write before it puts its first file.
+    async fn begin_write(&self, write: &PendingWrite) -> Result<(), CatalogError>;
+    /// Makes a write visible (see the module docs).
+    async fn commit_write(&self, commit: &WriteCommit) -> Result<(), CatalogError>;
+    /// Forgets a write whose files were deleted.
+    async fn end_write(&self, write_id: &str) -> Result<(), CatalogError>;
+    /// Writes begun and neither committed nor ended (a crash interrupted them).
+    async fn pending_writes(&self) -> Result<Vec<PendingWrite>, CatalogError>;
+    /// Garbage whose grace period ended by `now_unix`.
+    async fn due_garbage(&self, now_unix: u64) -> Result<Vec<Garbage>, CatalogError>;
+    /// Forgets garbage that was deleted.
+    async fn forget_garbage(&self, paths: &[String]) -> Result<(), CatalogError>;
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// A consistent in-memory view of the metastore, refreshed after each change.
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
+    /// Bumped by every refresh: providers that depend on other tables
+    /// (views) are valid for one generation.
+    pub generation: u64,
     pub databases: BTreeMap<String, Database>,
     /// (database, table) -> table
     pub tables: BTreeMap<(String, String), Arc<Table>>,
 }
 
+/// Called after every change with the tables whose data or definition
+/// changed (so caches keyed by them can be dropped).
+pub type ChangeListener = Arc<dyn Fn(&[Arc<Table>]) + Send + Sync>;
+
 /// The metastore plus its snapshot. All DDL goes through here so the snapshot
 /// never disagrees with storage.
-#[derive(Debug)]
 pub struct CatalogState {
     store: Arc<dyn Metastore>,
     snapshot: RwLock<Arc<Snapshot>>,
-    /// Serialises DDL so the snapshot is rebuilt in commit order.
+    /// Serialises changes so the snapshot is rebuilt in commit order.
     ddl: tokio::sync::Mutex<()>,
     warehouse: url::Url,
+    listeners: RwLock<Vec<ChangeListener>>,
+}
+
+impl std::fmt::Debug for CatalogState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogState")
+            .field("store", &self.store)
+            .field("warehouse", &self.warehouse.as_str())
+            .finish_non_exhaustive()
+    }
 }
 
 impl CatalogState {
@@ -166,6 +341,7 @@ impl CatalogState {
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             ddl: tokio::sync::Mutex::new(()),
             warehouse,
+            listeners: RwLock::new(Vec::new()),
         };
         state.refresh().await?;
         if !state.snapshot().databases.contains_key(DEFAULT_DATABASE) {
@@ -175,6 +351,11 @@ impl CatalogState {
             }
         }
         Ok(state)
+    }
+
+    /// Registers a function told about every change (cache invalidation).
+    pub fn on_change(&self, listener: ChangeListener) {
+        self.listeners.write().unwrap_or_else(|e| e.into_inner()).push(listener);
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -189,17 +370,40 @@ impl CatalogState {
         &self.store
     }
 
+    /// Reloads the snapshot and tells listeners which tables changed.
     async fn refresh(&self) -> Result<(), CatalogError> {
         let databases = self.store.list_databases().await?;
         let tables = self.store.list_tables().await?;
+        let generation = self.snapshot().generation + 1;
         let snap = Snapshot {
+            generation,
             databases: databases.into_iter().map(|d| (d.name.clone(), d)).collect(),
             tables: tables
                 .into_iter()
                 .map(|t| ((t.database.clone(), t.name.clone()), Arc::new(t)))
                 .collect(),
         };
-        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snap);
+        let old = {
+            let mut guard = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
+            std::mem::replace(&mut *guard, Arc::new(snap))
+        };
+        let new = self.snapshot();
+        let changed: Vec<Arc<Table>> = old
+            .tables
+            .iter()
+            .filter(|(k, t)| {
+                new.tables
+                    .get(*k)
+                    .is_none_or(|n| n.id != t.id || n.version != t.version)
+            })
+            .map(|(_, t)| Arc::clone(t))
+            .collect();
+        if !changed.is_empty() {
+            let listeners = self.listeners.read().unwrap_or_else(|e| e.into_inner()).clone();
+            for l in listeners {
+                l(&changed);
+            }
+        }
         Ok(())
     }
 
@@ -212,44 +416,68 @@ impl CatalogState {
         }
     }
 
-    pub async fn create_database(&self, name: &str, comment: Option<String>) -> Result<(), CatalogError> {
+    /// Runs one change under the DDL lock and refreshes the snapshot, whether
+    /// or not the change succeeded.
+    async fn change<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, CatalogError>>,
+    ) -> Result<T, CatalogError> {
         let _g = self.ddl.lock().await;
+        let r = f.await;
+        self.refresh().await?;
+        r
+    }
+
+    pub async fn create_database(&self, name: &str, comment: Option<String>) -> Result<(), CatalogError> {
         let db = Database {
             name: name.to_owned(),
             location: self.database_location(name),
             comment,
         };
-        let r = self.store.create_database(&db).await;
-        self.refresh().await?;
-        r
+        self.change(self.store.create_database(&db)).await
     }
 
-    pub async fn drop_database(&self, name: &str, cascade: bool) -> Result<Vec<Table>, CatalogError> {
+    pub async fn drop_database(
+        &self,
+        name: &str,
+        cascade: bool,
+        garbage_after_unix: u64,
+    ) -> Result<Vec<Table>, CatalogError> {
         if name == DEFAULT_DATABASE {
             return Err(CatalogError::Protected(name.to_owned()));
         }
-        let _g = self.ddl.lock().await;
-        let r = self.store.drop_database(name, cascade).await;
-        self.refresh().await?;
-        r
+        self.change(self.store.drop_database(name, cascade, garbage_after_unix))
+            .await
     }
 
-    pub async fn create_table(&self, table: Table, replace: bool) -> Result<(), CatalogError> {
-        let _g = self.ddl.lock().await;
-        let r = self.store.create_table(&table, replace).await;
-        self.refresh().await?;
-        r
+    pub async fn create_table(&self, table: Table, replace: bool, garbage_after_unix: u64) -> Result<(), CatalogError> {
+        self.change(self.store.create_table(&table, replace, garbage_after_unix))
+            .await
     }
 
-    pub async fn drop_table(&self, database: &str, name: &str) -> Result<Table, CatalogError> {
-        let _g = self.ddl.lock().await;
-        let r = self.store.drop_table(database, name).await;
-        self.refresh().await?;
-        r
+    pub async fn drop_table(&self, database: &str, name: &str, garbage_after_unix: u64) -> Result<Table, CatalogError> {
+        self.change(self.store.drop_table(database, name, garbage_after_unix))
+            .await
     }
 
-    pub async fn add_partitions(&self, database: &str, table: &str, parts: &[Partition]) -> Result<(), CatalogError> {
-        self.store.add_partitions(database, table, parts).await
+    pub async fn alter_partitions(
+        &self,
+        database: &str,
+        name: &str,
+        add: &[Partition],
+        drop: &[Vec<String>],
+        strictness: Strictness,
+        garbage_after_unix: u64,
+    ) -> Result<PartitionChange, CatalogError> {
+        self.change(
+            self.store
+                .alter_partitions(database, name, add, drop, strictness, garbage_after_unix),
+        )
+        .await
+    }
+
+    pub async fn commit_write(&self, commit: &WriteCommit) -> Result<(), CatalogError> {
+        self.change(self.store.commit_write(commit)).await
     }
 
     pub fn table(&self, database: &str, name: &str) -> Option<Arc<Table>> {
@@ -257,5 +485,13 @@ impl CatalogState {
             .tables
             .get(&(database.to_owned(), name.to_owned()))
             .cloned()
+    }
+
+    /// Tells listeners that `table` changed outside Sluice (`REFRESH TABLE`).
+    pub fn invalidate(&self, table: &Arc<Table>) {
+        let listeners = self.listeners.read().unwrap_or_else(|e| e.into_inner()).clone();
+        for l in listeners {
+            l(std::slice::from_ref(table));
+        }
     }
 }

@@ -106,6 +106,7 @@ impl Cluster {
     /// work under `data_dir/executors/N`.
     pub async fn start(
         runtime: Arc<RuntimeEnv>,
+        logical_codec: Arc<dyn datafusion_proto::logical_plan::LogicalExtensionCodec>,
         listener: TcpListener,
         credentials: ClusterCredentials,
         options: &ClusterOptions,
@@ -139,6 +140,7 @@ impl Cluster {
         config.use_tls = true;
         config.override_create_grpc_client_endpoint = Some(credentials.endpoint_override());
         config.override_session_builder = Some(Arc::clone(&session_builder) as _);
+        config.override_logical_codec = Some(logical_codec);
         config.override_config_producer = Some(Arc::clone(&config_producer));
         let cluster = BallistaCluster::new_memory(scheduler_addr.to_string(), session_builder, config_producer);
         let scheduler: SchedulerServer<LogicalPlanNode, PhysicalPlanNode> = create_scheduler(cluster, Arc::new(config))

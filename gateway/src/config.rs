@@ -120,6 +120,45 @@ pub struct Cli {
     /// Write the bound addresses as JSON to this file once listening (for tests and supervisors).
     #[arg(long, env = "SLUICE_LISTEN_FILE")]
     pub listen_file: Option<PathBuf>,
+    /// Table providers kept in memory (entries; default 10000).
+    #[arg(long, env = "SLUICE_TABLE_CACHE_SIZE")]
+    pub table_cache_size: Option<u64>,
+    /// Seconds a cached table provider is kept (default 3600).
+    #[arg(long, env = "SLUICE_TABLE_CACHE_TTL")]
+    pub table_cache_ttl: Option<u64>,
+    /// Memory for cached partition lists and manifests, e.g. 256MiB (default 256MiB).
+    #[arg(long, env = "SLUICE_PARTITION_CACHE_SIZE")]
+    pub partition_cache_size: Option<String>,
+    /// Seconds a cached partition list is kept (default 3600; changes made
+    /// through this gateway invalidate it at once).
+    #[arg(long, env = "SLUICE_PARTITION_CACHE_TTL")]
+    pub partition_cache_ttl: Option<u64>,
+    /// Memory for cached file listings of external tables, e.g. 256MiB (default 256MiB).
+    #[arg(long, env = "SLUICE_LISTING_CACHE_SIZE")]
+    pub listing_cache_size: Option<String>,
+    /// Seconds a file listing is trusted (default 300): files added to an
+    /// external location by other writers show after this, or at once after
+    /// REFRESH TABLE.
+    #[arg(long, env = "SLUICE_LISTING_CACHE_TTL")]
+    pub listing_cache_ttl: Option<u64>,
+    /// Compression of managed-table Parquet files: zstd (default), snappy or none.
+    #[arg(long, env = "SLUICE_WRITE_COMPRESSION")]
+    pub write_compression: Option<String>,
+    /// Most rows per Parquet row group of managed tables (default 1048576).
+    #[arg(long, env = "SLUICE_WRITE_ROW_GROUP_SIZE")]
+    pub write_row_group_size: Option<usize>,
+    /// Files one write keeps open at once (partitioned writes roll files beyond it; default 64).
+    #[arg(long, env = "SLUICE_WRITE_MAX_OPEN_FILES")]
+    pub write_max_open_files: Option<usize>,
+    /// Size at which a written file is finished and a new one started, e.g. 256MiB (default).
+    #[arg(long, env = "SLUICE_WRITE_TARGET_FILE_SIZE")]
+    pub write_target_file_size: Option<String>,
+    /// Seconds the files replaced by a write or DROP are kept for queries
+    /// still reading them before they are deleted (default 60).
+    #[arg(long, env = "SLUICE_GC_GRACE")]
+    pub gc_grace: Option<u64>,
+    #[command(flatten)]
+    pub lake: sluice_lake::config::LakeArgs,
 }
 
 /// Keys accepted in the TOML file.
@@ -149,6 +188,22 @@ struct FileConfig {
     demo_scale: Option<f64>,
     listen_file: Option<PathBuf>,
     token_key_file: Option<PathBuf>,
+    table_cache_size: Option<u64>,
+    table_cache_ttl: Option<u64>,
+    partition_cache_size: Option<String>,
+    partition_cache_ttl: Option<u64>,
+    listing_cache_size: Option<String>,
+    listing_cache_ttl: Option<u64>,
+    write_compression: Option<String>,
+    write_row_group_size: Option<usize>,
+    write_max_open_files: Option<usize>,
+    write_target_file_size: Option<String>,
+    gc_grace: Option<u64>,
+    footer_cache_size: Option<String>,
+    footer_cache_ttl: Option<u64>,
+    /// Named object stores: `[stores.NAME]` with `url` and `options`.
+    #[serde(default)]
+    stores: std::collections::BTreeMap<String, sluice_lake::store::NamedStoreConfig>,
 }
 
 /// How the bootstrap administrator authenticates.
@@ -201,6 +256,14 @@ pub struct Config {
     pub listen_file: Option<PathBuf>,
     /// File holding the token-signing key.
     pub token_key_file: PathBuf,
+    /// Object stores, footer cache.
+    pub lake: sluice_lake::config::LakeSettings,
+    /// Metadata caches of the gateway.
+    pub caches: crate::table::CacheSettings,
+    /// How managed-table files are written.
+    pub write: crate::query::write::WriteSettings,
+    /// How long replaced and dropped files are kept.
+    pub gc_grace: std::time::Duration,
 }
 
 impl Config {
@@ -219,6 +282,20 @@ impl Config {
             }
             None => FileConfig::default(),
         };
+        let caches = load_caches(&cli, &file)?;
+        let write = load_write(&cli, &file)?;
+        let gc_grace = std::time::Duration::from_secs(cli.gc_grace.or(file.gc_grace).unwrap_or(60));
+        let lake = sluice_lake::config::LakeSettings::load(
+            cli.lake.clone(),
+            sluice_lake::config::LakeFileSettings {
+                footer_cache_size: file.footer_cache_size.clone(),
+                footer_cache_ttl: file.footer_cache_ttl,
+                stores: file.stores.clone(),
+            },
+            None,
+        )
+        .map_err(|(flag, message)| invalid(flag, message))?;
+
         let data_dir = cli
             .data_dir
             .or(file.data_dir)
@@ -243,14 +320,10 @@ impl Config {
                     .map_err(|()| invalid("--warehouse", "data dir is not an absolute path"))?
             }
         };
-        if warehouse.scheme() != "file" {
-            return Err(invalid(
-                "--warehouse",
-                format!(
-                    "scheme '{}' is not supported yet; use a file:// URL or a path",
-                    warehouse.scheme()
-                ),
-            ));
+        sluice_lake::store::StoreKind::of_scheme(warehouse.scheme())
+            .map_err(|e| invalid("--warehouse", e.to_string()))?;
+        if warehouse.host_str().is_none_or(str::is_empty) && warehouse.scheme() != "file" {
+            return Err(invalid("--warehouse", format!("'{warehouse}' names no bucket")));
         }
 
         let catalog_path = match cli.catalog.or(file.catalog) {
@@ -396,8 +469,80 @@ impl Config {
             demo: cli.demo.or(file.demo).unwrap_or(false),
             demo_scale,
             listen_file: cli.listen_file.or(file.listen_file),
+            lake,
+            caches,
+            write,
+            gc_grace,
         })
     }
+}
+
+fn bytes(flag: &'static str, text: Option<String>, default: u64) -> Result<u64, ConfigError> {
+    match text {
+        Some(t) => sluice_lake::config::parse_bytes(&t)
+            .map(|b| b as u64)
+            .map_err(|m| invalid(flag, m)),
+        None => Ok(default),
+    }
+}
+
+fn load_caches(cli: &Cli, file: &FileConfig) -> Result<crate::table::CacheSettings, ConfigError> {
+    use std::time::Duration;
+    let d = crate::table::CacheSettings::default();
+    let secs = |a: Option<u64>, b: Option<u64>, default: Duration| a.or(b).map_or(default, Duration::from_secs);
+    Ok(crate::table::CacheSettings {
+        tables: cli.table_cache_size.or(file.table_cache_size).unwrap_or(d.tables),
+        tables_ttl: secs(cli.table_cache_ttl, file.table_cache_ttl, d.tables_ttl),
+        partitions_bytes: bytes(
+            "--partition-cache-size",
+            cli.partition_cache_size.clone().or(file.partition_cache_size.clone()),
+            d.partitions_bytes,
+        )?,
+        partitions_ttl: secs(cli.partition_cache_ttl, file.partition_cache_ttl, d.partitions_ttl),
+        listings_bytes: bytes(
+            "--listing-cache-size",
+            cli.listing_cache_size.clone().or(file.listing_cache_size.clone()),
+            d.listings_bytes,
+        )?,
+        listings_ttl: secs(cli.listing_cache_ttl, file.listing_cache_ttl, d.listings_ttl),
+    })
+}
+
+fn load_write(cli: &Cli, file: &FileConfig) -> Result<crate::query::write::WriteSettings, ConfigError> {
+    use crate::query::write::{Codec, WriteSettings};
+    let d = WriteSettings::default();
+    let codec = match cli.write_compression.clone().or(file.write_compression.clone()) {
+        Some(c) => Codec::parse(&c)
+            .ok_or_else(|| invalid("--write-compression", format!("'{c}' is not one of zstd, snappy, none")))?,
+        None => d.codec,
+    };
+    let row_group_rows = cli
+        .write_row_group_size
+        .or(file.write_row_group_size)
+        .unwrap_or(d.row_group_rows);
+    if row_group_rows == 0 {
+        return Err(invalid("--write-row-group-size", "must be at least 1"));
+    }
+    let max_open_files = cli
+        .write_max_open_files
+        .or(file.write_max_open_files)
+        .unwrap_or(d.max_open_files);
+    if max_open_files == 0 {
+        return Err(invalid("--write-max-open-files", "must be at least 1"));
+    }
+    let target_file_bytes = bytes(
+        "--write-target-file-size",
+        cli.write_target_file_size
+            .clone()
+            .or(file.write_target_file_size.clone()),
+        d.target_file_bytes as u64,
+    )? as usize;
+    Ok(WriteSettings {
+        codec,
+        row_group_rows,
+        max_open_files,
+        target_file_bytes,
+    })
 }
 
 /// Accepts a URL or an absolute/relative local path and returns a directory URL.

@@ -16,6 +16,12 @@ pub enum ErrorKind {
     UndefinedObject,
     DuplicateTable,
     DuplicateSchema,
+    /// A partition (or other object) that already exists.
+    DuplicateObject,
+    /// A definition that cannot be used (a view that reaches itself).
+    InvalidObjectDefinition,
+    /// The statement raced with a change of its table: run it again.
+    Conflict,
     DependentObjects,
     InvalidCatalogName,
     FeatureNotSupported,
@@ -43,6 +49,9 @@ impl ErrorKind {
             ErrorKind::UndefinedObject => "42704",
             ErrorKind::DuplicateTable => "42P07",
             ErrorKind::DuplicateSchema => "42P06",
+            ErrorKind::DuplicateObject => "42710",
+            ErrorKind::InvalidObjectDefinition => "42P17",
+            ErrorKind::Conflict => "40001",
             ErrorKind::DependentObjects => "2BP01",
             ErrorKind::InvalidCatalogName => "3D000",
             ErrorKind::FeatureNotSupported => "0A000",
@@ -65,12 +74,14 @@ impl ErrorKind {
             | ErrorKind::UndefinedColumn
             | ErrorKind::InvalidParameter
             | ErrorKind::DataException
-            | ErrorKind::DependentObjects => Code::InvalidArgument,
+            | ErrorKind::DependentObjects
+            | ErrorKind::InvalidObjectDefinition => Code::InvalidArgument,
             ErrorKind::UndefinedTable
             | ErrorKind::UndefinedSchema
             | ErrorKind::UndefinedObject
             | ErrorKind::InvalidCatalogName => Code::NotFound,
-            ErrorKind::DuplicateTable | ErrorKind::DuplicateSchema => Code::AlreadyExists,
+            ErrorKind::DuplicateTable | ErrorKind::DuplicateSchema | ErrorKind::DuplicateObject => Code::AlreadyExists,
+            ErrorKind::Conflict => Code::Aborted,
             ErrorKind::FeatureNotSupported => Code::Unimplemented,
             ErrorKind::Cancelled => Code::Cancelled,
             ErrorKind::InvalidPassword => Code::Unauthenticated,
@@ -126,6 +137,9 @@ impl From<CatalogError> for QueryError {
             CatalogError::DatabaseNotEmpty(_) => ErrorKind::DependentObjects,
             CatalogError::TableExists(_) => ErrorKind::DuplicateTable,
             CatalogError::TableNotFound(_) => ErrorKind::UndefinedTable,
+            CatalogError::TableChanged(_) => ErrorKind::Conflict,
+            CatalogError::PartitionExists(..) => ErrorKind::DuplicateObject,
+            CatalogError::PartitionNotFound(..) => ErrorKind::UndefinedObject,
             CatalogError::Protected(_) => ErrorKind::InsufficientPrivilege,
             CatalogError::Storage(_) | CatalogError::Corrupt(..) => {
                 tracing::error!("catalog failure: {e}");
@@ -167,6 +181,7 @@ fn classify_datafusion(e: DataFusionError) -> QueryError {
             };
             QueryError::new(kind, msg)
         }
+        DataFusionError::ObjectStore(e) => QueryError::new(ErrorKind::DataException, format!("object store: {e}")),
         DataFusionError::NotImplemented(msg) => QueryError::new(ErrorKind::FeatureNotSupported, msg),
         DataFusionError::ResourcesExhausted(msg) => QueryError::new(ErrorKind::ResourcesExhausted, msg),
         DataFusionError::ArrowError(e, _) => QueryError::new(ErrorKind::DataException, e.to_string()),
@@ -182,6 +197,16 @@ fn classify_datafusion(e: DataFusionError) -> QueryError {
         DataFusionError::External(inner) => {
             if let Some(q) = inner.downcast_ref::<QueryError>() {
                 return q.clone();
+            }
+            let inner = match inner.downcast::<CatalogError>() {
+                Ok(c) => return QueryError::from(*c),
+                Err(other) => other,
+            };
+            if let Some(v) = inner.downcast_ref::<crate::catalog::provider::ViewError>() {
+                return QueryError::new(ErrorKind::InvalidObjectDefinition, v.to_string());
+            }
+            if let Some(st) = inner.downcast_ref::<sluice_lake::store::StoreError>() {
+                return QueryError::new(ErrorKind::InvalidParameter, st.to_string());
             }
             QueryError::new(ErrorKind::DataException, inner.to_string())
         }

@@ -25,6 +25,7 @@ pub mod frontend;
 pub mod http;
 pub mod query;
 pub mod session;
+pub mod table;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,7 +39,9 @@ use crate::auth::{Authenticator, StaticAuthenticator};
 use crate::catalog::CatalogState;
 use crate::catalog::sqlite::SqliteMetastore;
 use crate::config::Config;
-use crate::query::{Engine, QueryHandler};
+use crate::query::managed::ManagedTables;
+use crate::query::{Engine, EngineParts, QueryHandler};
+use crate::table::{LakeCodec, TableServices};
 
 /// The Postgres version Sluice reports (clients branch on it).
 pub const PG_SERVER_VERSION: &str = "16.6";
@@ -165,7 +168,26 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
 
     let metastore = Arc::new(SqliteMetastore::open(&config.catalog_path)?);
     let catalog = Arc::new(CatalogState::open(metastore, config.warehouse.clone()).await?);
-    let runtime = sluice_lake::runtime_env().map_err(error::QueryError::from)?;
+    let metrics = http::Metrics::new()?;
+    let store_metrics = sluice_lake::store::StoreMetrics::new()?;
+    store_metrics.register(&metrics.registry)?;
+    let runtime = sluice_lake::runtime_env(&config.lake, store_metrics).map_err(error::QueryError::from)?;
+    let services = TableServices::new(Arc::clone(&catalog), config.caches);
+    let codec = Arc::new(LakeCodec::new(Arc::clone(&services)));
+    let managed = Arc::new(ManagedTables::new(
+        Arc::clone(&catalog),
+        Arc::clone(&runtime),
+        config.write,
+        config.gc_grace,
+    ));
+    let swept = managed.sweep().await?;
+    if swept > 0 {
+        tracing::info!(
+            files = swept,
+            "deleted the files of writes interrupted by an earlier stop"
+        );
+    }
+    managed.spawn_collector(shutdown.clone());
     let scheduler_listener = bind(
         "--scheduler-listen",
         config.scheduler_listen.unwrap_or(([127, 0, 0, 1], 0).into()),
@@ -179,6 +201,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     .map_err(|e| StartError::Cluster(cluster::ClusterError::Scheduler(e.to_string())))?;
     let cluster = cluster::Cluster::start(
         Arc::clone(&runtime),
+        Arc::clone(&codec) as _,
         scheduler_listener,
         credentials,
         &cluster::ClusterOptions {
@@ -193,15 +216,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         shutdown.clone(),
     )
     .await?;
-    let metrics = http::Metrics::new()?;
-    let engine = Arc::new(Engine::new(
-        Arc::clone(&catalog),
-        cluster.clone(),
+    let engine = Arc::new(Engine::new(EngineParts {
+        catalog: Arc::clone(&catalog),
+        services,
+        managed,
+        cluster: cluster.clone(),
+        codec,
         runtime,
-        &config.data_dir,
-        metrics.statements.clone(),
-        config.target_partitions,
-    )?);
+        statements: metrics.statements.clone(),
+        target_partitions: config.target_partitions,
+    })?);
     if config.demo {
         let rows = demo::install(&engine, config.demo_scale).await?;
         if rows > 0 {

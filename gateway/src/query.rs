@@ -4,11 +4,18 @@
 //! on the Ballista cluster when they read lake tables, in the gateway when
 //! they read nothing or only system tables.
 
+mod ddl;
 mod distributed;
-mod exec;
+mod engine;
+pub mod hive;
+mod lake_ddl;
+pub mod managed;
+mod prepare;
+mod route;
 mod session_cmd;
 pub mod system;
 pub mod write;
+mod writes;
 
 use std::sync::Arc;
 
@@ -22,7 +29,7 @@ use datafusion::sql::sqlparser::ast::{HiveDistributionStyle, Statement as SqlSta
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
-pub use self::exec::Engine;
+pub use self::engine::{Engine, EngineParts};
 pub use self::session_cmd::SessionCommand;
 use crate::error::{ErrorKind, QueryError};
 use crate::session::Session;
@@ -71,7 +78,12 @@ pub enum Parsed {
         partition_by: Vec<String>,
         /// Query text of `CREATE VIEW`, stored as the view definition.
         view_sql: Option<String>,
+        /// `CREATE TABLE ... WITH (k = v)`: write settings of a managed table.
+        table_properties: Vec<(String, String)>,
     },
+    /// A Hive partition statement (`MSCK REPAIR TABLE`, `ALTER TABLE ...
+    /// PARTITION`, `SHOW PARTITIONS`, `REFRESH TABLE`, `INSERT OVERWRITE`).
+    Hive(hive::HiveStatement),
     Empty,
 }
 
@@ -139,6 +151,9 @@ pub(crate) fn parse_sql(compat: &PostgresCompatibilityParser, sql: &str) -> Resu
     if let Some(cmd) = SessionCommand::parse(sql) {
         return Ok(vec![Parsed::Session(cmd)]);
     }
+    if let Some(stmt) = hive::parse(sql)? {
+        return Ok(vec![Parsed::Hive(stmt)]);
+    }
     // DataFusion's own dialect extensions (CREATE EXTERNAL TABLE, COPY ... TO)
     // parse differently in sqlparser's Postgres dialect, so they go to DFParser.
     let statements: Vec<DfStatement> = match compat.parse(sql) {
@@ -177,11 +192,14 @@ fn is_datafusion_extension(s: &SqlStatement) -> bool {
     }
 }
 
-/// Lifts Hive `PARTITIONED BY (...)` out of `CREATE TABLE` (DataFusion rejects
-/// it) and remembers the query text of `CREATE VIEW`.
+/// Lifts Hive `PARTITIONED BY (...)` and `WITH (...)` table properties out
+/// of `CREATE TABLE` (DataFusion rejects both) and remembers the query text
+/// of `CREATE VIEW`.
 fn lift(statement: DfStatement) -> Parsed {
+    use datafusion::sql::sqlparser::ast::{CreateTableOptions, SqlOption};
     let mut partition_by = Vec::new();
     let mut view_sql = None;
+    let mut table_properties = Vec::new();
     let statement = match statement {
         DfStatement::Statement(mut s) => {
             match s.as_mut() {
@@ -189,6 +207,18 @@ fn lift(statement: DfStatement) -> Parsed {
                     if let HiveDistributionStyle::PARTITIONED { columns } = &ct.hive_distribution {
                         partition_by = columns.iter().map(|c| normalize_ident(&c.name)).collect();
                         ct.hive_distribution = HiveDistributionStyle::NONE;
+                    }
+                    if let CreateTableOptions::With(options) | CreateTableOptions::TableProperties(options) =
+                        &ct.table_options
+                    {
+                        for o in options {
+                            if let SqlOption::KeyValue { key, value } = o {
+                                let v = value.to_string();
+                                let v = v.trim_matches('\'').to_owned();
+                                table_properties.push((normalize_ident(key), v));
+                            }
+                        }
+                        ct.table_options = CreateTableOptions::None;
                     }
                 }
                 SqlStatement::CreateView(cv) => view_sql = Some(cv.query.to_string()),
@@ -202,6 +232,7 @@ fn lift(statement: DfStatement) -> Parsed {
         statement: Box::new(statement),
         partition_by,
         view_sql,
+        table_properties,
     }
 }
 

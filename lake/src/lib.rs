@@ -7,32 +7,76 @@
 //! same function, so a table location that resolves on the gateway resolves
 //! on every executor.
 
+pub mod cache;
+pub mod config;
 pub mod membership;
+pub mod store;
 
 use std::sync::Arc;
 
 use ballista_core::extension::SessionConfigExt;
 use datafusion::common::Result;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::{FileScanConfig, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionConfig;
 
-/// The runtime shared by every session of one process: memory pool, disk
-/// manager and object store registry (local files today; S3/GCS/Azure join
-/// here).
-pub fn runtime_env() -> Result<Arc<RuntimeEnv>> {
-    runtime_env_with_memory_limit(None)
-}
+use crate::cache::FooterCache;
+use crate::config::LakeSettings;
+use crate::store::{LakeRegistry, StoreMetrics};
 
-/// [`runtime_env`] whose query memory is capped at `limit` bytes, shared
-/// fairly between concurrent tasks; operators that can spill do so when the
-/// cap is reached.
-pub fn runtime_env_with_memory_limit(limit: Option<usize>) -> Result<Arc<RuntimeEnv>> {
-    let mut builder = RuntimeEnvBuilder::new();
-    if let Some(limit) = limit {
+/// The runtime shared by every session of one process: memory pool (capped
+/// by [`LakeSettings::memory_limit`], shared fairly between tasks; operators
+/// that can spill do so at the cap), disk manager, the object store registry
+/// ([`store::LakeRegistry`]) and the Parquet footer cache.
+///
+/// DataFusion's own file-listing cache is off: listings are cached by the
+/// gateway, which knows when a table changed.
+pub fn runtime_env(settings: &LakeSettings, metrics: StoreMetrics) -> Result<Arc<RuntimeEnv>> {
+    let footer = Arc::new(FooterCache::new(settings.footer_cache));
+    let caches = CacheManagerConfig::default()
+        .with_list_files_cache(None)
+        .with_list_files_cache_limit(0)
+        .with_file_metadata_cache(Some(footer))
+        .with_metadata_cache_limit(usize::try_from(settings.footer_cache.bytes).unwrap_or(usize::MAX));
+    let mut builder = RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(LakeRegistry::new(settings.stores.clone(), metrics)))
+        .with_cache_manager(caches);
+    if let Some(limit) = settings.memory_limit {
         builder = builder.with_memory_pool(Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(limit)));
     }
     Ok(Arc::new(builder.build()?))
+}
+
+/// Makes the Parquet scans of a deserialized plan read footers through the
+/// runtime's footer cache (plans arrive from the scheduler without a reader
+/// factory, which would parse every footer on every read).
+pub fn with_footer_cache(plan: Arc<dyn ExecutionPlan>, runtime: &RuntimeEnv) -> Result<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| {
+        let Some(exec) = node.downcast_ref::<DataSourceExec>() else {
+            return Ok(Transformed::no(node));
+        };
+        let Some((config, source)) = exec.downcast_to_file_source::<ParquetSource>() else {
+            return Ok(Transformed::no(node));
+        };
+        if source.parquet_file_reader_factory().is_some() {
+            return Ok(Transformed::no(node));
+        }
+        let store = runtime.object_store(&config.object_store_url)?;
+        let factory = CachedParquetFileReaderFactory::new(store, runtime.cache_manager.get_file_metadata_cache());
+        let source = source.clone().with_parquet_file_reader_factory(Arc::new(factory));
+        let config: FileScanConfig = FileScanConfigBuilder::from(config.clone())
+            .with_source(Arc::new(source))
+            .build();
+        let exec: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
+        Ok(Transformed::yes(exec))
+    })
+    .map(|t| t.data)
 }
 
 /// The session configuration every Sluice component starts from.

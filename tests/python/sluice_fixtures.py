@@ -24,8 +24,9 @@ USER = "sluice"
 class Gateway:
     """A gateway process; restartable on the same data dir."""
 
-    def __init__(self, data_dir: Path, password: str | None = PASSWORD, extra=(), local_executors=2, env=None):
+    def __init__(self, data_dir: Path, password: str | None = PASSWORD, extra=(), local_executors=2, env=None, gc_grace=0):
         self.data_dir = data_dir
+        self.gc_grace = gc_grace
         self.password = password
         self.extra = list(extra)
         self.local_executors = local_executors
@@ -54,6 +55,7 @@ class Gateway:
             "--listen-file", str(listen),
             "--local-executors", str(self.local_executors),
             "--local-executor-slots", "2",
+            "--gc-grace", str(self.gc_grace),
             *self.extra,
         ]
         log = open(self.log_path, "ab")
@@ -108,6 +110,23 @@ class Gateway:
     def flight_uri(self):
         return f"grpc://127.0.0.1:{self.flight_port}"
 
+    def metrics(self):
+        """Prometheus samples of /metrics: {"name{labels}": value}."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+    def store_requests(self, kind):
+        """Object-store requests of `kind` (LIST, GET, HEAD, PUT, DELETE) so far."""
+        return self.metrics().get(f'sluice_object_store_requests_total{{kind="{kind}"}}', 0.0)
+
 
 EXECUTOR_BINARY = Path(os.environ.get("SLUICE_EXECUTOR_BIN", TARGET / "debug" / "sluice-executor"))
 
@@ -115,8 +134,9 @@ EXECUTOR_BINARY = Path(os.environ.get("SLUICE_EXECUTOR_BIN", TARGET / "debug" / 
 class Executor:
     """A sluice-executor process on loopback, registered with `scheduler`."""
 
-    def __init__(self, base: Path, name: str, scheduler: str, secret: str | None, extra=()):
+    def __init__(self, base: Path, name: str, scheduler: str, secret: str | None, extra=(), env=None):
         self.base = base
+        self.env = dict(env or {})
         self.name = name
         self.scheduler = scheduler
         self.secret = secret
@@ -133,6 +153,7 @@ class Executor:
         if self.secret is not None:
             env["SLUICE_CLUSTER_SECRET"] = self.secret
         env.setdefault("SLUICE_LOG", "info")
+        env.update(self.env)
         args = [
             str(EXECUTOR_BINARY),
             "--scheduler", self.scheduler,
@@ -176,6 +197,7 @@ class Executor:
             self.proc.wait()
 
     def metrics(self):
+        """Samples of /metrics by name, summed over their labels."""
         import urllib.request
 
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as r:
@@ -184,7 +206,8 @@ class Executor:
         for line in text.splitlines():
             if line and not line.startswith("#"):
                 name, value = line.rsplit(" ", 1)
-                out[name.split("{", 1)[0]] = float(value)
+                key = name.split("{", 1)[0]
+                out[key] = out.get(key, 0.0) + float(value)
         return out
 
 

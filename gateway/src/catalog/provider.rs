@@ -2,24 +2,28 @@
 //! catalog) whose schemas are the metastore's databases, plus in-memory system
 //! schemas (`pg_catalog`, `information_schema`) registered at start-up.
 //!
-//! Tables become `ListingTable`s built from the stored schema, so resolving a
-//! table never infers a schema from the object store; views are re-planned
-//! from their SQL.
+//! Tables become [`LakeTable`]s built from the stored schema, so resolving a
+//! table never touches the object store; views are re-planned from their SQL.
+//! Resolving views is bounded: a view that reaches itself again through other
+//! views, or nesting deeper than [`MAX_VIEW_DEPTH`], is an error — never
+//! unbounded recursion.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
-use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider, TableProviderFactory};
-use datafusion::common::{DFSchema, DataFusionError, Result as DfResult, TableReference};
-use datafusion::datasource::listing_table_factory::ListingTableFactory;
+use datafusion::arrow::datatypes::Schema;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::datasource::view::ViewTable;
 use datafusion::execution::session_state::SessionState;
-use datafusion::logical_expr::CreateExternalTable;
 use prost::Message;
 
-use super::{CATALOG_NAME, CatalogState, Table, TableKind};
+use super::{CatalogState, Table, TableKind};
+use crate::table::{LakeTable, TableServices};
+
+/// Deepest nesting of views in one query.
+pub const MAX_VIEW_DEPTH: usize = 32;
 
 /// Encodes an Arrow schema for [`Table::arrow_schema`].
 pub fn encode_schema(schema: &Schema) -> DfResult<Vec<u8>> {
@@ -34,32 +38,42 @@ pub fn decode_schema(bytes: &[u8]) -> DfResult<Schema> {
     Ok((&proto).try_into()?)
 }
 
-/// Providers built so far, keyed by (database, table), valid while the
-/// snapshot still holds the same `Table` (pointer equality).
-type ProviderCache = Arc<Mutex<HashMap<(String, String), (Arc<Table>, Arc<dyn TableProvider>)>>>;
+/// Errors resolving views.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error("view \"{view}\" refers to itself: {path}")]
+    Cycle { view: String, path: String },
+    #[error("views nest deeper than {MAX_VIEW_DEPTH} levels at \"{0}\"")]
+    TooDeep(String),
+}
+
+tokio::task_local! {
+    /// Views being resolved by this task, outermost first.
+    static RESOLVING: std::cell::RefCell<Vec<String>>;
+}
 
 /// The `sluice` catalog.
 #[derive(Debug)]
 pub struct SluiceCatalog {
     state: Arc<CatalogState>,
+    services: Arc<TableServices>,
     system: RwLock<HashMap<String, Arc<dyn SchemaProvider>>>,
-    /// Planning state used to build listing tables and plan views; set once the
-    /// base session exists (it contains this catalog).
+    /// Planning state used to plan views; set once the base session exists
+    /// (it contains this catalog).
     planner: OnceLock<SessionState>,
-    cache: ProviderCache,
 }
 
 impl SluiceCatalog {
-    pub fn new(state: Arc<CatalogState>) -> Self {
+    pub fn new(state: Arc<CatalogState>, services: Arc<TableServices>) -> Self {
         SluiceCatalog {
             state,
+            services,
             system: RwLock::new(HashMap::new()),
             planner: OnceLock::new(),
-            cache: Arc::default(),
         }
     }
 
-    /// Gives the catalog the session state it plans views and listing tables with.
+    /// Gives the catalog the session state it plans views with.
     pub fn set_planner(&self, state: SessionState) {
         let _ = self.planner.set(state);
     }
@@ -86,8 +100,8 @@ impl CatalogProvider for SluiceCatalog {
         Some(Arc::new(DatabaseSchema {
             database: name.to_owned(),
             state: Arc::clone(&self.state),
+            services: Arc::clone(&self.services),
             planner: self.planner.get().cloned(),
-            cache: Arc::clone(&self.cache),
         }))
     }
 
@@ -110,8 +124,8 @@ impl CatalogProvider for SluiceCatalog {
 struct DatabaseSchema {
     database: String,
     state: Arc<CatalogState>,
+    services: Arc<TableServices>,
     planner: Option<SessionState>,
-    cache: ProviderCache,
 }
 
 #[async_trait]
@@ -127,25 +141,33 @@ impl SchemaProvider for DatabaseSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        let Some(table) = self.state.table(&self.database, name) else {
+        let snapshot = self.state.snapshot();
+        let Some(table) = snapshot.tables.get(&(self.database.clone(), name.to_owned())).cloned() else {
             return Ok(None);
         };
-        let key = (self.database.clone(), name.to_owned());
-        if let Some((cached_meta, provider)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
-            && Arc::ptr_eq(cached_meta, &table)
-        {
-            return Ok(Some(Arc::clone(provider)));
+        // Tables stay valid while their id and version do; views depend on
+        // other tables, so only for one catalog generation.
+        let stamp = if table.kind == TableKind::View {
+            snapshot.generation
+        } else {
+            table.version
+        };
+        if let Some(provider) = self.services.providers.get(&table, stamp) {
+            return Ok(Some(provider));
         }
         let Some(planner) = &self.planner else {
             return Err(DataFusionError::Internal(
                 "catalog used before the session was built".into(),
             ));
         };
-        let provider = build_provider(planner, &table).await?;
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (table, Arc::clone(&provider)));
+        let provider = match build_provider(planner, &table, &self.services).await {
+            Ok(p) => p,
+            // A view that cannot be planned still lists (information_schema,
+            // `\d`); reading it reports why.
+            Err(e) if table.kind == TableKind::View => Arc::new(BrokenView::new(&table, e.to_string())?),
+            Err(e) => return Err(e),
+        };
+        self.services.providers.put(&table, stamp, Arc::clone(&provider));
         Ok(Some(provider))
     }
 
@@ -155,27 +177,206 @@ impl SchemaProvider for DatabaseSchema {
 }
 
 /// Builds the DataFusion provider of a catalog table.
-pub async fn build_provider(planner: &SessionState, table: &Table) -> DfResult<Arc<dyn TableProvider>> {
-    let reference = TableReference::full(CATALOG_NAME, table.database.as_str(), table.name.as_str());
+pub async fn build_provider(
+    planner: &SessionState,
+    table: &Arc<Table>,
+    services: &Arc<TableServices>,
+) -> DfResult<Arc<dyn TableProvider>> {
     match table.kind {
         TableKind::View => {
-            let sql = table.view_sql.as_deref().unwrap_or_default();
-            let plan = planner.create_logical_plan(sql).await?;
-            Ok(Arc::new(ViewTable::new(plan, Some(sql.to_owned()))))
+            let name = table.qualified();
+            let sql = table.view_sql.clone().unwrap_or_default();
+            let plan = || async { planner.create_logical_plan(&sql).await };
+            let plan = match RESOLVING.try_with(|stack| enter(&stack.borrow(), &name)) {
+                Ok(check) => {
+                    check?;
+                    RESOLVING.with(|stack| stack.borrow_mut().push(name.clone()));
+                    let r = plan().await;
+                    RESOLVING.with(|stack| stack.borrow_mut().pop());
+                    r?
+                }
+                // Outermost view of this task: start the stack.
+                Err(_) => {
+                    RESOLVING
+                        .scope(std::cell::RefCell::new(vec![name.clone()]), plan())
+                        .await?
+                }
+            };
+            Ok(Arc::new(ViewTable::new(plan, Some(sql))))
         }
         TableKind::Managed | TableKind::External => {
-            let schema: SchemaRef = Arc::new(decode_schema(&table.arrow_schema)?);
-            let cmd = CreateExternalTable::builder(
-                reference.clone(),
-                table.locations.first().cloned().unwrap_or_default(),
-                table.format.clone(),
-                Arc::new(DFSchema::try_from(schema)?),
-            )
-            .with_locations(table.locations.clone())
-            .with_partition_cols(table.partition_columns.clone())
-            .with_options(table.options.clone().into_iter().collect())
-            .build();
-            ListingTableFactory::new().create(planner, &cmd).await
+            Ok(Arc::new(LakeTable::try_new(Arc::clone(table), Arc::clone(services))?))
         }
+    }
+}
+
+/// Checks that resolving `name` inside the views `stack` is bounded.
+fn enter(stack: &[String], name: &str) -> DfResult<()> {
+    if let Some(pos) = stack.iter().position(|v| v == name) {
+        let mut path: Vec<&str> = stack[pos..].iter().map(String::as_str).collect();
+        path.push(name);
+        return Err(DataFusionError::External(Box::new(ViewError::Cycle {
+            view: name.to_owned(),
+            path: path.join(" -> "),
+        })));
+    }
+    if stack.len() >= MAX_VIEW_DEPTH {
+        return Err(DataFusionError::External(Box::new(ViewError::TooDeep(name.to_owned()))));
+    }
+    Ok(())
+}
+
+/// A view whose query no longer plans (a table it reads was dropped, or it
+/// reaches itself): it keeps its stored columns, and reading it is an error.
+#[derive(Debug)]
+struct BrokenView {
+    name: String,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    error: String,
+}
+
+impl BrokenView {
+    fn new(table: &Table, error: String) -> DfResult<Self> {
+        Ok(BrokenView {
+            name: table.qualified(),
+            schema: Arc::new(decode_schema(&table.arrow_schema)?),
+            error,
+        })
+    }
+}
+
+#[async_trait]
+impl TableProvider for BrokenView {
+    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        datafusion::datasource::TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn datafusion::catalog::Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[datafusion::logical_expr::Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        Err(DataFusionError::Plan(format!(
+            "view \"{}\" cannot be read: {}",
+            self.name, self.error
+        )))
+    }
+}
+
+/// The relations a view's SQL reads, as `[schema.]table` name parts, without
+/// its own common table expressions.
+pub fn sql_relations(sql: &str) -> Vec<Vec<String>> {
+    use datafusion::sql::sqlparser::ast::{Statement, visit_relations};
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    let Ok(statements) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for stmt in &statements {
+        let ctes: Vec<String> = match stmt {
+            Statement::Query(q) => q
+                .with
+                .iter()
+                .flat_map(|w| w.cte_tables.iter().map(|c| c.alias.name.value.to_ascii_lowercase()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let _ = visit_relations(stmt, |name| {
+            let parts: Vec<String> = name
+                .0
+                .iter()
+                .map(|p| match p.as_ident() {
+                    Some(i) if i.quote_style.is_some() => i.value.clone(),
+                    Some(i) => i.value.to_ascii_lowercase(),
+                    None => p.to_string(),
+                })
+                .collect();
+            if !(parts.len() == 1 && ctes.contains(&parts[0])) {
+                out.push(parts);
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    }
+    out
+}
+
+/// The path by which a view `db.name` defined by `sql` would read itself
+/// (through the catalog's views, as they resolve at query time: unqualified
+/// names in `default`), if it would.
+pub fn view_cycle(state: &CatalogState, db: &str, name: &str, sql: &str) -> Option<Vec<String>> {
+    let snapshot = state.snapshot();
+    let resolve = |parts: &[String]| -> Option<(String, String)> {
+        match parts {
+            [t] => Some((super::DEFAULT_DATABASE.to_owned(), t.clone())),
+            [s, t] => Some((s.clone(), t.clone())),
+            [c, s, t] if c == super::CATALOG_NAME => Some((s.clone(), t.clone())),
+            _ => None,
+        }
+    };
+    // Depth-first over the view graph: (path so far, relations still to visit).
+    type Frame = (Vec<String>, Vec<(String, String)>);
+    let mut stack: Vec<Frame> = vec![(
+        vec![format!("{db}.{name}")],
+        sql_relations(sql).iter().filter_map(|p| resolve(p)).collect(),
+    )];
+    let mut seen = std::collections::HashSet::new();
+    while let Some((path, mut refs)) = stack.pop() {
+        let Some((s, t)) = refs.pop() else {
+            continue;
+        };
+        stack.push((path.clone(), refs));
+        let mut here = path.clone();
+        here.push(format!("{s}.{t}"));
+        if s == db && t == name {
+            return Some(here);
+        }
+        if here.len() > MAX_VIEW_DEPTH || !seen.insert((s.clone(), t.clone())) {
+            continue;
+        }
+        if let Some(v) = snapshot.tables.get(&(s.clone(), t.clone()))
+            && v.kind == TableKind::View
+        {
+            let next = sql_relations(v.view_sql.as_deref().unwrap_or_default())
+                .iter()
+                .filter_map(|p| resolve(p))
+                .collect();
+            stack.push((here, next));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cycles_and_depth_are_refused() {
+        let stack = vec!["d.a".to_owned(), "d.b".to_owned()];
+        let err = enter(&stack, "d.a").unwrap_err().to_string();
+        assert!(err.contains("d.a -> d.b -> d.a"), "{err}");
+        assert!(enter(&stack, "d.c").is_ok());
+        let deep: Vec<String> = (0..MAX_VIEW_DEPTH).map(|i| format!("d.v{i}")).collect();
+        assert!(enter(&deep, "d.x").unwrap_err().to_string().contains("deeper"));
+    }
+
+    #[test]
+    fn relations_of_view_sql_skip_ctes() {
+        let r = sql_relations("WITH x AS (SELECT * FROM a) SELECT * FROM x JOIN s.\"B\" ON true, (SELECT 1 FROM c) q");
+        assert_eq!(
+            r,
+            vec![
+                vec!["a".to_owned()],
+                vec!["s".to_owned(), "B".to_owned()],
+                vec!["c".to_owned()]
+            ]
+        );
     }
 }

@@ -1,14 +1,21 @@
 //! Embedded SQLite metastore. WAL journal with `synchronous=FULL`: a change is
-//! on disk before the call returns, so acknowledged DDL survives `kill -9`.
+//! on disk before the call returns, so acknowledged DDL and commits survive
+//! `kill -9`. Every [`Metastore`] method is one SQLite transaction.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::{CatalogError, Column, Database, Metastore, Partition, Table, TableKind};
+use super::{
+    CatalogError, Column, CommitKind, DataFile, Database, Garbage, Metastore, Partition, PartitionChange, PendingWrite,
+    Strictness, Table, TableKind, WriteCommit,
+};
+
+/// Catalog format; bumped when the schema changes.
+const FORMAT: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS dbs (
@@ -19,6 +26,8 @@ CREATE TABLE IF NOT EXISTS dbs (
 CREATE TABLE IF NOT EXISTS tbls (
     db TEXT NOT NULL REFERENCES dbs(name),
     name TEXT NOT NULL,
+    id TEXT NOT NULL UNIQUE,
+    version INTEGER NOT NULL,
     kind TEXT NOT NULL,
     format TEXT NOT NULL,
     locations TEXT NOT NULL,
@@ -30,22 +39,37 @@ CREATE TABLE IF NOT EXISTS tbls (
     PRIMARY KEY (db, name)
 );
 CREATE TABLE IF NOT EXISTS cols (
-    db TEXT NOT NULL,
-    tbl TEXT NOT NULL,
+    table_id TEXT NOT NULL REFERENCES tbls(id) ON DELETE CASCADE,
     position INTEGER NOT NULL,
     name TEXT NOT NULL,
     data_type TEXT NOT NULL,
     nullable INTEGER NOT NULL,
-    PRIMARY KEY (db, tbl, position),
-    FOREIGN KEY (db, tbl) REFERENCES tbls(db, name) ON DELETE CASCADE
+    PRIMARY KEY (table_id, position)
 );
-CREATE TABLE IF NOT EXISTS partitions (
-    db TEXT NOT NULL,
-    tbl TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS parts (
+    table_id TEXT NOT NULL REFERENCES tbls(id) ON DELETE CASCADE,
     part_values TEXT NOT NULL,
     location TEXT NOT NULL,
-    PRIMARY KEY (db, tbl, part_values),
-    FOREIGN KEY (db, tbl) REFERENCES tbls(db, name) ON DELETE CASCADE
+    listed INTEGER NOT NULL,
+    PRIMARY KEY (table_id, part_values)
+);
+CREATE TABLE IF NOT EXISTS files (
+    table_id TEXT NOT NULL REFERENCES tbls(id) ON DELETE CASCADE,
+    part_values TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    PRIMARY KEY (table_id, path)
+);
+CREATE INDEX IF NOT EXISTS files_by_partition ON files(table_id, part_values);
+CREATE TABLE IF NOT EXISTS writes (
+    write_id TEXT PRIMARY KEY,
+    location TEXT NOT NULL,
+    started INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS garbage (
+    path TEXT PRIMARY KEY,
+    delete_after INTEGER NOT NULL
 );
 "#;
 
@@ -62,7 +86,20 @@ impl SqliteMetastore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let format: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let has_tables: bool = conn.query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'tbls'",
+            [],
+            |r| r.get(0),
+        )?;
+        if has_tables && format != FORMAT {
+            return Err(CatalogError::Storage(format!(
+                "{} holds catalog format {format}; this Sluice reads format {FORMAT} (managed tables now keep a manifest of committed files). Start with a new --data-dir or --catalog",
+                path.display()
+            )));
+        }
         conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", FORMAT)?;
         Ok(SqliteMetastore {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -80,6 +117,20 @@ impl SqliteMetastore {
         .await
         .map_err(|e| CatalogError::Storage(format!("catalog task failed: {e}")))?
     }
+
+    /// Runs `f` in one transaction, committed if it returns `Ok`.
+    async fn tx<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, CatalogError> + Send + 'static,
+    ) -> Result<T, CatalogError> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -90,34 +141,55 @@ fn unjson<T: serde::de::DeserializeOwned>(table: &str, s: &str) -> Result<T, Cat
     serde_json::from_str(s).map_err(|e| CatalogError::Corrupt(table.to_owned(), e.to_string()))
 }
 
-fn read_tables(tx: &Connection, db_filter: Option<&str>) -> Result<Vec<Table>, CatalogError> {
+type TableRow = (
+    String,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Vec<u8>,
+    Option<String>,
+);
+
+fn read_tables(
+    tx: &Connection,
+    db_filter: Option<&str>,
+    name_filter: Option<&str>,
+) -> Result<Vec<Table>, CatalogError> {
     let mut stmt = tx.prepare(
-        "SELECT db, name, kind, format, locations, partition_cols, options, properties, arrow_schema, view_sql
-         FROM tbls WHERE (?1 IS NULL OR db = ?1) ORDER BY db, name",
+        "SELECT db, name, id, version, kind, format, locations, partition_cols, options, properties, arrow_schema, view_sql
+         FROM tbls WHERE (?1 IS NULL OR db = ?1) AND (?2 IS NULL OR name = ?2) ORDER BY db, name",
     )?;
     let rows = stmt
-        .query_map(params![db_filter], |r| {
+        .query_map(params![db_filter, name_filter], |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, String>(6)?,
-                r.get::<_, String>(7)?,
-                r.get::<_, Vec<u8>>(8)?,
-                r.get::<_, Option<String>>(9)?,
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+                r.get(10)?,
+                r.get(11)?,
             ))
         })?
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<TableRow>, _>>()?;
     let mut col_stmt =
-        tx.prepare("SELECT name, data_type, nullable FROM cols WHERE db = ?1 AND tbl = ?2 ORDER BY position")?;
+        tx.prepare("SELECT name, data_type, nullable FROM cols WHERE table_id = ?1 ORDER BY position")?;
     let mut out = Vec::with_capacity(rows.len());
-    for (db, name, kind, format, locations, pcols, options, props, schema, view_sql) in rows {
+    for (db, name, id, version, kind, format, locations, pcols, options, props, schema, view_sql) in rows {
         let full = format!("{db}.{name}");
         let columns = col_stmt
-            .query_map(params![db, name], |r| {
+            .query_map(params![id], |r| {
                 Ok(Column {
                     name: r.get(0)?,
                     data_type: r.get(1)?,
@@ -133,6 +205,8 @@ fn read_tables(tx: &Connection, db_filter: Option<&str>) -> Result<Vec<Table>, C
             properties: unjson::<BTreeMap<String, String>>(&full, &props)?,
             database: db,
             name,
+            id,
+            version: u64::try_from(version).unwrap_or_default(),
             format,
             columns,
             arrow_schema: schema,
@@ -140,6 +214,168 @@ fn read_tables(tx: &Connection, db_filter: Option<&str>) -> Result<Vec<Table>, C
         });
     }
     Ok(out)
+}
+
+fn find_table(tx: &Connection, db: &str, name: &str) -> Result<Option<Table>, CatalogError> {
+    Ok(read_tables(tx, Some(db), Some(name))?.pop())
+}
+
+fn require_database(tx: &Connection, db: &str) -> Result<(), CatalogError> {
+    let found: Option<String> = tx
+        .query_row("SELECT name FROM dbs WHERE name = ?1", params![db], |r| r.get(0))
+        .optional()?;
+    found
+        .map(|_| ())
+        .ok_or_else(|| CatalogError::DatabaseNotFound(db.to_owned()))
+}
+
+fn insert_table(tx: &Connection, t: &Table) -> Result<(), CatalogError> {
+    tx.execute(
+        "INSERT INTO tbls(db, name, id, version, kind, format, locations, partition_cols, options, properties, arrow_schema, view_sql)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            t.database,
+            t.name,
+            t.id,
+            i64::try_from(t.version.max(1)).unwrap_or(1),
+            t.kind.as_str(),
+            t.format,
+            json(&t.locations),
+            json(&t.partition_columns),
+            json(&t.options),
+            json(&t.properties),
+            t.arrow_schema,
+            t.view_sql
+        ],
+    )?;
+    for (i, col) in t.columns.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO cols(table_id, position, name, data_type, nullable) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![t.id, i as i64, col.name, col.data_type, col.nullable as i64],
+        )?;
+    }
+    Ok(())
+}
+
+/// Lists the manifest files of `table_id` (optionally of one partition) as
+/// garbage, before the rows go away.
+fn files_to_garbage(
+    tx: &Connection,
+    table_id: &str,
+    part_values: Option<&str>,
+    after: u64,
+) -> Result<usize, CatalogError> {
+    let n = tx.execute(
+        "INSERT OR REPLACE INTO garbage(path, delete_after)
+         SELECT path, ?3 FROM files WHERE table_id = ?1 AND (?2 IS NULL OR part_values = ?2)",
+        params![table_id, part_values, i64::try_from(after).unwrap_or(i64::MAX)],
+    )?;
+    Ok(n)
+}
+
+/// Removes a table row (cascading to columns, partitions and manifest), its
+/// manifest files becoming garbage.
+fn remove_table(tx: &Connection, t: &Table, after: u64) -> Result<(), CatalogError> {
+    if t.kind == TableKind::Managed {
+        files_to_garbage(tx, &t.id, None, after)?;
+    }
+    tx.execute("DELETE FROM tbls WHERE id = ?1", params![t.id])?;
+    Ok(())
+}
+
+fn bump_version(tx: &Connection, table_id: &str) -> Result<(), CatalogError> {
+    tx.execute("UPDATE tbls SET version = version + 1 WHERE id = ?1", params![table_id])?;
+    Ok(())
+}
+
+fn insert_partitions(tx: &Connection, table_id: &str, parts: &[Partition]) -> Result<usize, CatalogError> {
+    let mut added = 0;
+    for p in parts {
+        added += tx.execute(
+            "INSERT INTO parts(table_id, part_values, location, listed) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            params![table_id, json(&p.values), p.location, p.listed as i64],
+        )?;
+    }
+    Ok(added)
+}
+
+fn insert_files(tx: &Connection, table_id: &str, files: &[DataFile]) -> Result<(), CatalogError> {
+    let mut stmt =
+        tx.prepare("INSERT INTO files(table_id, part_values, path, size, rows) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+    for f in files {
+        stmt.execute(params![
+            table_id,
+            json(&f.partition),
+            f.path,
+            i64::try_from(f.size).unwrap_or(i64::MAX),
+            i64::try_from(f.rows).unwrap_or(i64::MAX)
+        ])?;
+    }
+    Ok(())
+}
+
+/// The table a commit targets, which must still be the incarnation the write
+/// started on.
+fn live_table(tx: &Connection, db: &str, name: &str, table_id: &str) -> Result<Table, CatalogError> {
+    match find_table(tx, db, name)? {
+        Some(t) if t.id == table_id => Ok(t),
+        _ => Err(CatalogError::TableChanged(format!("{db}.{name}"))),
+    }
+}
+
+fn commit(tx: &Connection, c: &WriteCommit) -> Result<(), CatalogError> {
+    let after = c.garbage_after_unix;
+    let table_id = match &c.kind {
+        CommitKind::Create { table, replace } => {
+            require_database(tx, &table.database)?;
+            if let Some(old) = find_table(tx, &table.database, &table.name)? {
+                if !*replace {
+                    return Err(CatalogError::TableExists(table.qualified()));
+                }
+                remove_table(tx, &old, after)?;
+            }
+            insert_table(tx, table)?;
+            table.id.clone()
+        }
+        CommitKind::Append {
+            database,
+            name,
+            table_id,
+        } => {
+            live_table(tx, database, name, table_id)?;
+            table_id.clone()
+        }
+        CommitKind::Overwrite {
+            database,
+            name,
+            table_id,
+            partitions,
+        } => {
+            live_table(tx, database, name, table_id)?;
+            match partitions {
+                None => {
+                    files_to_garbage(tx, table_id, None, after)?;
+                    tx.execute("DELETE FROM files WHERE table_id = ?1", params![table_id])?;
+                }
+                Some(parts) => {
+                    for values in parts {
+                        let key = json(values);
+                        files_to_garbage(tx, table_id, Some(&key), after)?;
+                        tx.execute(
+                            "DELETE FROM files WHERE table_id = ?1 AND part_values = ?2",
+                            params![table_id, key],
+                        )?;
+                    }
+                }
+            }
+            table_id.clone()
+        }
+    };
+    insert_partitions(tx, &table_id, &c.partitions)?;
+    insert_files(tx, &table_id, &c.files)?;
+    bump_version(tx, &table_id)?;
+    tx.execute("DELETE FROM writes WHERE write_id = ?1", params![c.write_id])?;
+    Ok(())
 }
 
 #[async_trait]
@@ -176,215 +412,243 @@ impl Metastore for SqliteMetastore {
         .await
     }
 
-    async fn drop_database(&self, name: &str, cascade: bool) -> Result<Vec<Table>, CatalogError> {
+    async fn drop_database(&self, name: &str, cascade: bool, after: u64) -> Result<Vec<Table>, CatalogError> {
         let name = name.to_owned();
-        self.with(move |c| {
-            let tx = c.transaction()?;
-            let exists: Option<String> = tx
-                .query_row("SELECT name FROM dbs WHERE name = ?1", params![name], |r| r.get(0))
-                .optional()?;
-            if exists.is_none() {
-                return Err(CatalogError::DatabaseNotFound(name));
-            }
-            let tables = read_tables(&tx, Some(&name))?;
+        self.tx(move |tx| {
+            require_database(tx, &name)?;
+            let tables = read_tables(tx, Some(&name), None)?;
             if !tables.is_empty() && !cascade {
                 return Err(CatalogError::DatabaseNotEmpty(name));
             }
-            tx.execute("DELETE FROM tbls WHERE db = ?1", params![name])?;
+            for t in &tables {
+                remove_table(tx, t, after)?;
+            }
             tx.execute("DELETE FROM dbs WHERE name = ?1", params![name])?;
-            tx.commit()?;
             Ok(tables)
         })
         .await
     }
 
     async fn list_tables(&self) -> Result<Vec<Table>, CatalogError> {
-        self.with(|c| read_tables(c, None)).await
+        self.with(|c| read_tables(c, None, None)).await
     }
 
-    async fn create_table(&self, table: &Table, replace: bool) -> Result<(), CatalogError> {
+    async fn create_table(&self, table: &Table, replace: bool, after: u64) -> Result<(), CatalogError> {
         let t = table.clone();
-        self.with(move |c| {
-            let tx = c.transaction()?;
-            let db: Option<String> = tx
-                .query_row("SELECT name FROM dbs WHERE name = ?1", params![t.database], |r| r.get(0))
-                .optional()?;
-            if db.is_none() {
-                return Err(CatalogError::DatabaseNotFound(t.database));
-            }
-            let existing: Option<String> = tx
-                .query_row(
-                    "SELECT name FROM tbls WHERE db = ?1 AND name = ?2",
-                    params![t.database, t.name],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if existing.is_some() {
+        self.tx(move |tx| {
+            require_database(tx, &t.database)?;
+            if let Some(old) = find_table(tx, &t.database, &t.name)? {
                 if !replace {
-                    return Err(CatalogError::TableExists(format!("{}.{}", t.database, t.name)));
+                    return Err(CatalogError::TableExists(t.qualified()));
                 }
-                tx.execute("DELETE FROM tbls WHERE db = ?1 AND name = ?2", params![t.database, t.name])?;
+                remove_table(tx, &old, after)?;
             }
-            tx.execute(
-                "INSERT INTO tbls(db, name, kind, format, locations, partition_cols, options, properties, arrow_schema, view_sql)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    t.database,
-                    t.name,
-                    t.kind.as_str(),
-                    t.format,
-                    json(&t.locations),
-                    json(&t.partition_columns),
-                    json(&t.options),
-                    json(&t.properties),
-                    t.arrow_schema,
-                    t.view_sql
-                ],
-            )?;
-            for (i, col) in t.columns.iter().enumerate() {
-                tx.execute(
-                    "INSERT INTO cols(db, tbl, position, name, data_type, nullable) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![t.database, t.name, i as i64, col.name, col.data_type, col.nullable as i64],
-                )?;
-            }
-            tx.commit()?;
-            Ok(())
+            insert_table(tx, &t)
         })
         .await
     }
 
-    async fn drop_table(&self, database: &str, name: &str) -> Result<Table, CatalogError> {
+    async fn drop_table(&self, database: &str, name: &str, after: u64) -> Result<Table, CatalogError> {
         let (database, name) = (database.to_owned(), name.to_owned());
-        self.with(move |c| {
-            let tx = c.transaction()?;
-            let table = read_tables(&tx, Some(&database))?
-                .into_iter()
-                .find(|t| t.name == name)
+        self.tx(move |tx| {
+            let table = find_table(tx, &database, &name)?
                 .ok_or_else(|| CatalogError::TableNotFound(format!("{database}.{name}")))?;
-            tx.execute("DELETE FROM tbls WHERE db = ?1 AND name = ?2", params![database, name])?;
-            tx.commit()?;
+            remove_table(tx, &table, after)?;
             Ok(table)
         })
         .await
     }
 
-    async fn add_partitions(&self, database: &str, table: &str, parts: &[Partition]) -> Result<(), CatalogError> {
-        let (database, table, parts) = (database.to_owned(), table.to_owned(), parts.to_vec());
+    async fn list_partitions(&self, table_id: &str) -> Result<Vec<Partition>, CatalogError> {
+        let table_id = table_id.to_owned();
         self.with(move |c| {
-            let tx = c.transaction()?;
-            for p in &parts {
-                tx.execute(
-                    "INSERT INTO partitions(db, tbl, part_values, location) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-                    params![database, table, json(&p.values), p.location],
-                )?;
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn list_partitions(&self, database: &str, table: &str) -> Result<Vec<Partition>, CatalogError> {
-        let (database, table) = (database.to_owned(), table.to_owned());
-        self.with(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT part_values, location FROM partitions WHERE db = ?1 AND tbl = ?2 ORDER BY part_values",
-            )?;
+            let mut stmt =
+                c.prepare("SELECT part_values, location, listed FROM parts WHERE table_id = ?1 ORDER BY part_values")?;
             let rows = stmt
-                .query_map(params![database, table], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                .query_map(params![table_id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             rows.into_iter()
-                .map(|(v, location)| {
+                .map(|(v, location, listed)| {
                     Ok(Partition {
-                        values: unjson(&table, &v)?,
+                        values: unjson(&table_id, &v)?,
                         location,
+                        listed: listed != 0,
                     })
                 })
                 .collect()
         })
         .await
     }
+
+    async fn alter_partitions(
+        &self,
+        database: &str,
+        name: &str,
+        add: &[Partition],
+        drop: &[Vec<String>],
+        strictness: Strictness,
+        after: u64,
+    ) -> Result<PartitionChange, CatalogError> {
+        let (database, name, add, drop) = (database.to_owned(), name.to_owned(), add.to_vec(), drop.to_vec());
+        self.tx(move |tx| {
+            let table = find_table(tx, &database, &name)?
+                .ok_or_else(|| CatalogError::TableNotFound(format!("{database}.{name}")))?;
+            let mut change = PartitionChange::default();
+            for values in &drop {
+                let key = json(values);
+                files_to_garbage(tx, &table.id, Some(&key), after)?;
+                tx.execute(
+                    "DELETE FROM files WHERE table_id = ?1 AND part_values = ?2",
+                    params![table.id, key],
+                )?;
+                let n = tx.execute(
+                    "DELETE FROM parts WHERE table_id = ?1 AND part_values = ?2",
+                    params![table.id, key],
+                )?;
+                if n == 0 && strictness == Strictness::Strict {
+                    return Err(CatalogError::PartitionNotFound(
+                        table.qualified(),
+                        describe(&table, values),
+                    ));
+                }
+                change.dropped += n;
+            }
+            for p in &add {
+                let n = insert_partitions(tx, &table.id, std::slice::from_ref(p))?;
+                if n == 0 && strictness == Strictness::Strict {
+                    return Err(CatalogError::PartitionExists(
+                        table.qualified(),
+                        describe(&table, &p.values),
+                    ));
+                }
+                change.added += n;
+            }
+            if change != PartitionChange::default() {
+                bump_version(tx, &table.id)?;
+            }
+            Ok(change)
+        })
+        .await
+    }
+
+    async fn list_files(&self, table_id: &str) -> Result<Vec<DataFile>, CatalogError> {
+        let table_id = table_id.to_owned();
+        self.with(move |c| {
+            let mut stmt =
+                c.prepare("SELECT part_values, path, size, rows FROM files WHERE table_id = ?1 ORDER BY path")?;
+            let rows = stmt
+                .query_map(params![table_id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(v, path, size, rows)| {
+                    Ok(DataFile {
+                        partition: unjson(&table_id, &v)?,
+                        path,
+                        size: u64::try_from(size).unwrap_or_default(),
+                        rows: u64::try_from(rows).unwrap_or_default(),
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn begin_write(&self, write: &PendingWrite) -> Result<(), CatalogError> {
+        let w = write.clone();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO writes(write_id, location, started) VALUES (?1, ?2, ?3)",
+                params![
+                    w.write_id,
+                    w.location,
+                    i64::try_from(w.started_unix).unwrap_or_default()
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn commit_write(&self, c: &WriteCommit) -> Result<(), CatalogError> {
+        let c = c.clone();
+        self.tx(move |tx| commit(tx, &c)).await
+    }
+
+    async fn end_write(&self, write_id: &str) -> Result<(), CatalogError> {
+        let write_id = write_id.to_owned();
+        self.with(move |c| {
+            c.execute("DELETE FROM writes WHERE write_id = ?1", params![write_id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn pending_writes(&self) -> Result<Vec<PendingWrite>, CatalogError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT write_id, location, started FROM writes ORDER BY started")?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(PendingWrite {
+                        write_id: r.get(0)?,
+                        location: r.get(1)?,
+                        started_unix: u64::try_from(r.get::<_, i64>(2)?).unwrap_or_default(),
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn due_garbage(&self, now_unix: u64) -> Result<Vec<Garbage>, CatalogError> {
+        self.with(move |c| {
+            let mut stmt =
+                c.prepare("SELECT path, delete_after FROM garbage WHERE delete_after <= ?1 ORDER BY path")?;
+            let rows = stmt
+                .query_map(params![i64::try_from(now_unix).unwrap_or(i64::MAX)], |r| {
+                    Ok(Garbage {
+                        path: r.get(0)?,
+                        delete_after_unix: u64::try_from(r.get::<_, i64>(1)?).unwrap_or_default(),
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn forget_garbage(&self, paths: &[String]) -> Result<(), CatalogError> {
+        let paths = paths.to_vec();
+        self.tx(move |tx| {
+            for p in &paths {
+                tx.execute("DELETE FROM garbage WHERE path = ?1", params![p])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// `(k='v', ...)` of a partition, for error messages.
+fn describe(table: &Table, values: &[String]) -> String {
+    let inner = table
+        .partition_columns
+        .iter()
+        .zip(values)
+        .map(|(k, v)| format!("{k}='{v}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("({inner})")
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn table(db: &str, name: &str) -> Table {
-        Table {
-            database: db.into(),
-            name: name.into(),
-            kind: TableKind::External,
-            format: "PARQUET".into(),
-            locations: vec!["file:///tmp/x/".into()],
-            columns: vec![Column {
-                name: "a".into(),
-                data_type: "Int64".into(),
-                nullable: true,
-            }],
-            partition_columns: vec![],
-            options: BTreeMap::new(),
-            properties: BTreeMap::new(),
-            arrow_schema: vec![1, 2, 3],
-            view_sql: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn round_trip_survives_reopen_and_cascade_drops() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.db");
-        {
-            let m = SqliteMetastore::open(&path).unwrap();
-            m.create_database(&Database {
-                name: "s".into(),
-                location: "file:///w/s.db/".into(),
-                comment: None,
-            })
-            .await
-            .unwrap();
-            m.create_table(&table("s", "t"), false).await.unwrap();
-            assert!(matches!(
-                m.create_table(&table("s", "t"), false).await,
-                Err(CatalogError::TableExists(_))
-            ));
-            m.add_partitions(
-                "s",
-                "t",
-                &[Partition {
-                    values: vec!["1".into()],
-                    location: "file:///w/s.db/t/p=1/".into(),
-                }],
-            )
-            .await
-            .unwrap();
-        }
-        let m = SqliteMetastore::open(&path).unwrap();
-        let tables = m.list_tables().await.unwrap();
-        assert_eq!(tables, vec![table("s", "t")]);
-        assert_eq!(m.list_partitions("s", "t").await.unwrap().len(), 1);
-        assert!(matches!(
-            m.drop_database("s", false).await,
-            Err(CatalogError::DatabaseNotEmpty(_))
-        ));
-        let dropped = m.drop_database("s", true).await.unwrap();
-        assert_eq!(dropped.len(), 1);
-        assert!(m.list_tables().await.unwrap().is_empty());
-        assert!(
-            m.list_partitions("s", "t").await.unwrap().is_empty(),
-            "partitions cascade"
-        );
-    }
-
-    #[tokio::test]
-    async fn table_in_missing_database_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = SqliteMetastore::open(&dir.path().join("c.db")).unwrap();
-        assert!(matches!(
-            m.create_table(&table("nope", "t"), false).await,
-            Err(CatalogError::DatabaseNotFound(_))
-        ));
-    }
-}
+mod tests;

@@ -60,6 +60,8 @@ pub(crate) struct JobSpec {
     pub cluster: Cluster,
     pub scheduler_url: String,
     pub config: ballista_core::config::BallistaConfig,
+    /// Writes lake tables into the job's logical plan.
+    pub codec: Arc<dyn datafusion_proto::logical_plan::LogicalExtensionCodec>,
     pub plan: LogicalPlan,
     pub session_id: String,
     pub task_ctx: Arc<TaskContext>,
@@ -166,10 +168,11 @@ pub(crate) fn run(
                     }
                     st.membership = Some(st.spec.cluster.membership().await);
                     st.results_checked = false;
-                    let exec = Arc::new(DistributedQueryExec::<LogicalPlanNode>::new(
+                    let exec = Arc::new(DistributedQueryExec::<LogicalPlanNode>::with_extension(
                         st.spec.scheduler_url.clone(),
                         st.spec.config.clone(),
                         st.spec.plan.clone(),
+                        Arc::clone(&st.spec.codec),
                         st.spec.session_id.clone(),
                     ));
                     let stream = match exec.execute(0, Arc::clone(&st.spec.task_ctx)) {

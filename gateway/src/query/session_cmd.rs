@@ -1,6 +1,17 @@
 //! Session statements answered without planning: transactions, `SET`,
 //! `SHOW`, `RESET`, `DISCARD`, and the pool-reset statements drivers send.
 
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+
+use super::{Engine, QueryOutput, text_column};
+use crate::catalog::DEFAULT_DATABASE;
+use crate::error::{ErrorKind, QueryError};
+use crate::session::Session;
+
 /// A statement the session answers itself.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionCommand {
@@ -118,6 +129,124 @@ impl SessionCommand {
             _ => None,
         }
     }
+}
+
+impl Engine {
+    pub(super) async fn session_command(
+        &self,
+        session: &Session,
+        cmd: &SessionCommand,
+    ) -> Result<QueryOutput, QueryError> {
+        match cmd {
+            SessionCommand::Begin => {
+                session.set_in_transaction(true);
+                Ok(QueryOutput::TransactionStart)
+            }
+            SessionCommand::Commit => {
+                session.set_in_transaction(false);
+                Ok(QueryOutput::TransactionEnd { tag: "COMMIT".into() })
+            }
+            SessionCommand::Rollback => {
+                session.set_in_transaction(false);
+                Ok(QueryOutput::TransactionEnd { tag: "ROLLBACK".into() })
+            }
+            SessionCommand::NoOp { tag } => Ok(QueryOutput::Command { tag: (*tag).to_owned() }),
+            SessionCommand::Set { name, value } => self.set(session, name, value),
+            SessionCommand::Show { name } => {
+                let value = if name.starts_with("datafusion.") || name.starts_with("ballista.") {
+                    session
+                        .state()
+                        .config_options()
+                        .entries()
+                        .into_iter()
+                        .find(|e| &e.key == name)
+                        .map(|e| e.value.unwrap_or_default())
+                } else {
+                    session.guc(name)
+                };
+                let value = value.ok_or_else(|| {
+                    QueryError::new(
+                        ErrorKind::UndefinedObject,
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    )
+                })?;
+                rows(text_column(name), vec![vec![value]])
+            }
+            SessionCommand::ShowAll => {
+                let schema = Arc::new(Schema::new(vec![
+                    Field::new("name", DataType::Utf8, false),
+                    Field::new("setting", DataType::Utf8, false),
+                ]));
+                rows(schema, session.gucs().into_iter().map(|(k, v)| vec![k, v]).collect())
+            }
+            SessionCommand::ShowSchemas => {
+                let names: Vec<Vec<String>> = {
+                    let mut n: Vec<String> = self.catalog.snapshot().databases.keys().cloned().collect();
+                    n.extend(["information_schema".to_owned(), "pg_catalog".to_owned()]);
+                    n.sort();
+                    n.into_iter().map(|s| vec![s]).collect()
+                };
+                rows(text_column("schema_name"), names)
+            }
+            SessionCommand::Reset { name } => {
+                match name {
+                    None => {
+                        session.reset_gucs();
+                        session.update_state(|s| {
+                            s.config_mut().options_mut().catalog.default_schema = DEFAULT_DATABASE.to_owned();
+                        });
+                    }
+                    Some(n) => {
+                        if let Some(v) = crate::session::default_guc(n) {
+                            self.set(session, n, &v)?;
+                        }
+                    }
+                }
+                Ok(QueryOutput::Command { tag: "RESET".into() })
+            }
+        }
+    }
+
+    fn set(&self, session: &Session, name: &str, value: &str) -> Result<QueryOutput, QueryError> {
+        if name.starts_with("datafusion.") || name.starts_with("ballista.") {
+            let mut result = Ok(());
+            session.update_state(|s| result = s.config_mut().options_mut().set(name, value));
+            result?;
+            return Ok(QueryOutput::Command { tag: "SET".into() });
+        }
+        if name == "search_path" {
+            let first = value
+                .split(',')
+                .map(|s| s.trim().trim_matches('"').trim_matches('\''))
+                .find(|s| !s.is_empty() && *s != "$user")
+                .unwrap_or(DEFAULT_DATABASE)
+                .to_owned();
+            let first = if first == "public" {
+                DEFAULT_DATABASE.to_owned()
+            } else {
+                first
+            };
+            session.update_state(|s| s.config_mut().options_mut().catalog.default_schema = first);
+        }
+        session.set_guc(name, value);
+        Ok(QueryOutput::SettingChanged {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        })
+    }
+}
+
+fn rows(schema: SchemaRef, data: Vec<Vec<String>>) -> Result<QueryOutput, QueryError> {
+    let columns = (0..schema.fields().len())
+        .map(|i| Arc::new(StringArray::from(data.iter().map(|r| r[i].clone()).collect::<Vec<_>>())) as _)
+        .collect();
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns)
+        .map_err(|e| QueryError::new(ErrorKind::Internal, e.to_string()))?;
+    let stream = futures::stream::once(async move { Ok(batch) });
+    Ok(QueryOutput::Rows {
+        schema: Arc::clone(&schema),
+        stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+    })
 }
 
 fn unquote(s: &str) -> String {

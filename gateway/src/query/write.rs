@@ -1,13 +1,18 @@
-//! Writes query results as a managed table's files: zstd-compressed Parquet,
-//! Hive-style `key=value` directories for partition columns.
+//! Writes query results as Parquet files of a managed table, on any object
+//! store: Hive-style `key=value` directories for partition columns, file
+//! names carrying the write id (`part-<write>-<n>.<codec>.parquet`).
 //!
-//! Files are written under a private staging directory first and moved into
-//! the table's location only when the whole stream has been written, so a
-//! failed or cancelled write leaves nothing visible to readers.
+//! Memory and file handles stay bounded however many partitions a write
+//! touches: at most [`WriteSettings::max_open_files`] files are open at once
+//! (the least recently used is finished to make room, and a later row of its
+//! partition starts a new file), each buffers at most one row group of
+//! [`ROW_GROUP_BYTES`], and a file is rolled over at
+//! [`WriteSettings::target_file_bytes`].
+//!
+//! This module only writes files; `super::managed` decides when they become
+//! part of a table. [`TableWriter::abort`] deletes every file it started.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
@@ -16,22 +21,77 @@ use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
-use parquet::arrow::ArrowWriter;
+use object_store::ObjectStore;
+use object_store::ObjectStoreExt;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use crate::catalog::{DataFile, NULL_PARTITION};
 use crate::error::{ErrorKind, QueryError};
 
-/// Hive's name for a NULL partition value.
-pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+/// Buffered bytes of one open file before its row group is flushed.
+pub const ROW_GROUP_BYTES: usize = 32 << 20;
 
-/// What a write produced.
-#[derive(Debug, Default)]
-pub struct WriteOutcome {
-    pub rows: u64,
-    pub files: usize,
-    /// Values of each partition written to, in partition-column order.
-    pub partitions: Vec<Vec<String>>,
+/// Compression of written Parquet files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Zstd,
+    Snappy,
+    Uncompressed,
+}
+
+impl Codec {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "zstd" => Some(Codec::Zstd),
+            "snappy" => Some(Codec::Snappy),
+            "none" | "uncompressed" => Some(Codec::Uncompressed),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Zstd => "zstd",
+            Codec::Snappy => "snappy",
+            Codec::Uncompressed => "none",
+        }
+    }
+
+    fn parquet(self) -> Compression {
+        match self {
+            Codec::Zstd => Compression::ZSTD(ZstdLevel::default()),
+            Codec::Snappy => Compression::SNAPPY,
+            Codec::Uncompressed => Compression::UNCOMPRESSED,
+        }
+    }
+}
+
+/// How managed-table files are written (config defaults, per-table
+/// properties override compression and row-group size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteSettings {
+    pub codec: Codec,
+    /// Most rows in one row group.
+    pub row_group_rows: usize,
+    /// Files open at once in one write.
+    pub max_open_files: usize,
+    /// A file is finished once it holds this many bytes.
+    pub target_file_bytes: usize,
+}
+
+impl Default for WriteSettings {
+    fn default() -> Self {
+        WriteSettings {
+            codec: Codec::Zstd,
+            row_group_rows: 1 << 20,
+            max_open_files: 64,
+            target_file_bytes: 256 << 20,
+        }
+    }
 }
 
 fn io_err(what: &str, e: impl std::fmt::Display) -> QueryError {
@@ -53,114 +113,276 @@ pub fn escape_partition_value(v: &str) -> String {
     out
 }
 
-struct Writers {
-    staging: PathBuf,
-    file_schema: SchemaRef,
-    props: WriterProperties,
-    write_id: String,
-    open: BTreeMap<Vec<String>, ArrowWriter<File>>,
+/// The directory names of a partition (`k=escaped(v)`).
+pub fn partition_dirs(cols: &[String], values: &[String]) -> Vec<String> {
+    cols.iter()
+        .zip(values)
+        .map(|(c, v)| format!("{c}={}", escape_partition_value(v)))
+        .collect()
 }
 
-impl Writers {
-    fn write(&mut self, key: Vec<String>, partition_cols: &[String], batch: RecordBatch) -> Result<(), QueryError> {
-        if !self.open.contains_key(&key) {
-            let mut dir = self.staging.clone();
-            for (col, v) in partition_cols.iter().zip(&key) {
-                dir.push(format!("{col}={}", escape_partition_value(v)));
-            }
-            std::fs::create_dir_all(&dir).map_err(|e| io_err("create staging directory", e))?;
-            let path = dir.join(format!("part-{}.zstd.parquet", self.write_id));
-            let file = File::create(&path).map_err(|e| io_err("create data file", e))?;
-            let writer = ArrowWriter::try_new(file, Arc::clone(&self.file_schema), Some(self.props.clone()))
-                .map_err(|e| io_err("open parquet writer", e))?;
-            self.open.insert(key.clone(), writer);
-        }
-        let writer = self.open.get_mut(&key).ok_or_else(|| io_err("writer", "missing"))?;
-        writer.write(&batch).map_err(|e| io_err("write parquet", e))
+struct OpenFile {
+    writer: AsyncArrowWriter<BufWriter>,
+    url: String,
+    rows: u64,
+    /// Use counter value at last write (least recently used is closed first).
+    last_use: u64,
+}
+
+/// Files of one write in progress.
+pub struct TableWriter {
+    store: Arc<dyn ObjectStore>,
+    /// The table's directory URL (as stored in the catalog).
+    table_url: url::Url,
+    write_id: String,
+    partition_cols: Vec<String>,
+    table_schema: SchemaRef,
+    file_schema: SchemaRef,
+    props: WriterProperties,
+    settings: WriteSettings,
+    open: BTreeMap<Vec<String>, OpenFile>,
+    /// Every object this write started, for [`TableWriter::abort`].
+    started: Vec<Path>,
+    done: Vec<DataFile>,
+    seq: usize,
+    uses: u64,
+    rows: u64,
+}
+
+impl std::fmt::Debug for TableWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableWriter")
+            .field("table_url", &self.table_url.as_str())
+            .field("write_id", &self.write_id)
+            .field("open", &self.open.len())
+            .finish()
     }
 }
 
-/// Streams `input` (columns in `table_schema` order: data columns, then
-/// partition columns) into new files of the table at `table_dir`.
-pub async fn write_table(
-    mut input: SendableRecordBatchStream,
-    table_dir: &Path,
-    staging_root: &Path,
-    table_schema: SchemaRef,
-    partition_cols: &[String],
-) -> Result<WriteOutcome, QueryError> {
-    let write_id = uuid::Uuid::new_v4().simple().to_string();
-    let staging = staging_root.join(&write_id);
-    std::fs::create_dir_all(&staging).map_err(|e| io_err("create staging directory", e))?;
-    let result = async {
+/// What a finished write produced.
+#[derive(Debug, Default)]
+pub struct WriteOutcome {
+    pub rows: u64,
+    pub files: Vec<DataFile>,
+}
+
+impl WriteOutcome {
+    /// Distinct partitions written to.
+    pub fn partitions(&self) -> Vec<Vec<String>> {
+        let mut p: Vec<Vec<String>> = self.files.iter().map(|f| f.partition.clone()).collect();
+        p.sort();
+        p.dedup();
+        p
+    }
+}
+
+impl TableWriter {
+    /// A writer of files under `table_url` (a directory URL) in `store`.
+    /// `table_schema` is the table's: data columns, then `partition_cols`.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        table_url: url::Url,
+        write_id: &str,
+        table_schema: SchemaRef,
+        partition_cols: &[String],
+        settings: WriteSettings,
+    ) -> Self {
         let n_data = table_schema.fields().len() - partition_cols.len();
         let file_schema = Arc::new(Schema::new(table_schema.fields()[..n_data].to_vec()));
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| io_err("zstd", e))?))
+            .set_compression(settings.codec.parquet())
+            .set_max_row_group_row_count(Some(settings.row_group_rows.max(1)))
             .build();
-        let mut writers = Writers {
-            staging: staging.clone(),
+        TableWriter {
+            store,
+            table_url,
+            write_id: write_id.to_owned(),
+            partition_cols: partition_cols.to_vec(),
+            table_schema,
             file_schema,
             props,
-            write_id: write_id.clone(),
+            settings,
             open: BTreeMap::new(),
-        };
-        let mut rows = 0u64;
-        while let Some(batch) = input.next().await {
-            let batch = conform(batch?, &table_schema)?;
-            rows += batch.num_rows() as u64;
-            if batch.num_rows() == 0 {
-                continue;
-            }
-            tokio::task::block_in_place(|| split_and_write(&mut writers, partition_cols, n_data, batch))?;
+            started: Vec::new(),
+            done: Vec::new(),
+            seq: 0,
+            uses: 0,
+            rows: 0,
         }
-        let partitions: Vec<Vec<String>> = writers.open.keys().cloned().collect();
-        let files = writers.open.len();
-        tokio::task::block_in_place(|| {
-            for (_, w) in std::mem::take(&mut writers.open) {
-                w.close().map_err(|e| io_err("finish parquet file", e))?;
+    }
+
+    /// Writes the whole stream; on error the caller must [`Self::abort`].
+    pub async fn write_stream(&mut self, mut input: SendableRecordBatchStream) -> Result<(), QueryError> {
+        while let Some(batch) = input.next().await {
+            let batch = conform(batch?, &self.table_schema)?;
+            if batch.num_rows() > 0 {
+                self.write(batch).await?;
             }
-            Ok::<_, QueryError>(())
-        })?;
+        }
+        Ok(())
+    }
+
+    /// Writes one batch in table-schema order.
+    pub async fn write(&mut self, batch: RecordBatch) -> Result<(), QueryError> {
+        self.rows += batch.num_rows() as u64;
+        for (key, part) in self.split(batch)? {
+            self.write_part(key, part).await?;
+        }
+        Ok(())
+    }
+
+    fn split(&self, batch: RecordBatch) -> Result<Vec<(Vec<String>, RecordBatch)>, QueryError> {
+        let n_data = self.file_schema.fields().len();
+        let data = batch
+            .project(&(0..n_data).collect::<Vec<_>>())
+            .map_err(|e| io_err("project", e))?;
+        if self.partition_cols.is_empty() {
+            return Ok(vec![(Vec::new(), data)]);
+        }
+        let options = FormatOptions::default();
+        let formatters = (n_data..batch.num_columns())
+            .map(|i| ArrayFormatter::try_new(batch.column(i).as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| io_err("format partition value", e))?;
+        let mut groups: BTreeMap<Vec<String>, Vec<u32>> = BTreeMap::new();
+        for row in 0..batch.num_rows() {
+            let key = (n_data..batch.num_columns())
+                .zip(&formatters)
+                .map(|(i, f)| {
+                    if batch.column(i).is_null(row) {
+                        NULL_PARTITION.to_owned()
+                    } else {
+                        f.value(row).to_string()
+                    }
+                })
+                .collect();
+            groups.entry(key).or_default().push(row as u32);
+        }
+        groups
+            .into_iter()
+            .map(|(key, rows)| {
+                let indices = UInt32Array::from(rows);
+                let columns = data
+                    .columns()
+                    .iter()
+                    .map(|c| take(c.as_ref(), &indices, None))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| io_err("split partition", e))?;
+                let part = RecordBatch::try_new(data.schema(), columns).map_err(|e| io_err("split partition", e))?;
+                Ok((key, part))
+            })
+            .collect()
+    }
+
+    async fn write_part(&mut self, key: Vec<String>, batch: RecordBatch) -> Result<(), QueryError> {
+        if !self.open.contains_key(&key) {
+            if self.open.len() >= self.settings.max_open_files.max(1)
+                && let Some(lru) = self.open.iter().min_by_key(|(_, f)| f.last_use).map(|(k, _)| k.clone())
+            {
+                self.finish_file(&lru).await?;
+            }
+            self.open_file(&key)?;
+        }
+        self.uses += 1;
+        let uses = self.uses;
+        let file = self.open.get_mut(&key).ok_or_else(|| io_err("writer", "missing"))?;
+        file.last_use = uses;
+        file.rows += batch.num_rows() as u64;
+        file.writer
+            .write(&batch)
+            .await
+            .map_err(|e| io_err("write parquet", e))?;
+        if file.writer.in_progress_size() >= ROW_GROUP_BYTES {
+            file.writer.flush().await.map_err(|e| io_err("write parquet", e))?;
+        }
+        if file.writer.bytes_written() + file.writer.in_progress_size() >= self.settings.target_file_bytes {
+            self.finish_file(&key).await?;
+        }
+        Ok(())
+    }
+
+    fn open_file(&mut self, key: &[String]) -> Result<(), QueryError> {
+        self.seq += 1;
+        let mut dirs = partition_dirs(&self.partition_cols, key);
+        let name = format!(
+            "part-{}-{:05}.{}.parquet",
+            self.write_id,
+            self.seq,
+            self.settings.codec.name()
+        );
+        dirs.push(name);
+        let url = crate::table::child_url(&self.table_url, &dirs);
+        // child_url makes a directory URL; a file has no trailing slash. The
+        // object path is derived from the URL exactly as readers derive it.
+        let url = url.as_str().trim_end_matches('/').to_owned();
+        let path = sluice_lake::store::resolve(&url, &Default::default())
+            .map_err(|e| io_err("file location", e))?
+            .path;
+        let sink = BufWriter::new(Arc::clone(&self.store), path.clone());
+        let writer = AsyncArrowWriter::try_new(sink, Arc::clone(&self.file_schema), Some(self.props.clone()))
+            .map_err(|e| io_err("open parquet writer", e))?;
+        self.started.push(path);
+        self.open.insert(
+            key.to_vec(),
+            OpenFile {
+                writer,
+                url,
+                rows: 0,
+                last_use: self.uses,
+            },
+        );
+        Ok(())
+    }
+
+    async fn finish_file(&mut self, key: &[String]) -> Result<(), QueryError> {
+        let Some(mut file) = self.open.remove(key) else {
+            return Ok(());
+        };
+        file.writer
+            .finish()
+            .await
+            .map_err(|e| io_err("finish parquet file", e))?;
+        self.done.push(DataFile {
+            partition: key.to_vec(),
+            path: file.url,
+            size: file.writer.bytes_written() as u64,
+            rows: file.rows,
+        });
+        Ok(())
+    }
+
+    /// Finishes every open file.
+    pub async fn finish(mut self) -> Result<WriteOutcome, (Self, QueryError)> {
+        let keys: Vec<Vec<String>> = self.open.keys().cloned().collect();
+        for key in keys {
+            if let Err(e) = self.finish_file(&key).await {
+                return Err((self, e));
+            }
+        }
         Ok(WriteOutcome {
-            rows,
-            files,
-            partitions,
+            rows: self.rows,
+            files: std::mem::take(&mut self.done),
         })
     }
-    .await;
-    let outcome = match result {
-        Ok(o) => o,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
-    };
-    // Commit: move every staged file into the table directory. Each rename is
-    // atomic; a reader sees a file whole or not at all.
-    let commit = publish(&staging, &staging, table_dir);
-    let _ = std::fs::remove_dir_all(&staging);
-    commit?;
-    Ok(outcome)
+
+    /// Deletes every file this write started (finished or not).
+    pub async fn abort(mut self) {
+        // Dropping an unfinished file's writer leaves at most an unfinished
+        // multipart upload, which stores never show as an object.
+        self.open.clear();
+        delete_all(&self.store, std::mem::take(&mut self.started)).await;
+    }
 }
 
-fn publish(root: &Path, dir: &Path, table_dir: &Path) -> Result<(), QueryError> {
-    std::fs::create_dir_all(table_dir).map_err(|e| io_err("create table directory", e))?;
-    for entry in std::fs::read_dir(dir).map_err(|e| io_err("read staging directory", e))? {
-        let entry = entry.map_err(|e| io_err("read staging directory", e))?;
-        let path = entry.path();
-        let rel = path.strip_prefix(root).map_err(|e| io_err("staging path", e))?;
-        if path.is_dir() {
-            publish(root, &path, table_dir)?;
-        } else {
-            let target = table_dir.join(rel);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| io_err("create partition directory", e))?;
-            }
-            std::fs::rename(&path, &target).map_err(|e| io_err("publish data file", e))?;
+/// Deletes objects, ignoring those already gone; failures are logged (the
+/// start-up sweep retries what a crash left behind).
+pub async fn delete_all(store: &Arc<dyn ObjectStore>, paths: Vec<Path>) {
+    for p in paths {
+        match store.delete(&p).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => tracing::warn!(path = %p, "could not delete: {e}"),
         }
     }
-    Ok(())
 }
 
 /// Casts a batch to `schema`'s types and names by position (used for table
@@ -196,58 +418,5 @@ pub(crate) fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBa
         .map_err(|e| QueryError::new(ErrorKind::DataException, e.to_string()))
 }
 
-fn split_and_write(
-    writers: &mut Writers,
-    partition_cols: &[String],
-    n_data: usize,
-    batch: RecordBatch,
-) -> Result<(), QueryError> {
-    let data = batch
-        .project(&(0..n_data).collect::<Vec<_>>())
-        .map_err(|e| io_err("project", e))?;
-    if partition_cols.is_empty() {
-        return writers.write(Vec::new(), partition_cols, data);
-    }
-    let options = FormatOptions::default();
-    let formatters = (n_data..batch.num_columns())
-        .map(|i| ArrayFormatter::try_new(batch.column(i).as_ref(), &options))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| io_err("format partition value", e))?;
-    let mut groups: BTreeMap<Vec<String>, Vec<u32>> = BTreeMap::new();
-    for row in 0..batch.num_rows() {
-        let key = (n_data..batch.num_columns())
-            .zip(&formatters)
-            .map(|(i, f)| {
-                if batch.column(i).is_null(row) {
-                    NULL_PARTITION.to_owned()
-                } else {
-                    f.value(row).to_string()
-                }
-            })
-            .collect();
-        groups.entry(key).or_default().push(row as u32);
-    }
-    for (key, rows) in groups {
-        let indices = UInt32Array::from(rows);
-        let columns = data
-            .columns()
-            .iter()
-            .map(|c| take(c.as_ref(), &indices, None))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| io_err("split partition", e))?;
-        let part = RecordBatch::try_new(data.schema(), columns).map_err(|e| io_err("split partition", e))?;
-        writers.write(key, partition_cols, part)?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_like_hive() {
-        assert_eq!(escape_partition_value("a/b=c"), "a%2Fb%3Dc");
-        assert_eq!(escape_partition_value("plain value"), "plain value");
-    }
-}
+mod tests;

@@ -1,0 +1,347 @@
+//! [`Engine`]: the [`QueryHandler`] implementation. It builds sessions,
+//! dispatches each statement to the module that runs it (`route` for
+//! queries, `ddl` and `lake_ddl` for catalog changes, `writes` for CTAS and
+//! INSERT, `session_cmd` for session statements), and counts outcomes.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ballista_core::extension::SessionConfigExt;
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::catalog::{CatalogProvider, SchemaProvider};
+use datafusion::common::{ParamValues, TableReference};
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::{ColumnarValue, LogicalPlan, ScalarUDF, Volatility, WriteOp, create_udf};
+use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::setup_pg_catalog;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+use super::managed::ManagedTables;
+use super::{Parsed, Prepared, QueryHandler, QueryOutput, TableInfo, parse_sql};
+use crate::catalog::provider::SluiceCatalog;
+use crate::catalog::{CATALOG_NAME, CatalogState, DEFAULT_DATABASE, TableKind};
+use crate::cluster::Cluster;
+use crate::error::{ErrorKind, QueryError};
+use crate::session::Session;
+use crate::table::{LakeCodec, TableServices};
+
+/// Plans and runs statements for every front end.
+pub struct Engine {
+    pub(super) base: SessionState,
+    pub(super) catalog: Arc<CatalogState>,
+    pub(super) managed: Arc<ManagedTables>,
+    pub(super) cluster: Cluster,
+    pub(super) codec: Arc<LakeCodec>,
+    compat: PostgresCompatibilityParser,
+    statements: prometheus::IntCounterVec,
+    /// `--target-partitions` was given; otherwise sessions follow the
+    /// cluster's live task slots.
+    fixed_partitions: bool,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `version()` as Postgres clients parse it.
+fn version_udf() -> ScalarUDF {
+    let version = format!(
+        "PostgreSQL {} (Sluice {}) on x86_64-pc-linux-gnu, compiled by rustc, 64-bit",
+        crate::PG_SERVER_VERSION,
+        env!("CARGO_PKG_VERSION")
+    );
+    create_udf(
+        "version",
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(version.clone()))))),
+    )
+}
+
+/// What the engine is built from.
+#[derive(Debug)]
+pub struct EngineParts {
+    pub catalog: Arc<CatalogState>,
+    pub services: Arc<TableServices>,
+    pub managed: Arc<ManagedTables>,
+    pub cluster: Cluster,
+    /// The codec the embedded scheduler decodes job plans with.
+    pub codec: Arc<LakeCodec>,
+    pub runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    pub statements: prometheus::IntCounterVec,
+    pub target_partitions: Option<usize>,
+}
+
+impl Engine {
+    /// Builds the base session: the `sluice` catalog, pg_catalog, and the
+    /// functions Postgres clients call on connect.
+    pub fn new(parts: EngineParts) -> Result<Self, QueryError> {
+        let EngineParts {
+            catalog,
+            services,
+            managed,
+            cluster,
+            codec,
+            runtime,
+            statements,
+            target_partitions,
+        } = parts;
+        let config = cluster
+            .credentials()
+            .apply(sluice_lake::session_config())
+            .with_ballista_logical_extension_codec(Arc::clone(&codec) as _)
+            .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
+            .with_target_partitions(target_partitions.unwrap_or_else(|| cluster.task_slots()).max(1));
+        let ctx = SessionContext::new_with_state(sluice_lake::session_state(config, runtime));
+        let sluice = Arc::new(SluiceCatalog::new(Arc::clone(&catalog), Arc::clone(&services)));
+        ctx.register_catalog(CATALOG_NAME, Arc::clone(&sluice) as _);
+        setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider).map_err(|e| QueryError::from(*e))?;
+        ctx.register_udf(version_udf());
+        let system = Arc::new(datafusion::catalog::MemorySchemaProvider::new());
+        system.register_table(
+            "executors".to_owned(),
+            Arc::new(super::system::ExecutorsTable::new(cluster.clone())),
+        )?;
+        sluice.register_schema(super::system::SYSTEM_SCHEMA, system)?;
+        let base = ctx.state();
+        sluice.set_planner(base.clone());
+        Ok(Engine {
+            base,
+            catalog,
+            managed,
+            cluster,
+            codec,
+            compat: PostgresCompatibilityParser::new(),
+            statements,
+            fixed_partitions: target_partitions.is_some(),
+        })
+    }
+
+    pub fn catalog(&self) -> &Arc<CatalogState> {
+        &self.catalog
+    }
+
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    pub fn managed(&self) -> &Arc<ManagedTables> {
+        &self.managed
+    }
+
+    /// Resolves a table reference against the session's default schema.
+    pub(super) fn resolve(&self, state: &SessionState, r: &TableReference) -> Result<(String, String), QueryError> {
+        let default_schema = state.config_options().catalog.default_schema.clone();
+        match r {
+            TableReference::Bare { table } => Ok((default_schema, table.to_string())),
+            TableReference::Partial { schema, table } => Ok((schema.to_string(), table.to_string())),
+            TableReference::Full { catalog, schema, table } => {
+                if catalog.as_ref() != CATALOG_NAME {
+                    return Err(QueryError::new(
+                        ErrorKind::FeatureNotSupported,
+                        format!("cross-database references are not implemented: \"{catalog}.{schema}.{table}\""),
+                    ));
+                }
+                Ok((schema.to_string(), table.to_string()))
+            }
+        }
+    }
+
+    /// Resolves `[schema.]table` name parts.
+    pub(super) fn resolve_parts(&self, state: &SessionState, parts: &[String]) -> Result<(String, String), QueryError> {
+        let r = match parts {
+            [t] => TableReference::bare(t.as_str()),
+            [s, t] => TableReference::partial(s.as_str(), t.as_str()),
+            [c, s, t] => TableReference::full(c.as_str(), s.as_str(), t.as_str()),
+            _ => {
+                return Err(QueryError::new(
+                    ErrorKind::Syntax,
+                    format!("improper relation name: {}", parts.join(".")),
+                ));
+            }
+        };
+        self.resolve(state, &r)
+    }
+
+    pub(super) fn require_database(&self, db: &str) -> Result<(), QueryError> {
+        if self.catalog.snapshot().databases.contains_key(db) {
+            Ok(())
+        } else {
+            Err(QueryError::new(
+                ErrorKind::UndefinedSchema,
+                format!("schema \"{db}\" does not exist"),
+            ))
+        }
+    }
+
+    async fn run_plan(
+        &self,
+        session: &Session,
+        state: &SessionState,
+        plan: LogicalPlan,
+        partition_by: &[String],
+        view_sql: Option<&str>,
+        table_properties: &[(String, String)],
+    ) -> Result<QueryOutput, QueryError> {
+        match plan {
+            LogicalPlan::Ddl(ddl) => {
+                self.ddl(session, state, ddl, partition_by, view_sql, table_properties)
+                    .await
+            }
+            LogicalPlan::Dml(dml) if matches!(dml.op, WriteOp::Insert(_)) => {
+                let (db, name) = self.resolve(state, &dml.table_name)?;
+                self.insert(session, state, &db, &name, (*dml.input).clone(), None)
+                    .await
+            }
+            LogicalPlan::Dml(dml) => Err(QueryError::unsupported(format!("{} on lake tables", dml.op))),
+            LogicalPlan::Copy(_) => Err(QueryError::unsupported("COPY ... TO")),
+            LogicalPlan::Statement(s) => Err(QueryError::unsupported(format!("statement {}", s.name()))),
+            plan => self.query(session, state, plan).await,
+        }
+    }
+
+    fn count<T>(&self, r: Result<T, QueryError>) -> Result<T, QueryError> {
+        let outcome = if r.is_ok() { "ok" } else { "error" };
+        self.statements.with_label_values(&[outcome]).inc();
+        r
+    }
+
+    pub(super) async fn plan_parsed(
+        &self,
+        state: &SessionState,
+        parsed: &Parsed,
+    ) -> Result<Option<LogicalPlan>, QueryError> {
+        match parsed {
+            Parsed::Sql { statement, .. } => Ok(Some(state.statement_to_plan((**statement).clone()).await?)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn execute_prepared(
+        &self,
+        session: &Session,
+        prepared: &Prepared,
+        params: Option<ParamValues>,
+    ) -> Result<QueryOutput, QueryError> {
+        match (&prepared.parsed, &prepared.plan) {
+            (
+                Parsed::Sql {
+                    partition_by,
+                    view_sql,
+                    table_properties,
+                    ..
+                },
+                Some(plan),
+            ) => {
+                let state = session.state();
+                let plan = match params {
+                    Some(p) => plan.clone().with_param_values(p)?,
+                    None => plan.clone(),
+                };
+                self.run_plan(
+                    session,
+                    &state,
+                    plan,
+                    partition_by,
+                    view_sql.as_deref(),
+                    table_properties,
+                )
+                .await
+            }
+            (parsed, _) => self.run_parsed(session, parsed).await,
+        }
+    }
+
+    async fn run_parsed(&self, session: &Session, parsed: &Parsed) -> Result<QueryOutput, QueryError> {
+        match parsed {
+            Parsed::Empty => Ok(QueryOutput::Empty),
+            Parsed::Session(cmd) => self.session_command(session, cmd).await,
+            Parsed::Hive(stmt) => self.hive_statement(session, stmt).await,
+            Parsed::Sql {
+                partition_by,
+                view_sql,
+                table_properties,
+                ..
+            } => {
+                let state = session.state();
+                let plan = self
+                    .plan_parsed(&state, parsed)
+                    .await?
+                    .ok_or_else(|| QueryError::new(ErrorKind::Internal, "no plan"))?;
+                self.run_plan(
+                    session,
+                    &state,
+                    plan,
+                    partition_by,
+                    view_sql.as_deref(),
+                    table_properties,
+                )
+                .await
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl QueryHandler for Engine {
+    fn open_session(&self, user: &str) -> Result<Arc<Session>, QueryError> {
+        let mut state = SessionStateBuilder::new_from_existing(self.base.clone())
+            .with_session_id(uuid::Uuid::new_v4().to_string())
+            .build();
+        if !self.fixed_partitions {
+            // One partition per task slot of the executors registered now.
+            state.config_mut().options_mut().execution.target_partitions = self.cluster.task_slots().max(1);
+        }
+        Ok(Arc::new(Session::new(user, state)))
+    }
+
+    fn parse(&self, sql: &str) -> Result<Vec<Parsed>, QueryError> {
+        parse_sql(&self.compat, sql)
+    }
+
+    async fn prepare(&self, session: &Session, sql: &str) -> Result<Prepared, QueryError> {
+        self.prepare_statement(session, sql).await
+    }
+
+    async fn execute(
+        &self,
+        session: &Session,
+        prepared: &Prepared,
+        params: Option<ParamValues>,
+    ) -> Result<QueryOutput, QueryError> {
+        let r = self.execute_prepared(session, prepared, params).await;
+        self.count(r)
+    }
+
+    async fn run(&self, session: &Session, parsed: &Parsed) -> Result<QueryOutput, QueryError> {
+        let r = self.run_parsed(session, parsed).await;
+        self.count(r)
+    }
+
+    fn schemas(&self) -> Vec<String> {
+        self.catalog.snapshot().databases.keys().cloned().collect()
+    }
+
+    fn tables(&self) -> Vec<TableInfo> {
+        self.catalog
+            .snapshot()
+            .tables
+            .values()
+            .map(|t| TableInfo {
+                schema: t.database.clone(),
+                name: t.name.clone(),
+                kind: if t.kind == TableKind::View { "VIEW" } else { "TABLE" },
+                arrow_schema: Arc::new(
+                    crate::catalog::provider::decode_schema(&t.arrow_schema).unwrap_or_else(|_| Schema::empty()),
+                ),
+            })
+            .collect()
+    }
+}

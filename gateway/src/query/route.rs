@@ -1,0 +1,212 @@
+//! Running queries: a plan that reads lake tables (and nothing that lives
+//! only in the gateway) is a Ballista job on the cluster; everything else
+//! (`SELECT 1`, pg_catalog, system tables, EXPLAIN) runs in the gateway. The
+//! first batch is awaited before the result is returned, so errors and
+//! cancellation surface before any row is sent; the stream then ends with
+//! 57014 when the statement is cancelled and cancels its job when dropped.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::source_as_provider;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::execute_stream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::{StreamExt, TryStreamExt};
+
+use super::{Engine, QueryOutput};
+use crate::cluster::Cluster;
+use crate::error::{ErrorKind, QueryError};
+use crate::session::Session;
+use crate::table::{LakeTable, ScanLog};
+
+impl Engine {
+    /// Runs a query plan; lake reads go to the cluster.
+    pub(super) async fn query(
+        &self,
+        session: &Session,
+        state: &SessionState,
+        plan: LogicalPlan,
+    ) -> Result<QueryOutput, QueryError> {
+        if matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)) {
+            return self.explain(session, state, plan).await;
+        }
+        let token = session.begin_statement();
+        let optimized = state.optimize(&plan)?;
+        let (stream, guard) = if reads_only_lake_tables(&optimized) {
+            let schema = Arc::new(optimized.schema().as_arrow().clone());
+            let (stream, current) = super::distributed::run(super::distributed::JobSpec {
+                cluster: self.cluster.clone(),
+                scheduler_url: self.cluster.scheduler_url(),
+                config: ballista_core::extension::SessionConfigExt::ballista_config(state.config()),
+                codec: Arc::clone(&self.codec) as _,
+                plan: optimized,
+                session_id: state.session_id().to_owned(),
+                task_ctx: state.task_ctx(),
+                token: token.clone(),
+            });
+            let stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(schema, stream));
+            (
+                stream,
+                JobGuard {
+                    current: Some(current),
+                    cluster: self.cluster.clone(),
+                    finished: false,
+                },
+            )
+        } else {
+            // `optimized` is final: plan it physically without optimizing again.
+            let physical = state.query_planner().create_physical_plan(&optimized, state).await?;
+            let stream = execute_stream(physical, state.task_ctx())?;
+            (
+                stream,
+                JobGuard {
+                    current: None,
+                    cluster: self.cluster.clone(),
+                    finished: false,
+                },
+            )
+        };
+        let schema = stream.schema();
+        let mut stream = Box::pin(guarded(stream, token.clone(), guard)).peekable();
+        let first = tokio::select! {
+            biased;
+            () = token.cancelled() => return Err(QueryError::cancelled()),
+            first = std::pin::Pin::new(&mut stream).peek() => first.map(|r| r.as_ref().map(|_| ()).map_err(|e| QueryError::new(ErrorKind::DataException, e.to_string()))),
+        };
+        if let Some(Err(_)) = first {
+            // Take the real error out of the stream, keeping its class.
+            if let Some(Err(e)) = stream.next().await {
+                return Err(e.into());
+            }
+        }
+        Ok(QueryOutput::Rows {
+            schema: Arc::clone(&schema),
+            stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+        })
+    }
+
+    /// EXPLAIN [ANALYZE], in the gateway, plus one `lake_scan` row per lake
+    /// table scan: partitions and files chosen out of the total.
+    async fn explain(
+        &self,
+        session: &Session,
+        state: &SessionState,
+        plan: LogicalPlan,
+    ) -> Result<QueryOutput, QueryError> {
+        let token = session.begin_statement();
+        let log = Arc::new(ScanLog::default());
+        let mut state = state.clone();
+        state.config_mut().set_extension(Arc::clone(&log));
+        let physical = state.create_physical_plan(&plan).await?;
+        let schema = physical.schema();
+        let batches: Vec<RecordBatch> = tokio::select! {
+            biased;
+            () = token.cancelled() => return Err(QueryError::cancelled()),
+            r = execute_stream(physical, state.task_ctx())?.try_collect::<Vec<_>>() => r?,
+        };
+        let reports = log.reports();
+        let mut out = batches;
+        if !reports.is_empty() && schema.fields().len() == 2 {
+            let kinds: Vec<&str> = reports.iter().map(|_| "lake_scan").collect();
+            let lines: Vec<String> = reports.iter().map(ToString::to_string).collect();
+            let batch = RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(StringArray::from(kinds)), Arc::new(StringArray::from(lines))],
+            )
+            .map_err(|e| QueryError::new(ErrorKind::Internal, e.to_string()))?;
+            out.push(batch);
+        }
+        let stream = futures::stream::iter(out.into_iter().map(Ok));
+        Ok(QueryOutput::Rows {
+            schema: Arc::clone(&schema),
+            stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+        })
+    }
+
+    /// The rows of a query plan, as a stream (for CTAS and INSERT).
+    pub(super) async fn rows_of(
+        &self,
+        session: &Session,
+        state: &SessionState,
+        plan: LogicalPlan,
+    ) -> Result<SendableRecordBatchStream, QueryError> {
+        match self.query(session, state, plan).await? {
+            QueryOutput::Rows { stream, .. } => Ok(stream),
+            other => Err(QueryError::new(
+                ErrorKind::Internal,
+                format!("expected rows, got {other:?}"),
+            )),
+        }
+    }
+}
+
+/// A query goes to the cluster when it reads at least one lake table and
+/// nothing that lives only in the gateway (system tables, in-memory tables).
+fn reads_only_lake_tables(plan: &LogicalPlan) -> bool {
+    if matches!(plan, LogicalPlan::DescribeTable(_)) {
+        return false;
+    }
+    let (mut lake, mut other) = (0usize, 0usize);
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            match source_as_provider(&scan.source) {
+                Ok(p) if p.is::<LakeTable>() => lake += 1,
+                _ => other += 1,
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    lake > 0 && other == 0
+}
+
+/// Cancels the cluster job of a query whose results are abandoned.
+struct JobGuard {
+    current: Option<super::distributed::CurrentJob>,
+    cluster: Cluster,
+    finished: bool,
+}
+
+impl Drop for JobGuard {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if let Some(job_id) = self.current.as_ref().and_then(|c| c.job_id()) {
+            let cluster = self.cluster.clone();
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move { cluster.cancel_job(&job_id).await });
+            }
+        }
+    }
+}
+
+/// Wraps a result stream so the statement's cancel token ends it with
+/// SQLSTATE 57014, and an abandoned stream cancels its cluster job.
+fn guarded(
+    inner: SendableRecordBatchStream,
+    token: tokio_util::sync::CancellationToken,
+    guard: JobGuard,
+) -> impl futures::Stream<Item = datafusion::error::Result<RecordBatch>> + Send {
+    futures::stream::unfold(Some((inner, token, guard)), |state| async move {
+        let (mut inner, token, mut guard) = state?;
+        tokio::select! {
+            biased;
+            () = token.cancelled() => {
+                Some((Err(DataFusionError::External(Box::new(QueryError::cancelled()))), None))
+            }
+            item = inner.next() => match item {
+                None => {
+                    guard.finished = true;
+                    None
+                }
+                Some(Err(e)) => Some((Err(e), None)),
+                Some(Ok(b)) => Some((Ok(b), Some((inner, token, guard)))),
+            }
+        }
+    })
+}

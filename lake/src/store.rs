@@ -1,0 +1,613 @@
+//! Object stores: which store serves a table location, built the same way in
+//! the gateway and on every executor.
+//!
+//! A store is chosen by the location's scheme and bucket and configured from
+//! three layers, later ones winning:
+//! 1. the cloud's standard environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`; for S3
+//!    also the shared profile files named by `AWS_PROFILE`);
+//! 2. a *named store* of the config file (`[stores.NAME]`) whose `url` is the
+//!    location's bucket, or that a table selects with `OPTIONS ('store' 'NAME')`;
+//! 3. a table's own `OPTIONS` (`'aws.region' '...'`, `'aws.endpoint' '...'`).
+//!
+//! Table options travel inside plans, so they may not carry credentials
+//! ([`TableStoreOptions::parse`] refuses them): credentials live only in the
+//! environment and the config file of each process. A table's options are
+//! folded into the user-info part of its [`ObjectStoreUrl`] (URL-safe base64
+//! of `store=archive&aws_region=eu-west-1`, then `@bucket`), which is all an
+//! executor receives and all it needs to build the same store.
+//!
+//! Every store is wrapped so its requests are counted by kind
+//! ([`StoreMetrics`]), which is how operators see what caching saves.
+
+mod aws_profile;
+mod counting;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::object_store::{ObjectStoreRegistry, ObjectStoreUrl};
+use object_store::ObjectStore;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::local::LocalFileSystem;
+use url::Url;
+
+use counting::CountingStore;
+pub use counting::StoreMetrics;
+
+/// Errors in store settings or locations. Messages are safe to show clients:
+/// they never contain option values.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("location '{0}' is not a valid URL")]
+    BadLocation(String),
+    #[error("scheme '{0}' is not supported; use file://, s3://, gs://, az:// or abfss://")]
+    UnsupportedScheme(String),
+    #[error("unknown option '{key}' for {kind} stores")]
+    UnknownOption { kind: &'static str, key: String },
+    #[error(
+        "option '{0}' is a credential: table OPTIONS are stored in the catalog and sent inside plans, so credentials belong in the environment or a named store of the config file"
+    )]
+    CredentialInOptions(String),
+    #[error("no store named '{0}' in the configuration")]
+    UnknownStore(String),
+    #[error("store '{name}': {message}")]
+    BadNamedStore { name: String, message: String },
+    #[error("cannot build the {kind} store for '{url}': {message}")]
+    Build {
+        kind: &'static str,
+        url: String,
+        message: String,
+    },
+}
+
+impl From<StoreError> for DataFusionError {
+    fn from(e: StoreError) -> Self {
+        DataFusionError::External(Box::new(e))
+    }
+}
+
+/// The kinds of store Sluice builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Local,
+    S3,
+    Gcs,
+    Azure,
+}
+
+impl StoreKind {
+    /// The kind serving URLs of `scheme`.
+    pub fn of_scheme(scheme: &str) -> Result<Self, StoreError> {
+        match scheme {
+            "file" => Ok(StoreKind::Local),
+            "s3" | "s3a" => Ok(StoreKind::S3),
+            "gs" => Ok(StoreKind::Gcs),
+            "az" | "azure" | "abfs" | "abfss" => Ok(StoreKind::Azure),
+            other => Err(StoreError::UnsupportedScheme(other.to_owned())),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            StoreKind::Local => "local",
+            StoreKind::S3 => "S3",
+            StoreKind::Gcs => "GCS",
+            StoreKind::Azure => "Azure",
+        }
+    }
+
+    /// Table option prefix (`aws.`) and object_store key prefix (`aws_`).
+    fn prefixes(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            StoreKind::Local => None,
+            StoreKind::S3 => Some(("aws.", "aws_")),
+            StoreKind::Gcs => Some(("gcp.", "google_")),
+            StoreKind::Azure => Some(("azure.", "azure_")),
+        }
+    }
+
+    /// Checks that `key` (object_store spelling) is an option of this kind.
+    fn validate_key(self, key: &str) -> Result<(), StoreError> {
+        let ok = match self {
+            StoreKind::Local => false,
+            StoreKind::S3 => key.parse::<AmazonS3ConfigKey>().is_ok(),
+            StoreKind::Gcs => key.parse::<GoogleConfigKey>().is_ok(),
+            StoreKind::Azure => key.parse::<AzureConfigKey>().is_ok(),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(StoreError::UnknownOption {
+                kind: self.name(),
+                key: key.to_owned(),
+            })
+        }
+    }
+}
+
+/// Words that mark an option as a credential.
+const CREDENTIAL_WORDS: &[&str] = &[
+    "secret",
+    "access_key",
+    "account_key",
+    "master_key",
+    "token",
+    "sas",
+    "password",
+    "service_account_key",
+    "credentials",
+];
+
+fn is_credential(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    CREDENTIAL_WORDS.iter().any(|w| k.contains(w))
+}
+
+/// A store configured in the config file: `[stores.NAME]` with the bucket URL
+/// it serves and object_store options (`aws_endpoint = "..."`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedStoreConfig {
+    /// `s3://bucket`, `gs://bucket`, `az://container`: locations under it use
+    /// this store unless a table names another.
+    pub url: String,
+    /// object_store options of the store's kind, in object_store's spelling
+    /// (`aws_endpoint`, `aws_region`, `aws_access_key_id`, `google_service_account`, ...).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+struct NamedStore {
+    kind: StoreKind,
+    /// `scheme://bucket`, normalised.
+    bucket: String,
+    options: BTreeMap<String, String>,
+}
+
+/// Store settings of one process: its named stores. The environment is read
+/// when a store is built.
+#[derive(Clone, Default)]
+pub struct StoreSettings {
+    named: BTreeMap<String, NamedStore>,
+}
+
+impl std::fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Named stores may hold credentials: show only their names.
+        f.debug_struct("StoreSettings")
+            .field("named", &self.named.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn bucket_key(url: &Url) -> String {
+    let scheme = match url.scheme() {
+        "s3a" => "s3",
+        "azure" | "abfs" | "abfss" => "az",
+        s => s,
+    };
+    format!("{scheme}://{}", url.host_str().unwrap_or_default())
+}
+
+impl StoreSettings {
+    /// Validates the named stores of a config file.
+    pub fn new(named: &BTreeMap<String, NamedStoreConfig>) -> Result<Self, StoreError> {
+        let mut out = BTreeMap::new();
+        for (name, cfg) in named {
+            let bad = |message: String| StoreError::BadNamedStore {
+                name: name.clone(),
+                message,
+            };
+            let url = Url::parse(&cfg.url).map_err(|e| bad(format!("url '{}': {e}", cfg.url)))?;
+            let kind = StoreKind::of_scheme(url.scheme()).map_err(|e| bad(e.to_string()))?;
+            if kind == StoreKind::Local {
+                return Err(bad("file:// needs no named store".to_owned()));
+            }
+            let (url, mut options) = normalize(&url);
+            for (k, v) in &cfg.options {
+                kind.validate_key(k).map_err(|e| bad(e.to_string()))?;
+                options.insert(k.clone(), v.clone());
+            }
+            out.insert(
+                name.clone(),
+                NamedStore {
+                    kind,
+                    bucket: bucket_key(&url),
+                    options,
+                },
+            );
+        }
+        Ok(StoreSettings { named: out })
+    }
+
+    fn named_for_bucket(&self, bucket: &str) -> Option<&NamedStore> {
+        self.named.values().find(|s| s.bucket == bucket)
+    }
+}
+
+/// Rewrites `abfss://container@account.dfs.core.windows.net/p` to
+/// `az://container/p` plus the account as an option, so the user-info part of
+/// every URL is free for table options.
+fn normalize(url: &Url) -> (Url, BTreeMap<String, String>) {
+    let mut options = BTreeMap::new();
+    if matches!(url.scheme(), "abfs" | "abfss") && !url.username().is_empty() {
+        let account = url
+            .host_str()
+            .unwrap_or_default()
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        if let Ok(u) = Url::parse(&format!("az://{}{}", url.username(), url.path())) {
+            options.insert("azure_storage_account_name".to_owned(), account);
+            return (u, options);
+        }
+    }
+    (url.clone(), options)
+}
+
+/// The store options of one table: the named store it selects and its own
+/// non-secret overrides, in object_store spelling.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableStoreOptions {
+    pub store: Option<String>,
+    pub overrides: BTreeMap<String, String>,
+}
+
+impl TableStoreOptions {
+    /// Splits a table's `OPTIONS` into store options (`store`, `aws.*`,
+    /// `gcp.*`, `azure.*`) and the rest (format options), validating the
+    /// store options for the location's kind.
+    pub fn parse(
+        location: &str,
+        options: &BTreeMap<String, String>,
+    ) -> Result<(Self, BTreeMap<String, String>), StoreError> {
+        let url = Url::parse(location).map_err(|_| StoreError::BadLocation(location.to_owned()))?;
+        let kind = StoreKind::of_scheme(url.scheme())?;
+        let mut out = TableStoreOptions::default();
+        let mut rest = BTreeMap::new();
+        for (k, v) in options {
+            let lower = k.to_ascii_lowercase();
+            if lower == "store" {
+                out.store = Some(v.clone());
+                continue;
+            }
+            let prefixed = ["aws.", "gcp.", "azure."].iter().find(|p| lower.starts_with(**p));
+            let Some(prefix) = prefixed else {
+                rest.insert(k.clone(), v.clone());
+                continue;
+            };
+            let key = match kind.prefixes() {
+                Some((table_prefix, store_prefix)) if table_prefix == *prefix => {
+                    format!("{store_prefix}{}", &lower[prefix.len()..])
+                }
+                _ => {
+                    return Err(StoreError::UnknownOption {
+                        kind: kind.name(),
+                        key: k.clone(),
+                    });
+                }
+            };
+            if is_credential(&key) {
+                return Err(StoreError::CredentialInOptions(k.clone()));
+            }
+            kind.validate_key(&key)?;
+            out.overrides.insert(key, v.clone());
+        }
+        Ok((out, rest))
+    }
+
+    /// The user-info part of a store URL: the form-encoded options in
+    /// URL-safe base64, so no character needs escaping inside a URL.
+    fn encode(&self) -> String {
+        use base64::Engine;
+        let mut ser = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(s) = &self.store {
+            ser.append_pair("store", s);
+        }
+        for (k, v) in &self.overrides {
+            ser.append_pair(k, v);
+        }
+        let form = ser.finish();
+        if form.is_empty() {
+            form
+        } else {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(form)
+        }
+    }
+
+    fn decode(userinfo: &str) -> Result<Self, StoreError> {
+        use base64::Engine;
+        let mut out = TableStoreOptions::default();
+        if userinfo.is_empty() {
+            return Ok(out);
+        }
+        let form = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(userinfo)
+            .map_err(|_| StoreError::BadLocation("store URL with unreadable table options".to_owned()))?;
+        for (k, v) in url::form_urlencoded::parse(&form) {
+            if k == "store" {
+                out.store = Some(v.into_owned());
+            } else {
+                out.overrides.insert(k.into_owned(), v.into_owned());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A table location resolved to its store: the [`ObjectStoreUrl`] a plan
+/// carries and the path inside the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedLocation {
+    pub store_url: ObjectStoreUrl,
+    /// The location with the table's store options folded in, as DataFusion's
+    /// listing code expects it (`s3://opts@bucket/path/`).
+    pub url: Url,
+    pub path: object_store::path::Path,
+}
+
+/// Resolves a table location (as stored in the catalog) with the table's
+/// store options.
+pub fn resolve(location: &str, options: &TableStoreOptions) -> Result<ResolvedLocation, StoreError> {
+    let url = Url::parse(location).map_err(|_| StoreError::BadLocation(location.to_owned()))?;
+    StoreKind::of_scheme(url.scheme())?;
+    let (mut url, extra) = normalize(&url);
+    let mut options = options.clone();
+    for (k, v) in extra {
+        options.overrides.entry(k).or_insert(v);
+    }
+    let encoded = options.encode();
+    if !encoded.is_empty() {
+        url.set_username(&encoded)
+            .map_err(|()| StoreError::BadLocation(location.to_owned()))?;
+    }
+    let base = format!(
+        "{}://{}",
+        url.scheme(),
+        &url[url::Position::BeforeUsername..url::Position::AfterPort]
+    );
+    let store_url = ObjectStoreUrl::parse(&base).map_err(|_| StoreError::BadLocation(location.to_owned()))?;
+    let path = object_store::path::Path::from_url_path(url.path())
+        .map_err(|_| StoreError::BadLocation(location.to_owned()))?;
+    Ok(ResolvedLocation { store_url, url, path })
+}
+
+/// The [`ObjectStoreRegistry`] of every Sluice runtime: builds stores on first
+/// use from the process's settings and the URL's table options, and counts
+/// their requests.
+pub struct LakeRegistry {
+    settings: StoreSettings,
+    metrics: StoreMetrics,
+    stores: RwLock<BTreeMap<String, Arc<dyn ObjectStore>>>,
+}
+
+impl std::fmt::Debug for LakeRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LakeRegistry")
+            .field("settings", &self.settings)
+            .field(
+                "stores",
+                &self
+                    .stores
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .keys()
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl LakeRegistry {
+    pub fn new(settings: StoreSettings, metrics: StoreMetrics) -> Self {
+        LakeRegistry {
+            settings,
+            metrics,
+            stores: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
+    }
+
+    fn key(url: &Url) -> String {
+        format!(
+            "{}://{}",
+            url.scheme(),
+            &url[url::Position::BeforeUsername..url::Position::AfterPort]
+        )
+    }
+
+    fn build(&self, url: &Url) -> Result<Arc<dyn ObjectStore>, StoreError> {
+        let kind = StoreKind::of_scheme(url.scheme())?;
+        let table = TableStoreOptions::decode(url.username())?;
+        let bucket = url.host_str().unwrap_or_default().to_owned();
+        let named = match &table.store {
+            Some(name) => Some(
+                self.settings
+                    .named
+                    .get(name)
+                    .ok_or_else(|| StoreError::UnknownStore(name.clone()))?,
+            ),
+            None => self.settings.named_for_bucket(&bucket_key(url)),
+        };
+        let mut options: BTreeMap<String, String> = named.map(|n| n.options.clone()).unwrap_or_default();
+        if let Some(n) = named
+            && n.kind != kind
+        {
+            return Err(StoreError::BadNamedStore {
+                name: table.store.clone().unwrap_or_default(),
+                message: format!("is a {} store, the location is {}", n.kind.name(), kind.name()),
+            });
+        }
+        options.extend(table.overrides);
+        let err = |e: object_store::Error| StoreError::Build {
+            kind: kind.name(),
+            url: format!("{}://{bucket}", url.scheme()),
+            message: e.to_string(),
+        };
+        let store: Arc<dyn ObjectStore> = match kind {
+            StoreKind::Local => Arc::new(LocalFileSystem::new()),
+            StoreKind::S3 => {
+                let mut b = aws_profile::apply(AmazonS3Builder::from_env());
+                for (k, v) in &options {
+                    b = b.with_config(k.parse().map_err(err)?, v);
+                }
+                Arc::new(b.with_bucket_name(&bucket).build().map_err(err)?)
+            }
+            StoreKind::Gcs => {
+                let mut b = GoogleCloudStorageBuilder::from_env();
+                for (k, v) in &options {
+                    b = b.with_config(k.parse().map_err(err)?, v);
+                }
+                Arc::new(b.with_bucket_name(&bucket).build().map_err(err)?)
+            }
+            StoreKind::Azure => {
+                let mut b = MicrosoftAzureBuilder::from_env();
+                for (k, v) in &options {
+                    b = b.with_config(k.parse().map_err(err)?, v);
+                }
+                Arc::new(b.with_container_name(&bucket).build().map_err(err)?)
+            }
+        };
+        Ok(Arc::new(CountingStore::new(store, self.metrics.clone())))
+    }
+}
+
+impl ObjectStoreRegistry for LakeRegistry {
+    fn register_store(&self, url: &Url, store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
+        let store: Arc<dyn ObjectStore> = Arc::new(CountingStore::new(store, self.metrics.clone()));
+        self.stores
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(Self::key(url), store)
+    }
+
+    fn get_store(&self, url: &Url) -> DfResult<Arc<dyn ObjectStore>> {
+        let key = Self::key(url);
+        if let Some(s) = self.stores.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(Arc::clone(s));
+        }
+        let store = self.build(url)?;
+        let mut stores = self.stores.write().unwrap_or_else(|e| e.into_inner());
+        Ok(Arc::clone(stores.entry(key).or_insert(store)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn table_options_split_and_refuse_credentials() {
+        let (store, rest) = TableStoreOptions::parse(
+            "s3://b/t/",
+            &opts(&[
+                ("aws.region", "eu-west-1"),
+                ("aws.endpoint", "http://127.0.0.1:9000"),
+                ("format.has_header", "true"),
+                ("store", "archive"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(store.store.as_deref(), Some("archive"));
+        assert_eq!(store.overrides.get("aws_region").map(String::as_str), Some("eu-west-1"));
+        assert_eq!(rest, opts(&[("format.has_header", "true")]));
+        let err = TableStoreOptions::parse("s3://b/t/", &opts(&[("aws.secret_access_key", "x")])).unwrap_err();
+        assert!(matches!(err, StoreError::CredentialInOptions(_)), "{err}");
+        let err = TableStoreOptions::parse("s3://b/t/", &opts(&[("aws.no_such_thing", "1")])).unwrap_err();
+        assert!(matches!(err, StoreError::UnknownOption { .. }), "{err}");
+        let err = TableStoreOptions::parse("gs://b/t/", &opts(&[("aws.region", "x")])).unwrap_err();
+        assert!(matches!(err, StoreError::UnknownOption { .. }), "{err}");
+    }
+
+    #[test]
+    fn options_ride_in_the_store_url_and_come_back() {
+        let (store, _) = TableStoreOptions::parse(
+            "s3://bucket/x/",
+            &opts(&[("aws.endpoint", "http://127.0.0.1:9000/a b"), ("store", "s&1")]),
+        )
+        .unwrap();
+        let r = resolve("s3://bucket/x/y=1/", &store).unwrap();
+        assert_eq!(r.path.as_ref(), "x/y=1");
+        assert!(r.store_url.as_str().ends_with("@bucket/"), "{}", r.store_url.as_str());
+        let url: &Url = r.store_url.as_ref();
+        assert_eq!(TableStoreOptions::decode(url.username()).unwrap(), store);
+        let plain = resolve("s3://bucket/x/", &TableStoreOptions::default()).unwrap();
+        assert_eq!(plain.store_url.as_str(), "s3://bucket/");
+    }
+
+    #[test]
+    fn abfss_becomes_az_with_the_account() {
+        let r = resolve(
+            "abfss://data@acct.dfs.core.windows.net/lake/t/",
+            &TableStoreOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(r.path.as_ref(), "lake/t");
+        let url: &Url = r.store_url.as_ref();
+        assert_eq!(url.scheme(), "az");
+        assert_eq!(url.host_str(), Some("data"));
+        assert_eq!(
+            TableStoreOptions::decode(url.username())
+                .unwrap()
+                .overrides
+                .get("azure_storage_account_name")
+                .map(String::as_str),
+            Some("acct")
+        );
+    }
+
+    #[test]
+    fn named_stores_are_validated_and_matched_by_bucket() {
+        let mut named = BTreeMap::new();
+        named.insert(
+            "lake".to_owned(),
+            NamedStoreConfig {
+                url: "s3://lake-bucket".into(),
+                options: opts(&[("aws_endpoint", "http://127.0.0.1:1"), ("aws_allow_http", "true")]),
+            },
+        );
+        let s = StoreSettings::new(&named).unwrap();
+        assert!(s.named_for_bucket("s3://lake-bucket").is_some());
+        assert!(s.named_for_bucket("s3://other").is_none());
+        assert!(!format!("{s:?}").contains("127.0.0.1"), "Debug hides options");
+        named.insert(
+            "bad".to_owned(),
+            NamedStoreConfig {
+                url: "s3://x".into(),
+                options: opts(&[("nonsense", "1")]),
+            },
+        );
+        assert!(StoreSettings::new(&named).is_err());
+    }
+
+    #[tokio::test]
+    async fn local_store_requests_are_counted() {
+        let metrics = StoreMetrics::new().unwrap();
+        let registry = LakeRegistry::new(StoreSettings::default(), metrics.clone());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"hello").unwrap();
+        let url = Url::from_directory_path(dir.path()).unwrap();
+        let r = resolve(url.as_str(), &TableStoreOptions::default()).unwrap();
+        let store = registry.get_store(r.store_url.as_ref()).unwrap();
+        use futures::TryStreamExt;
+        use object_store::ObjectStoreExt;
+        let listed: Vec<_> = store.list(Some(&r.path)).try_collect().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        let got = store.get(&listed[0].location).await.unwrap().bytes().await.unwrap();
+        assert_eq!(&got[..], b"hello");
+        assert_eq!(metrics.count("LIST"), 1);
+        assert_eq!(metrics.count("GET"), 1);
+    }
+}
