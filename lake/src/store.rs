@@ -272,7 +272,8 @@ impl TableStoreOptions {
         let mut rest = BTreeMap::new();
         for (k, v) in options {
             let lower = k.to_ascii_lowercase();
-            if lower == "store" {
+            // DataFusion's parser files un-namespaced OPTIONS under `format.`.
+            if lower == "store" || lower == "format.store" {
                 out.store = Some(v.clone());
                 continue;
             }

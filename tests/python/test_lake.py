@@ -230,3 +230,73 @@ def test_remote_executor_reads_s3_with_its_own_credentials(workdir, s3):
         if ex:
             ex.stop()
         gw.stop()
+
+
+def test_parquet_footers_are_read_once(s3_gateway, s3):
+    s3.create_bucket("footers")
+    n = 200_000
+    t = pa.table({"a": pa.array(range(n), pa.int64()), "b": pa.array([i * 0.5 for i in range(n)], pa.float64())})
+
+    def put(part):
+        buf = pa.BufferOutputStream()
+        pq.write_table(t, buf, row_group_size=50_000)
+        s3.client().put_object(Bucket="footers", Key=f"f/p={part}/data.parquet", Body=buf.getvalue().to_pybytes())
+
+    put(1)
+    with psycopg.connect(s3_gateway.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE EXTERNAL TABLE footers (a BIGINT, b DOUBLE, p INT) STORED AS PARQUET PARTITIONED BY (p) LOCATION 's3://footers/f/'")
+        # A partition added later: nothing has read its file yet.
+        put(2)
+        conn.execute("ALTER TABLE footers ADD PARTITION (p = 2)")
+        q = "SELECT sum(a) FROM footers WHERE p = 2"
+        runs = []
+        for _ in range(3):
+            mark = s3.log_mark()
+            assert conn.execute(q).fetchone() == (sum(range(n)),)
+            runs.append([r for r in s3.requests_since(mark) if "p=2/data.parquet" in r or "p%3D2/data.parquet" in r])
+        cold, warm, warmer = (len(r) for r in runs)
+        # Cold: footer reads (per file scan task) plus row groups; warm: row groups only.
+        assert warm == warmer and warm < cold, (cold, warm, warmer, runs[0])
+
+
+def test_named_stores_and_table_options(workdir, s3):
+    """Credentials from a named store of the config file; a table choosing
+    that store or overriding the endpoint; credentials in OPTIONS refused."""
+    s3.create_bucket("named")
+    s3.create_bucket("other")
+    s3.put_parquet("named", "t/a.parquet", day_table("2024-01-05"))
+    s3.put_parquet("other", "t/a.parquet", day_table("2024-01-06"))
+    config = workdir / "named-stores.toml"
+    config.write_text(
+        f"""
+[stores.lake]
+url = "s3://named"
+options = {{ aws_endpoint = "{s3.endpoint}", aws_allow_http = "true", aws_region = "us-east-1", aws_access_key_id = "{s3.env()['AWS_ACCESS_KEY_ID']}", aws_secret_access_key = "{s3.env()['AWS_SECRET_ACCESS_KEY']}" }}
+"""
+    )
+    # The environment points nowhere useful: only the config and OPTIONS can.
+    env = {**s3.env(), "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    gw = Gateway(workdir / "gw-named", env=env, extra=["--config", str(config)]).start()
+    try:
+        with psycopg.connect(gw.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE EXTERNAL TABLE by_bucket STORED AS PARQUET LOCATION 's3://named/t/'")
+            assert conn.execute("SELECT min(id) FROM by_bucket").fetchone()[0] == 500
+            conn.execute("CREATE EXTERNAL TABLE by_name STORED AS PARQUET LOCATION 's3://other/t/' OPTIONS ('store' 'lake')")
+            assert conn.execute("SELECT min(id) FROM by_name").fetchone()[0] == 600
+            conn.execute(
+                f"CREATE EXTERNAL TABLE by_option STORED AS PARQUET LOCATION 's3://other/t/' OPTIONS ('aws.endpoint' '{s3.endpoint}')"
+            )
+            assert conn.execute("SELECT count(*) FROM by_option").fetchone()[0] == 4
+            for bad in ("'aws.secret_access_key' 'x'", "'aws.session_token' 'x'"):
+                with pytest.raises(psycopg.Error) as e:
+                    conn.execute(f"CREATE EXTERNAL TABLE bad STORED AS PARQUET LOCATION 's3://other/t/' OPTIONS ({bad})")
+                assert e.value.sqlstate == "22023" and "credential" in str(e.value), e.value
+            with pytest.raises(psycopg.Error) as e:
+                conn.execute("CREATE EXTERNAL TABLE bad STORED AS PARQUET LOCATION 's3://other/t/' OPTIONS ('store' 'nope')")
+            assert e.value.sqlstate == "22023", e.value
+            with pytest.raises(psycopg.Error) as e:
+                conn.execute("CREATE EXTERNAL TABLE bad STORED AS PARQUET LOCATION 'ftp://x/t/'")
+            assert e.value.sqlstate == "22023", e.value
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        gw.stop()
