@@ -65,6 +65,7 @@ class Gateway:
             if listen.exists():
                 addrs = json.loads(listen.read_text())
                 self.pg_port = int(addrs["pg"].rsplit(":", 1)[1])
+                self.http_port = int(addrs["http"].rsplit(":", 1)[1])
                 return self
             if self.proc.poll() is not None:
                 raise SystemExit("gateway exited during start-up")
@@ -77,6 +78,18 @@ class Gateway:
 
     def dsn(self):
         return f"host=127.0.0.1 port={self.pg_port} user=sluice password=bench dbname=sluice"
+
+    def store_requests(self):
+        """Object-store requests so far, by kind (from /metrics)."""
+        import re
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        out = {}
+        for m in re.finditer(r'sluice_object_store_requests_total\{kind="(\w+)"\} (\S+)', text):
+            out[m.group(1)] = float(m.group(2))
+        return out
 
     def rss_bytes(self):
         for line in open(f"/proc/{self.proc.pid}/status"):

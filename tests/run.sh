@@ -25,6 +25,13 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
 
+step "azurite (Azure Blob emulator, npm)"
+AZURITE_DIR="${SLUICE_AZURITE_DIR:-/var/tmp/sluice-azurite}"
+if [ ! -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ]; then
+    npm install --prefix "$AZURITE_DIR" --no-audit --no-fund --loglevel=error azurite@3
+fi
+export SLUICE_AZURITE_BIN="$AZURITE_DIR/node_modules/.bin/azurite-blob"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

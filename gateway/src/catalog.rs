@@ -19,8 +19,11 @@
 //! crash, by the start-up sweep; garbage is deleted after a grace period so
 //! queries planned before the commit can finish.
 
+mod commit;
 pub mod provider;
 pub mod sqlite;
+
+pub use self::commit::{CommitKind, DataFile, Garbage, PartitionChange, PendingWrite, Strictness, WriteCommit};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -164,85 +167,6 @@ pub struct Partition {
     /// Files are found by listing `location` (external tables); otherwise
     /// they are the manifest's (managed tables).
     pub listed: bool,
-}
-
-/// A committed data file of a managed table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DataFile {
-    /// Values of the file's partition (empty for unpartitioned tables).
-    pub partition: Vec<String>,
-    /// Absolute URL of the file.
-    pub path: String,
-    pub size: u64,
-    pub rows: u64,
-}
-
-/// A write under way: its files carry `write_id` in their names and live
-/// under `location`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PendingWrite {
-    pub write_id: String,
-    pub location: String,
-    pub started_unix: u64,
-}
-
-/// What a committed write does to its table.
-#[derive(Debug, Clone)]
-pub enum CommitKind {
-    /// CTAS / CREATE TABLE: the table appears with the write's files. With
-    /// `replace`, an existing table of that name is replaced and its files
-    /// become garbage.
-    Create { table: Box<Table>, replace: bool },
-    /// INSERT INTO: the files are added to table `table_id`.
-    Append {
-        database: String,
-        name: String,
-        table_id: String,
-    },
-    /// INSERT OVERWRITE: the files replace the table's files in `partitions`
-    /// (all of them when `None`).
-    Overwrite {
-        database: String,
-        name: String,
-        table_id: String,
-        partitions: Option<Vec<Vec<String>>>,
-    },
-}
-
-/// One atomic commit of a write.
-#[derive(Debug, Clone)]
-pub struct WriteCommit {
-    pub write_id: String,
-    pub kind: CommitKind,
-    /// Partitions the files belong to, created if missing.
-    pub partitions: Vec<Partition>,
-    pub files: Vec<DataFile>,
-    /// Files made garbage by this commit are deleted after this time.
-    pub garbage_after_unix: u64,
-}
-
-/// Files to delete once their grace period has passed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Garbage {
-    pub path: String,
-    pub delete_after_unix: u64,
-}
-
-/// How [`Metastore::alter_partitions`] treats partitions that already exist
-/// (on add) or do not (on drop).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strictness {
-    /// Error out.
-    Strict,
-    /// Skip them (`IF NOT EXISTS`, `IF EXISTS`, MSCK).
-    Lenient,
-}
-
-/// What [`Metastore::alter_partitions`] changed.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct PartitionChange {
-    pub added: usize,
-    pub dropped: usize,
 }
 
 /// Durable storage of the catalog. Every method is one atomic change: when it

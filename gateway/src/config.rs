@@ -282,8 +282,8 @@ impl Config {
             }
             None => FileConfig::default(),
         };
-        let caches = load_caches(&cli, &file)?;
-        let write = load_write(&cli, &file)?;
+        let caches = storage::load_caches(&cli, &file)?;
+        let write = storage::load_write(&cli, &file)?;
         let gc_grace = std::time::Duration::from_secs(cli.gc_grace.or(file.gc_grace).unwrap_or(60));
         let lake = sluice_lake::config::LakeSettings::load(
             cli.lake.clone(),
@@ -477,74 +477,6 @@ impl Config {
     }
 }
 
-fn bytes(flag: &'static str, text: Option<String>, default: u64) -> Result<u64, ConfigError> {
-    match text {
-        Some(t) => sluice_lake::config::parse_bytes(&t)
-            .map(|b| b as u64)
-            .map_err(|m| invalid(flag, m)),
-        None => Ok(default),
-    }
-}
-
-fn load_caches(cli: &Cli, file: &FileConfig) -> Result<crate::table::CacheSettings, ConfigError> {
-    use std::time::Duration;
-    let d = crate::table::CacheSettings::default();
-    let secs = |a: Option<u64>, b: Option<u64>, default: Duration| a.or(b).map_or(default, Duration::from_secs);
-    Ok(crate::table::CacheSettings {
-        tables: cli.table_cache_size.or(file.table_cache_size).unwrap_or(d.tables),
-        tables_ttl: secs(cli.table_cache_ttl, file.table_cache_ttl, d.tables_ttl),
-        partitions_bytes: bytes(
-            "--partition-cache-size",
-            cli.partition_cache_size.clone().or(file.partition_cache_size.clone()),
-            d.partitions_bytes,
-        )?,
-        partitions_ttl: secs(cli.partition_cache_ttl, file.partition_cache_ttl, d.partitions_ttl),
-        listings_bytes: bytes(
-            "--listing-cache-size",
-            cli.listing_cache_size.clone().or(file.listing_cache_size.clone()),
-            d.listings_bytes,
-        )?,
-        listings_ttl: secs(cli.listing_cache_ttl, file.listing_cache_ttl, d.listings_ttl),
-    })
-}
-
-fn load_write(cli: &Cli, file: &FileConfig) -> Result<crate::query::write::WriteSettings, ConfigError> {
-    use crate::query::write::{Codec, WriteSettings};
-    let d = WriteSettings::default();
-    let codec = match cli.write_compression.clone().or(file.write_compression.clone()) {
-        Some(c) => Codec::parse(&c)
-            .ok_or_else(|| invalid("--write-compression", format!("'{c}' is not one of zstd, snappy, none")))?,
-        None => d.codec,
-    };
-    let row_group_rows = cli
-        .write_row_group_size
-        .or(file.write_row_group_size)
-        .unwrap_or(d.row_group_rows);
-    if row_group_rows == 0 {
-        return Err(invalid("--write-row-group-size", "must be at least 1"));
-    }
-    let max_open_files = cli
-        .write_max_open_files
-        .or(file.write_max_open_files)
-        .unwrap_or(d.max_open_files);
-    if max_open_files == 0 {
-        return Err(invalid("--write-max-open-files", "must be at least 1"));
-    }
-    let target_file_bytes = bytes(
-        "--write-target-file-size",
-        cli.write_target_file_size
-            .clone()
-            .or(file.write_target_file_size.clone()),
-        d.target_file_bytes as u64,
-    )? as usize;
-    Ok(WriteSettings {
-        codec,
-        row_group_rows,
-        max_open_files,
-        target_file_bytes,
-    })
-}
-
 /// Accepts a URL or an absolute/relative local path and returns a directory URL.
 pub fn parse_location(s: &str) -> Result<url::Url, String> {
     let url = if s.contains("://") {
@@ -561,119 +493,6 @@ pub fn parse_location(s: &str) -> Result<url::Url, String> {
     Ok(url)
 }
 
+mod storage;
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cli(args: &[&str]) -> Cli {
-        let mut v = vec!["sluice-gateway"];
-        v.extend_from_slice(args);
-        Cli::try_parse_from(v).unwrap()
-    }
-
-    #[test]
-    fn remote_executors_need_a_listener_and_a_secret() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().to_str().unwrap();
-        let err = Config::load(cli(&["--data-dir", d, "--local-executors", "0"])).unwrap_err();
-        assert!(err.to_string().starts_with("--local-executors:"), "{err}");
-        let err = Config::load(cli(&["--data-dir", d, "--scheduler-listen", "127.0.0.1:0"])).unwrap_err();
-        assert!(err.to_string().starts_with("--scheduler-listen:"), "{err}");
-        let err = Config::load(cli(&[
-            "--data-dir",
-            d,
-            "--scheduler-listen",
-            "127.0.0.1:0",
-            "--cluster-secret",
-            "short",
-        ]))
-        .unwrap_err();
-        assert!(err.to_string().contains("at least 16"), "{err}");
-        let c = Config::load(cli(&[
-            "--data-dir",
-            d,
-            "--scheduler-listen",
-            "127.0.0.1:0",
-            "--cluster-secret",
-            "0123456789abcdef",
-            "--local-executors",
-            "0",
-        ]))
-        .unwrap();
-        assert_eq!(c.local_executors, 0);
-        assert_eq!(c.executor_timeout.as_secs(), 15);
-        assert_eq!(c.target_partitions, None);
-    }
-
-    #[test]
-    fn defaults_and_toml_layering() {
-        let dir = tempfile::tempdir().unwrap();
-        let toml_path = dir.path().join("g.toml");
-        std::fs::write(&toml_path, "local_executors = 3\npg_listen = \"127.0.0.1:6543\"\n").unwrap();
-        let data = dir.path().join("d");
-        let c = Config::load(cli(&[
-            "--config",
-            toml_path.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--pg-listen",
-            "127.0.0.1:7000",
-        ]))
-        .unwrap();
-        assert_eq!(c.local_executors, 3, "file value applies");
-        assert_eq!(c.pg_listen.port(), 7000, "flag wins over file");
-        assert!(c.warehouse.as_str().ends_with("/d/warehouse/"));
-        assert!(c.catalog_path.ends_with("catalog.db"));
-    }
-
-    #[test]
-    fn refuses_public_listen_without_password() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = Config::load(cli(&[
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--pg-listen",
-            "0.0.0.0:5432",
-        ]))
-        .unwrap_err()
-        .to_string();
-        assert!(err.starts_with("--pg-listen:"), "{err}");
-    }
-
-    #[test]
-    fn bad_catalog_url_names_the_flag() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = Config::load(cli(&[
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--catalog",
-            "mysql://x",
-        ]))
-        .unwrap_err()
-        .to_string();
-        assert!(err.starts_with("--catalog:"), "{err}");
-    }
-
-    #[test]
-    fn demo_is_a_plain_flag() {
-        assert_eq!(cli(&["--demo"]).demo, Some(true));
-        assert_eq!(cli(&["--demo=false"]).demo, Some(false));
-        assert_eq!(cli(&[]).demo, None);
-    }
-
-    #[test]
-    fn example_file_parses() {
-        let text = include_str!("../sluice.example.toml");
-        let parsed: FileConfig = toml::from_str(text).unwrap();
-        assert_eq!(parsed.local_executors, Some(2));
-    }
-
-    #[test]
-    fn unknown_toml_key_is_rejected() {
-        let dir = tempfile::tempdir().unwrap();
-        let toml_path = dir.path().join("g.toml");
-        std::fs::write(&toml_path, "pg_lisen = \"127.0.0.1:1\"\n").unwrap();
-        let err = Config::load(cli(&["--config", toml_path.to_str().unwrap()])).unwrap_err();
-        assert!(matches!(err, ConfigError::ParseFile { .. }));
-    }
-}
+mod tests;

@@ -21,6 +21,7 @@
 
 mod aws_profile;
 mod counting;
+mod options;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -36,6 +37,7 @@ use url::Url;
 
 use counting::CountingStore;
 pub use counting::StoreMetrics;
+pub use options::TableStoreOptions;
 
 /// Errors in store settings or locations. Messages are safe to show clients:
 /// they never contain option values.
@@ -250,97 +252,6 @@ fn normalize(url: &Url) -> (Url, BTreeMap<String, String>) {
     (url.clone(), options)
 }
 
-/// The store options of one table: the named store it selects and its own
-/// non-secret overrides, in object_store spelling.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TableStoreOptions {
-    pub store: Option<String>,
-    pub overrides: BTreeMap<String, String>,
-}
-
-impl TableStoreOptions {
-    /// Splits a table's `OPTIONS` into store options (`store`, `aws.*`,
-    /// `gcp.*`, `azure.*`) and the rest (format options), validating the
-    /// store options for the location's kind.
-    pub fn parse(
-        location: &str,
-        options: &BTreeMap<String, String>,
-    ) -> Result<(Self, BTreeMap<String, String>), StoreError> {
-        let url = Url::parse(location).map_err(|_| StoreError::BadLocation(location.to_owned()))?;
-        let kind = StoreKind::of_scheme(url.scheme())?;
-        let mut out = TableStoreOptions::default();
-        let mut rest = BTreeMap::new();
-        for (k, v) in options {
-            let lower = k.to_ascii_lowercase();
-            // DataFusion's parser files un-namespaced OPTIONS under `format.`.
-            if lower == "store" || lower == "format.store" {
-                out.store = Some(v.clone());
-                continue;
-            }
-            let prefixed = ["aws.", "gcp.", "azure."].iter().find(|p| lower.starts_with(**p));
-            let Some(prefix) = prefixed else {
-                rest.insert(k.clone(), v.clone());
-                continue;
-            };
-            let key = match kind.prefixes() {
-                Some((table_prefix, store_prefix)) if table_prefix == *prefix => {
-                    format!("{store_prefix}{}", &lower[prefix.len()..])
-                }
-                _ => {
-                    return Err(StoreError::UnknownOption {
-                        kind: kind.name(),
-                        key: k.clone(),
-                    });
-                }
-            };
-            if is_credential(&key) {
-                return Err(StoreError::CredentialInOptions(k.clone()));
-            }
-            kind.validate_key(&key)?;
-            out.overrides.insert(key, v.clone());
-        }
-        Ok((out, rest))
-    }
-
-    /// The user-info part of a store URL: the form-encoded options in
-    /// URL-safe base64, so no character needs escaping inside a URL.
-    fn encode(&self) -> String {
-        use base64::Engine;
-        let mut ser = url::form_urlencoded::Serializer::new(String::new());
-        if let Some(s) = &self.store {
-            ser.append_pair("store", s);
-        }
-        for (k, v) in &self.overrides {
-            ser.append_pair(k, v);
-        }
-        let form = ser.finish();
-        if form.is_empty() {
-            form
-        } else {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(form)
-        }
-    }
-
-    fn decode(userinfo: &str) -> Result<Self, StoreError> {
-        use base64::Engine;
-        let mut out = TableStoreOptions::default();
-        if userinfo.is_empty() {
-            return Ok(out);
-        }
-        let form = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(userinfo)
-            .map_err(|_| StoreError::BadLocation("store URL with unreadable table options".to_owned()))?;
-        for (k, v) in url::form_urlencoded::parse(&form) {
-            if k == "store" {
-                out.store = Some(v.into_owned());
-            } else {
-                out.overrides.insert(k.into_owned(), v.into_owned());
-            }
-        }
-        Ok(out)
-    }
-}
-
 /// A table location resolved to its store: the [`ObjectStoreUrl`] a plan
 /// carries and the path inside the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -454,7 +365,8 @@ impl LakeRegistry {
             message: e.to_string(),
         };
         let store: Arc<dyn ObjectStore> = match kind {
-            StoreKind::Local => Arc::new(LocalFileSystem::new()),
+            // Deleting a file removes directories it leaves empty (dropped tables).
+            StoreKind::Local => Arc::new(LocalFileSystem::new().with_automatic_cleanup(true)),
             StoreKind::S3 => {
                 let mut b = aws_profile::apply(AmazonS3Builder::from_env());
                 for (k, v) in &options {
@@ -502,113 +414,4 @@ impl ObjectStoreRegistry for LakeRegistry {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-    }
-
-    #[test]
-    fn table_options_split_and_refuse_credentials() {
-        let (store, rest) = TableStoreOptions::parse(
-            "s3://b/t/",
-            &opts(&[
-                ("aws.region", "eu-west-1"),
-                ("aws.endpoint", "http://127.0.0.1:9000"),
-                ("format.has_header", "true"),
-                ("store", "archive"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(store.store.as_deref(), Some("archive"));
-        assert_eq!(store.overrides.get("aws_region").map(String::as_str), Some("eu-west-1"));
-        assert_eq!(rest, opts(&[("format.has_header", "true")]));
-        let err = TableStoreOptions::parse("s3://b/t/", &opts(&[("aws.secret_access_key", "x")])).unwrap_err();
-        assert!(matches!(err, StoreError::CredentialInOptions(_)), "{err}");
-        let err = TableStoreOptions::parse("s3://b/t/", &opts(&[("aws.no_such_thing", "1")])).unwrap_err();
-        assert!(matches!(err, StoreError::UnknownOption { .. }), "{err}");
-        let err = TableStoreOptions::parse("gs://b/t/", &opts(&[("aws.region", "x")])).unwrap_err();
-        assert!(matches!(err, StoreError::UnknownOption { .. }), "{err}");
-    }
-
-    #[test]
-    fn options_ride_in_the_store_url_and_come_back() {
-        let (store, _) = TableStoreOptions::parse(
-            "s3://bucket/x/",
-            &opts(&[("aws.endpoint", "http://127.0.0.1:9000/a b"), ("store", "s&1")]),
-        )
-        .unwrap();
-        let r = resolve("s3://bucket/x/y=1/", &store).unwrap();
-        assert_eq!(r.path.as_ref(), "x/y=1");
-        assert!(r.store_url.as_str().ends_with("@bucket/"), "{}", r.store_url.as_str());
-        let url: &Url = r.store_url.as_ref();
-        assert_eq!(TableStoreOptions::decode(url.username()).unwrap(), store);
-        let plain = resolve("s3://bucket/x/", &TableStoreOptions::default()).unwrap();
-        assert_eq!(plain.store_url.as_str(), "s3://bucket/");
-    }
-
-    #[test]
-    fn abfss_becomes_az_with_the_account() {
-        let r = resolve(
-            "abfss://data@acct.dfs.core.windows.net/lake/t/",
-            &TableStoreOptions::default(),
-        )
-        .unwrap();
-        assert_eq!(r.path.as_ref(), "lake/t");
-        let url: &Url = r.store_url.as_ref();
-        assert_eq!(url.scheme(), "az");
-        assert_eq!(url.host_str(), Some("data"));
-        assert_eq!(
-            TableStoreOptions::decode(url.username())
-                .unwrap()
-                .overrides
-                .get("azure_storage_account_name")
-                .map(String::as_str),
-            Some("acct")
-        );
-    }
-
-    #[test]
-    fn named_stores_are_validated_and_matched_by_bucket() {
-        let mut named = BTreeMap::new();
-        named.insert(
-            "lake".to_owned(),
-            NamedStoreConfig {
-                url: "s3://lake-bucket".into(),
-                options: opts(&[("aws_endpoint", "http://127.0.0.1:1"), ("aws_allow_http", "true")]),
-            },
-        );
-        let s = StoreSettings::new(&named).unwrap();
-        assert!(s.named_for_bucket("s3://lake-bucket").is_some());
-        assert!(s.named_for_bucket("s3://other").is_none());
-        assert!(!format!("{s:?}").contains("127.0.0.1"), "Debug hides options");
-        named.insert(
-            "bad".to_owned(),
-            NamedStoreConfig {
-                url: "s3://x".into(),
-                options: opts(&[("nonsense", "1")]),
-            },
-        );
-        assert!(StoreSettings::new(&named).is_err());
-    }
-
-    #[tokio::test]
-    async fn local_store_requests_are_counted() {
-        let metrics = StoreMetrics::new().unwrap();
-        let registry = LakeRegistry::new(StoreSettings::default(), metrics.clone());
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("f"), b"hello").unwrap();
-        let url = Url::from_directory_path(dir.path()).unwrap();
-        let r = resolve(url.as_str(), &TableStoreOptions::default()).unwrap();
-        let store = registry.get_store(r.store_url.as_ref()).unwrap();
-        use futures::TryStreamExt;
-        use object_store::ObjectStoreExt;
-        let listed: Vec<_> = store.list(Some(&r.path)).try_collect().await.unwrap();
-        assert_eq!(listed.len(), 1);
-        let got = store.get(&listed[0].location).await.unwrap().bytes().await.unwrap();
-        assert_eq!(&got[..], b"hello");
-        assert_eq!(metrics.count("LIST"), 1);
-        assert_eq!(metrics.count("GET"), 1);
-    }
-}
+mod tests;

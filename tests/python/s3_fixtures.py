@@ -116,3 +116,77 @@ def s3(workdir):
     server = S3Server(workdir).start()
     yield server
     server.stop()
+
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+class Azurite:
+    """Azurite's Blob service on 127.0.0.1 (the Azure Storage emulator)."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.port = free_port()
+        self.log_path = base / "azurite.log"
+        self.proc = None
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout=60):
+        binary = os.environ.get("SLUICE_AZURITE_BIN", "/var/tmp/sluice-azurite/node_modules/.bin/azurite-blob")
+        data = self.base / "azurite-data"
+        data.mkdir(exist_ok=True)
+        self.proc = subprocess.Popen(
+            [binary, "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location", str(data),
+             "--skipApiVersionCheck", "--loose", "--disableProductStyleUrl"],
+            stdout=open(self.log_path, "ab"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"azurite exited: {self.log_path.read_text()[-2000:]}")
+                time.sleep(0.2)
+        raise RuntimeError("azurite did not start")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+    def env(self):
+        """The standard Azure variables for the emulator, as a process gets them."""
+        return {"AZURE_STORAGE_USE_EMULATOR": "true", "AZURITE_BLOB_STORAGE_URL": self.endpoint}
+
+    def service(self):
+        from azure.storage.blob import BlobServiceClient
+
+        return BlobServiceClient.from_connection_string(
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint={self.endpoint}/{AZURITE_ACCOUNT};"
+        )
+
+    def create_container(self, name):
+        self.service().create_container(name)
+
+    def put_parquet(self, container, name, table: pa.Table):
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        self.service().get_blob_client(container, name).upload_blob(buf.getvalue(), overwrite=True)
+
+    def names(self, container, prefix=""):
+        return sorted(b.name for b in self.service().get_container_client(container).list_blobs(name_starts_with=prefix))
+
+
+@pytest.fixture(scope="session")
+def azurite(workdir):
+    server = Azurite(workdir).start()
+    yield server
+    server.stop()

@@ -203,3 +203,23 @@ def test_a_view_that_reaches_itself_is_refused(gateway):
         assert e.value.sqlstate in ("42P17", "42P01"), e.value
         assert conn.execute("SELECT * FROM cyc_b").fetchall() == [(1,)]
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_replaced_files_are_kept_for_the_grace_period_then_deleted(workdir):
+    gw = Gateway(workdir / "gw-grace", gc_grace=2).start()
+    try:
+        with psycopg.connect(gw.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE TABLE graced AS SELECT 1 AS v")
+            old = manifest(gw, "default", "graced")
+            conn.execute("CREATE OR REPLACE TABLE graced AS SELECT 2 AS v")
+            new = manifest(gw, "default", "graced")
+            assert conn.execute("SELECT * FROM graced").fetchall() == [(2,)]
+        # Queries planned before the replace can still read the old files...
+        assert files_on_disk(gw, "default", "graced") == sorted(old + new)
+        # ...until the grace period is over.
+        deadline = time.time() + 15
+        while files_on_disk(gw, "default", "graced") != new and time.time() < deadline:
+            time.sleep(0.2)
+        assert files_on_disk(gw, "default", "graced") == new
+    finally:
+        gw.stop()

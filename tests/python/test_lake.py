@@ -279,7 +279,7 @@ options = {{ aws_endpoint = "{s3.endpoint}", aws_allow_http = "true", aws_region
     gw = Gateway(workdir / "gw-named", env=env, extra=["--config", str(config)]).start()
     try:
         with psycopg.connect(gw.dsn(), autocommit=True) as conn:
-            conn.execute("CREATE EXTERNAL TABLE by_bucket STORED AS PARQUET LOCATION 's3://named/t/'")
+            conn.execute("CREATE EXTERNAL TABLE by_bucket STORED AS PARQUET LOCATION 's3://named/t'")
             assert conn.execute("SELECT min(id) FROM by_bucket").fetchone()[0] == 500
             conn.execute("CREATE EXTERNAL TABLE by_name STORED AS PARQUET LOCATION 's3://other/t/' OPTIONS ('store' 'lake')")
             assert conn.execute("SELECT min(id) FROM by_name").fetchone()[0] == 600
@@ -298,5 +298,41 @@ options = {{ aws_endpoint = "{s3.endpoint}", aws_allow_http = "true", aws_region
                 conn.execute("CREATE EXTERNAL TABLE bad STORED AS PARQUET LOCATION 'ftp://x/t/'")
             assert e.value.sqlstate == "22023", e.value
             assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        gw.stop()
+
+
+def test_aws_profile_supplies_credentials_and_region(workdir, s3):
+    """No AWS_ACCESS_KEY_ID in the environment: the keys and region come from
+    the shared files of AWS_PROFILE."""
+    s3.create_bucket("profiled")
+    s3.put_parquet("profiled", "t/a.parquet", day_table("2024-01-07"))
+    aws = workdir / "aws"
+    aws.mkdir(exist_ok=True)
+    (aws / "credentials").write_text(
+        f"[default]\naws_access_key_id = wrong\n\n[lake]\naws_access_key_id = {s3.env()['AWS_ACCESS_KEY_ID']}\n"
+        f"aws_secret_access_key = {s3.env()['AWS_SECRET_ACCESS_KEY']}\n"
+    )
+    (aws / "config").write_text(f"[profile lake]\nregion = us-east-1\nendpoint_url = {s3.endpoint}\n")
+    env = {
+        "AWS_PROFILE": "lake",
+        "AWS_SHARED_CREDENTIALS_FILE": str(aws / "credentials"),
+        "AWS_CONFIG_FILE": str(aws / "config"),
+        "AWS_ALLOW_HTTP": "true",
+        # Never reach a real metadata service from a test.
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    gw = Gateway(workdir / "gw-profile", env=env)
+    import os
+
+    hidden = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("AWS_")}
+    try:
+        gw.start()
+    finally:
+        os.environ.update(hidden)
+    try:
+        with psycopg.connect(gw.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE EXTERNAL TABLE profiled STORED AS PARQUET LOCATION 's3://profiled/t/'")
+            assert conn.execute("SELECT count(*), min(id) FROM profiled").fetchone() == (4, 700)
     finally:
         gw.stop()

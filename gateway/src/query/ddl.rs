@@ -11,6 +11,7 @@ use datafusion::datasource::listing::ListingTable;
 use datafusion::datasource::listing_table_factory::ListingTableFactory;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{CreateExternalTable, DdlStatement};
+use object_store::ObjectStoreExt;
 use sluice_lake::store::{TableStoreOptions, resolve};
 
 use super::{Engine, QueryOutput};
@@ -203,7 +204,7 @@ impl Engine {
                 format!("relation \"{db}.{name}\" already exists"),
             ));
         }
-        let locations: Vec<String> = cmd
+        let mut locations: Vec<String> = cmd
             .locations
             .iter()
             .map(|l| absolute_location(l))
@@ -214,6 +215,17 @@ impl Engine {
             .ok_or_else(|| QueryError::new(ErrorKind::Syntax, "CREATE EXTERNAL TABLE needs a LOCATION"))?;
         let options = cmd.options.clone().into_iter().collect();
         let (store_options, format_options) = TableStoreOptions::parse(&first, &options).map_err(store_error)?;
+        // An object-store location without a trailing slash names a file if
+        // there is one, else a directory (as users write `s3://b/events`).
+        for l in &mut locations {
+            if !l.ends_with('/') && !l.starts_with("file:") {
+                let r = resolve(l, &store_options).map_err(store_error)?;
+                let store = state.runtime_env().object_store(&r.store_url)?;
+                if let Err(object_store::Error::NotFound { .. }) = store.head(&r.path).await {
+                    l.push('/');
+                }
+            }
+        }
         let resolved = locations
             .iter()
             .map(|l| resolve(l, &store_options).map_err(store_error))

@@ -1,5 +1,8 @@
+use std::collections::BTreeMap;
+
 use super::*;
 use crate::catalog::new_id;
+use crate::catalog::{Column, CommitKind, TableKind};
 
 fn table(db: &str, name: &str, kind: TableKind) -> Table {
     Table {

@@ -1,0 +1,144 @@
+use super::*;
+
+fn cli(args: &[&str]) -> Cli {
+    let mut v = vec!["sluice-gateway"];
+    v.extend_from_slice(args);
+    Cli::try_parse_from(v).unwrap()
+}
+
+#[test]
+fn remote_executors_need_a_listener_and_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let err = Config::load(cli(&["--data-dir", d, "--local-executors", "0"])).unwrap_err();
+    assert!(err.to_string().starts_with("--local-executors:"), "{err}");
+    let err = Config::load(cli(&["--data-dir", d, "--scheduler-listen", "127.0.0.1:0"])).unwrap_err();
+    assert!(err.to_string().starts_with("--scheduler-listen:"), "{err}");
+    let err = Config::load(cli(&[
+        "--data-dir",
+        d,
+        "--scheduler-listen",
+        "127.0.0.1:0",
+        "--cluster-secret",
+        "short",
+    ]))
+    .unwrap_err();
+    assert!(err.to_string().contains("at least 16"), "{err}");
+    let c = Config::load(cli(&[
+        "--data-dir",
+        d,
+        "--scheduler-listen",
+        "127.0.0.1:0",
+        "--cluster-secret",
+        "0123456789abcdef",
+        "--local-executors",
+        "0",
+    ]))
+    .unwrap();
+    assert_eq!(c.local_executors, 0);
+    assert_eq!(c.executor_timeout.as_secs(), 15);
+    assert_eq!(c.target_partitions, None);
+}
+
+#[test]
+fn defaults_and_toml_layering() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml_path = dir.path().join("g.toml");
+    std::fs::write(&toml_path, "local_executors = 3\npg_listen = \"127.0.0.1:6543\"\n").unwrap();
+    let data = dir.path().join("d");
+    let c = Config::load(cli(&[
+        "--config",
+        toml_path.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--pg-listen",
+        "127.0.0.1:7000",
+    ]))
+    .unwrap();
+    assert_eq!(c.local_executors, 3, "file value applies");
+    assert_eq!(c.pg_listen.port(), 7000, "flag wins over file");
+    assert!(c.warehouse.as_str().ends_with("/d/warehouse/"));
+    assert!(c.catalog_path.ends_with("catalog.db"));
+}
+
+#[test]
+fn refuses_public_listen_without_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Config::load(cli(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--pg-listen",
+        "0.0.0.0:5432",
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(err.starts_with("--pg-listen:"), "{err}");
+}
+
+#[test]
+fn bad_catalog_url_names_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Config::load(cli(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--catalog",
+        "mysql://x",
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(err.starts_with("--catalog:"), "{err}");
+}
+
+#[test]
+fn demo_is_a_plain_flag() {
+    assert_eq!(cli(&["--demo"]).demo, Some(true));
+    assert_eq!(cli(&["--demo=false"]).demo, Some(false));
+    assert_eq!(cli(&[]).demo, None);
+}
+
+#[test]
+fn example_file_parses() {
+    let text = include_str!("../../sluice.example.toml");
+    let parsed: FileConfig = toml::from_str(text).unwrap();
+    assert_eq!(parsed.local_executors, Some(2));
+    assert_eq!(parsed.write_compression.as_deref(), Some("zstd"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("example.toml");
+    std::fs::write(
+        &path,
+        text.replace("./sluice-data", dir.path().join("d").to_str().unwrap()),
+    )
+    .unwrap();
+    let c = Config::load(cli(&["--config", path.to_str().unwrap()])).unwrap();
+    assert_eq!(c.caches.listings_ttl.as_secs(), 300);
+    assert_eq!(c.write.max_open_files, 64);
+}
+
+#[test]
+fn object_store_warehouses_and_stores_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let c = Config::load(cli(&["--data-dir", d, "--warehouse", "s3://bucket/wh"])).unwrap();
+    assert_eq!(c.warehouse.as_str(), "s3://bucket/wh/");
+    let err = Config::load(cli(&["--data-dir", d, "--warehouse", "ftp://x/"])).unwrap_err();
+    assert!(err.to_string().starts_with("--warehouse:"), "{err}");
+    let err = Config::load(cli(&["--data-dir", d, "--write-compression", "lzo"])).unwrap_err();
+    assert!(err.to_string().starts_with("--write-compression:"), "{err}");
+    let toml_path = dir.path().join("s.toml");
+    std::fs::write(
+        &toml_path,
+        "[stores.x]\nurl = \"s3://b\"\noptions = { aws_nonsense = \"1\" }\n",
+    )
+    .unwrap();
+    let err = Config::load(cli(&["--data-dir", d, "--config", toml_path.to_str().unwrap()])).unwrap_err();
+    assert!(err.to_string().contains("store 'x'"), "{err}");
+}
+
+#[test]
+fn unknown_toml_key_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml_path = dir.path().join("g.toml");
+    std::fs::write(&toml_path, "pg_lisen = \"127.0.0.1:1\"\n").unwrap();
+    let err = Config::load(cli(&["--config", toml_path.to_str().unwrap()])).unwrap_err();
+    assert!(matches!(err, ConfigError::ParseFile { .. }));
+}
