@@ -38,6 +38,10 @@ pub const DEFAULT_DATABASE: &str = "default";
 /// Hive's name for a NULL partition value.
 pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
+/// Text every "changed while the statement ran" error carries (it crosses
+/// the scheduler as a job failure message).
+pub const CHANGED_MARKER: &str = "was changed by another statement while this one ran";
+
 /// Errors of the catalog layer.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -51,7 +55,11 @@ pub enum CatalogError {
     TableExists(String),
     #[error("relation \"{0}\" does not exist")]
     TableNotFound(String),
-    #[error("relation \"{0}\" was dropped or replaced while the statement ran; run it again")]
+    #[error("\"{0}\" is {1}; DROP it before creating another kind of relation with that name")]
+    WrongKind(String, &'static str),
+    #[error(
+        "relation \"{0}\" was changed by another statement while this one ran (dropped, replaced or written); run it again"
+    )]
     TableChanged(String),
     #[error("partition {1} of \"{0}\" already exists")]
     PartitionExists(String, String),
@@ -91,6 +99,15 @@ pub enum TableKind {
 }
 
 impl TableKind {
+    /// "a view", "a managed table", ... for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            TableKind::Managed => "a managed table",
+            TableKind::External => "an external table",
+            TableKind::View => "a view",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             TableKind::Managed => "MANAGED_TABLE",
@@ -184,18 +201,28 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
         garbage_after_unix: u64,
     ) -> Result<Vec<Table>, CatalogError>;
     async fn list_tables(&self) -> Result<Vec<Table>, CatalogError>;
-    /// Creates a table or view without data; `replace` overwrites an existing
-    /// one (whose managed files become garbage).
-    async fn create_table(&self, table: &Table, replace: bool, garbage_after_unix: u64) -> Result<(), CatalogError>;
+    /// Creates a table or view without data, with `partitions` (external
+    /// tables); `replace` overwrites an existing one of the same kind (whose
+    /// managed files become garbage).
+    async fn create_table(
+        &self,
+        table: &Table,
+        partitions: &[Partition],
+        replace: bool,
+        garbage_after_unix: u64,
+    ) -> Result<(), CatalogError>;
     /// Drops a table or view; a managed table's files become garbage.
     async fn drop_table(&self, database: &str, name: &str, garbage_after_unix: u64) -> Result<Table, CatalogError>;
     async fn list_partitions(&self, table_id: &str) -> Result<Vec<Partition>, CatalogError>;
-    /// Adds and drops partitions of one table in one change and bumps its
-    /// version. Dropped partitions' manifest files become garbage.
+    /// Adds and drops partitions of table `database.name`, which must still
+    /// be incarnation `table_id`, in one change and bumps its version.
+    /// Dropped partitions' manifest files become garbage.
+    #[allow(clippy::too_many_arguments)]
     async fn alter_partitions(
         &self,
         database: &str,
         name: &str,
+        table_id: &str,
         add: &[Partition],
         drop: &[Vec<String>],
         strictness: Strictness,
@@ -209,6 +236,8 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
     async fn commit_write(&self, commit: &WriteCommit) -> Result<(), CatalogError>;
     /// Forgets a write whose files were deleted.
     async fn end_write(&self, write_id: &str) -> Result<(), CatalogError>;
+    /// Whether a write is still pending (neither committed nor ended).
+    async fn write_pending(&self, write_id: &str) -> Result<bool, CatalogError>;
     /// Writes begun and neither committed nor ended (a crash interrupted them).
     async fn pending_writes(&self) -> Result<Vec<PendingWrite>, CatalogError>;
     /// Garbage whose grace period ended by `now_unix`.
@@ -348,7 +377,18 @@ impl CatalogState {
     ) -> Result<T, CatalogError> {
         let _g = self.ddl.lock().await;
         let r = f.await;
-        self.refresh().await?;
+        if let Err(e) = self.refresh().await {
+            // The change itself is durable (or failed) either way; a failed
+            // refresh must not turn a committed change into a reported
+            // failure. Try once more, then let the next change refresh.
+            tracing::error!("catalog snapshot not refreshed after a change: {e}");
+            if let Err(e) = self.refresh().await {
+                tracing::error!("catalog snapshot still not refreshed: {e}");
+                if r.is_err() {
+                    return Err(e);
+                }
+            }
+        }
         r
     }
 
@@ -374,8 +414,14 @@ impl CatalogState {
             .await
     }
 
-    pub async fn create_table(&self, table: Table, replace: bool, garbage_after_unix: u64) -> Result<(), CatalogError> {
-        self.change(self.store.create_table(&table, replace, garbage_after_unix))
+    pub async fn create_table(
+        &self,
+        table: Table,
+        partitions: &[Partition],
+        replace: bool,
+        garbage_after_unix: u64,
+    ) -> Result<(), CatalogError> {
+        self.change(self.store.create_table(&table, partitions, replace, garbage_after_unix))
             .await
     }
 
@@ -384,10 +430,12 @@ impl CatalogState {
             .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub async fn alter_partitions(
         &self,
         database: &str,
         name: &str,
+        table_id: &str,
         add: &[Partition],
         drop: &[Vec<String>],
         strictness: Strictness,
@@ -395,7 +443,7 @@ impl CatalogState {
     ) -> Result<PartitionChange, CatalogError> {
         self.change(
             self.store
-                .alter_partitions(database, name, add, drop, strictness, garbage_after_unix),
+                .alter_partitions(database, name, table_id, add, drop, strictness, garbage_after_unix),
         )
         .await
     }

@@ -22,6 +22,8 @@ pub enum ErrorKind {
     InvalidObjectDefinition,
     /// The statement raced with a change of its table: run it again.
     Conflict,
+    /// A relation of another kind than the statement expects.
+    WrongObjectType,
     DependentObjects,
     InvalidCatalogName,
     FeatureNotSupported,
@@ -52,6 +54,7 @@ impl ErrorKind {
             ErrorKind::DuplicateObject => "42710",
             ErrorKind::InvalidObjectDefinition => "42P17",
             ErrorKind::Conflict => "40001",
+            ErrorKind::WrongObjectType => "42809",
             ErrorKind::DependentObjects => "2BP01",
             ErrorKind::InvalidCatalogName => "3D000",
             ErrorKind::FeatureNotSupported => "0A000",
@@ -75,7 +78,8 @@ impl ErrorKind {
             | ErrorKind::InvalidParameter
             | ErrorKind::DataException
             | ErrorKind::DependentObjects
-            | ErrorKind::InvalidObjectDefinition => Code::InvalidArgument,
+            | ErrorKind::InvalidObjectDefinition
+            | ErrorKind::WrongObjectType => Code::InvalidArgument,
             ErrorKind::UndefinedTable
             | ErrorKind::UndefinedSchema
             | ErrorKind::UndefinedObject
@@ -138,6 +142,7 @@ impl From<CatalogError> for QueryError {
             CatalogError::TableExists(_) => ErrorKind::DuplicateTable,
             CatalogError::TableNotFound(_) => ErrorKind::UndefinedTable,
             CatalogError::TableChanged(_) => ErrorKind::Conflict,
+            CatalogError::WrongKind(..) => ErrorKind::WrongObjectType,
             CatalogError::PartitionExists(..) => ErrorKind::DuplicateObject,
             CatalogError::PartitionNotFound(..) => ErrorKind::UndefinedObject,
             CatalogError::Protected(_) => ErrorKind::InsufficientPrivilege,
@@ -185,6 +190,11 @@ fn classify_datafusion(e: DataFusionError) -> QueryError {
         DataFusionError::NotImplemented(msg) => QueryError::new(ErrorKind::FeatureNotSupported, msg),
         DataFusionError::ResourcesExhausted(msg) => QueryError::new(ErrorKind::ResourcesExhausted, msg),
         DataFusionError::ArrowError(e, _) => QueryError::new(ErrorKind::DataException, e.to_string()),
+        // A catalog conflict raised in the scheduler comes back as a failed
+        // job; keep its class so clients retry.
+        DataFusionError::Execution(msg) if msg.contains(crate::catalog::CHANGED_MARKER) => {
+            QueryError::new(ErrorKind::Conflict, msg)
+        }
         DataFusionError::Execution(msg) => QueryError::new(ErrorKind::DataException, msg),
         DataFusionError::Context(ctx, inner) => {
             let inner = classify_datafusion(*inner);

@@ -180,13 +180,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         config.write,
         config.gc_grace,
     ));
-    let swept = managed.sweep().await?;
-    if swept > 0 {
-        tracing::info!(
-            files = swept,
-            "deleted the files of writes interrupted by an earlier stop"
-        );
-    }
+    // Writes pending now were interrupted by an earlier stop; their files are
+    // deleted in the background (this gateway's own writes start later).
+    let interrupted = managed.interrupted_writes().await?;
+    let sweeper = Arc::clone(&managed);
+    tokio::spawn(async move {
+        let files = sweeper.sweep(interrupted).await;
+        if files > 0 {
+            tracing::info!(files, "deleted the files of writes interrupted by an earlier stop");
+        }
+    });
     managed.spawn_collector(shutdown.clone());
     let scheduler_listener = bind(
         "--scheduler-listen",

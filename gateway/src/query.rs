@@ -96,8 +96,13 @@ pub struct Prepared {
     pub schema: SchemaRef,
     /// Types of `$n` parameters, `None` where the planner cannot tell.
     pub param_types: Vec<Option<DataType>>,
-    /// Logical plan of a query (re-used at execution).
+    /// Logical plan of a query (re-used at execution while the catalog is
+    /// unchanged).
     pub plan: Option<LogicalPlan>,
+    /// Catalog generation the plan was made at; a statement executed after
+    /// a catalog change is planned again (its tables may be new
+    /// incarnations).
+    pub generation: u64,
 }
 
 /// The seam between front ends and the engine. Front ends see only this and

@@ -108,6 +108,48 @@ pub fn typed_partition_value(raw: &str, field: &FieldRef) -> DfResult<ScalarValu
     ScalarValue::try_from_string(raw.to_owned(), field.data_type())
 }
 
+/// The Hive string a managed table's writer uses for `raw` in column
+/// `field`: the typed value formatted as Arrow formats it (`01` on an INT
+/// column is `1`), so a partition spec and the written directories agree.
+pub fn canonical_partition_value(raw: &str, field: &FieldRef) -> DfResult<String> {
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let value = typed_partition_value(raw, field)?;
+    if value.is_null() {
+        return Ok(NULL_PARTITION.to_owned());
+    }
+    let array = value.to_array()?;
+    let formatter = ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default())?;
+    Ok(formatter.value(0).to_string())
+}
+
+/// Whether a managed table may be partitioned by a column of `t`: types
+/// whose text form reads back as the same value.
+pub fn partitionable(t: &datafusion::arrow::datatypes::DataType) -> bool {
+    use datafusion::arrow::datatypes::DataType as D;
+    matches!(
+        t,
+        D::Boolean
+            | D::Int8
+            | D::Int16
+            | D::Int32
+            | D::Int64
+            | D::UInt8
+            | D::UInt16
+            | D::UInt32
+            | D::UInt64
+            | D::Float32
+            | D::Float64
+            | D::Decimal128(..)
+            | D::Decimal256(..)
+            | D::Utf8
+            | D::LargeUtf8
+            | D::Utf8View
+            | D::Date32
+            | D::Date64
+            | D::Timestamp(..)
+    )
+}
+
 /// Shared by every session of the gateway: the metadata caches and the
 /// catalog they are filled from.
 pub struct TableServices {
@@ -117,6 +159,9 @@ pub struct TableServices {
     /// (table id, location) → files under it.
     listings: moka::sync::Cache<(String, String), Arc<Vec<ObjectMeta>>>,
     pub(crate) providers: provider::ProviderCache,
+    /// Bumped by every invalidation: a listing that started before one is
+    /// not cached (it may predate a REFRESH TABLE).
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for TableServices {
@@ -150,6 +195,7 @@ impl TableServices {
                 .support_invalidation_closures()
                 .build(),
             providers: provider::ProviderCache::new(settings.tables, settings.tables_ttl),
+            epoch: std::sync::atomic::AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&services);
         catalog.on_change(Arc::new(move |tables| {
@@ -168,6 +214,7 @@ impl TableServices {
 
     /// Drops everything cached about `table`.
     pub fn forget(&self, table: &Table) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.partitions.invalidate(&table.id);
         let listing_id = table.id.clone();
         if let Err(e) = self.listings.invalidate_entries_if(move |k, _| k.0 == listing_id) {
@@ -281,8 +328,11 @@ impl TableServices {
         if let Some(files) = self.listings.get(&key) {
             return Ok(files);
         }
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::SeqCst);
         let files = Arc::new(listing::list(store, &resolved.path, location.ends_with('/')).await?);
-        self.listings.insert(key, Arc::clone(&files));
+        if self.epoch.load(std::sync::atomic::Ordering::SeqCst) == epoch {
+            self.listings.insert(key, Arc::clone(&files));
+        }
         Ok(files)
     }
 }

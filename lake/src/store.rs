@@ -53,6 +53,10 @@ pub enum StoreError {
         "option '{0}' is a credential: table OPTIONS are stored in the catalog and sent inside plans, so credentials belong in the environment or a named store of the config file"
     )]
     CredentialInOptions(String),
+    #[error(
+        "option '{0}' cannot be set per table (it would decide where credentials go); set it in the environment or a named store of the config file, and pick that store with OPTIONS ('store' 'NAME')"
+    )]
+    NotPerTable(String),
     #[error("no store named '{0}' in the configuration")]
     UnknownStore(String),
     #[error("store '{name}': {message}")]
@@ -128,9 +132,36 @@ impl StoreKind {
             })
         }
     }
+
+    /// Whether a table may set `key`: only settings that neither carry nor
+    /// redirect credentials. An S3 endpoint may be chosen (SigV4 never sends
+    /// the secret); GCS and Azure send bearer tokens, so their endpoints,
+    /// identity and token settings belong to the process's configuration.
+    fn table_may_set(self, key: &str) -> bool {
+        use object_store::ClientConfigKey;
+        match self {
+            StoreKind::Local => false,
+            StoreKind::S3 => matches!(
+                key.parse::<AmazonS3ConfigKey>(),
+                Ok(AmazonS3ConfigKey::Region
+                    | AmazonS3ConfigKey::DefaultRegion
+                    | AmazonS3ConfigKey::Endpoint
+                    | AmazonS3ConfigKey::VirtualHostedStyleRequest
+                    | AmazonS3ConfigKey::UnsignedPayload
+                    | AmazonS3ConfigKey::Checksum
+                    | AmazonS3ConfigKey::SkipSignature
+                    | AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp))
+            ),
+            StoreKind::Gcs => matches!(key.parse::<GoogleConfigKey>(), Ok(GoogleConfigKey::SkipSignature)),
+            StoreKind::Azure => matches!(
+                key.parse::<AzureConfigKey>(),
+                Ok(AzureConfigKey::AccountName | AzureConfigKey::SkipSignature)
+            ),
+        }
+    }
 }
 
-/// Words that mark an option as a credential.
+/// Words that mark an option as a credential (for the error message).
 const CREDENTIAL_WORDS: &[&str] = &[
     "secret",
     "access_key",
@@ -139,8 +170,9 @@ const CREDENTIAL_WORDS: &[&str] = &[
     "token",
     "sas",
     "password",
-    "service_account_key",
+    "service_account",
     "credentials",
+    "client_id",
 ];
 
 fn is_credential(key: &str) -> bool {
@@ -358,7 +390,14 @@ impl LakeRegistry {
                 message: format!("is a {} store, the location is {}", n.kind.name(), kind.name()),
             });
         }
-        options.extend(table.overrides);
+        for (k, v) in table.overrides {
+            // Defence in depth: the gateway validated these, but a store URL
+            // is never trusted to redirect this process's credentials.
+            if !kind.table_may_set(&k) {
+                return Err(StoreError::NotPerTable(k));
+            }
+            options.insert(k, v);
+        }
         let err = |e: object_store::Error| StoreError::Build {
             kind: kind.name(),
             url: format!("{}://{bucket}", url.scheme()),

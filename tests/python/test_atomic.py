@@ -223,3 +223,44 @@ def test_replaced_files_are_kept_for_the_grace_period_then_deleted(workdir):
         assert files_on_disk(gw, "default", "graced") == new
     finally:
         gw.stop()
+
+
+def test_prepared_statements_follow_a_replaced_table(gateway):
+    with psycopg.connect(gateway.dsn(), autocommit=True) as a, psycopg.connect(gateway.dsn(), autocommit=True) as b:
+        a.execute("CREATE TABLE prep_t AS SELECT 1 AS v")
+        q = "SELECT sum(v) FROM prep_t WHERE v > %s"
+        for _ in range(3):  # server-side prepared after the first runs
+            assert b.execute(q, (0,), prepare=True).fetchone() == (1,)
+        a.execute("CREATE OR REPLACE TABLE prep_t AS SELECT 5 AS v UNION ALL SELECT 6")
+        assert b.execute(q, (0,), prepare=True).fetchone() == (11,)
+        a.execute("INSERT INTO prep_t VALUES (1)")
+        assert b.execute(q, (0,), prepare=True).fetchone() == (12,)
+
+
+def test_replacing_a_relation_of_another_kind_is_refused(gateway):
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE kind_t AS SELECT 1 AS v")
+        for sql in ("CREATE OR REPLACE VIEW kind_t AS SELECT 2 AS v",):
+            with pytest.raises(psycopg.Error) as e:
+                conn.execute(sql)
+            assert e.value.sqlstate == "42809", e.value
+        assert conn.execute("SELECT * FROM kind_t").fetchall() == [(1,)]
+        conn.execute("CREATE VIEW kind_v AS SELECT 1 AS v")
+        with pytest.raises(psycopg.Error) as e:
+            conn.execute("CREATE OR REPLACE TABLE kind_v AS SELECT 2 AS v")
+        assert e.value.sqlstate == "42809", e.value
+
+
+def test_partition_specs_name_partitions_as_written(gateway):
+    """`k = 01` on an INT column is partition k=1: OVERWRITE replaces it and
+    DROP finds it."""
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE canon PARTITIONED BY (k) AS SELECT 1 AS v, CAST(1 AS INT) AS k UNION ALL SELECT 2, CAST(2 AS INT)")
+        conn.execute("INSERT OVERWRITE TABLE canon PARTITION (k = '01') SELECT 10")
+        assert conn.execute("SELECT v, k FROM canon ORDER BY k").fetchall() == [(10, 1), (2, 2)]
+        assert [r[0] for r in conn.execute("SHOW PARTITIONS canon").fetchall()] == ["k=1", "k=2"]
+        conn.execute("ALTER TABLE canon DROP PARTITION (k = '02')")
+        assert conn.execute("SELECT v FROM canon").fetchall() == [(10,)]
+        with pytest.raises(psycopg.Error) as e:
+            conn.execute("CREATE TABLE canon_list PARTITIONED BY (l) AS SELECT 1 AS v, make_array(1, 2) AS l")
+        assert e.value.sqlstate == "0A000", e.value

@@ -292,6 +292,9 @@ options = {{ aws_endpoint = "{s3.endpoint}", aws_allow_http = "true", aws_region
                     conn.execute(f"CREATE EXTERNAL TABLE bad STORED AS PARQUET LOCATION 's3://other/t/' OPTIONS ({bad})")
                 assert e.value.sqlstate == "22023" and "credential" in str(e.value), e.value
             with pytest.raises(psycopg.Error) as e:
+                conn.execute("CREATE EXTERNAL TABLE bad STORED AS PARQUET LOCATION 's3://other/t/' OPTIONS ('aws.role_arn' 'arn:aws:iam::1:role/x')")
+            assert e.value.sqlstate == "22023" and "cannot be set per table" in str(e.value), e.value
+            with pytest.raises(psycopg.Error) as e:
                 conn.execute("CREATE EXTERNAL TABLE bad STORED AS PARQUET LOCATION 's3://other/t/' OPTIONS ('store' 'nope')")
             assert e.value.sqlstate == "22023", e.value
             with pytest.raises(psycopg.Error) as e:
@@ -336,3 +339,17 @@ def test_aws_profile_supplies_credentials_and_region(workdir, s3):
             assert conn.execute("SELECT count(*), min(id) FROM profiled").fetchone() == (4, 700)
     finally:
         gw.stop()
+
+
+def test_null_partitions_of_typed_columns(s3_gateway, workdir):
+    base = workdir / "null-parts"
+    for d in ("2024-03-01", "__HIVE_DEFAULT_PARTITION__"):
+        (base / f"day={d}").mkdir(parents=True)
+        pq.write_table(pa.table({"id": pa.array([1, 2], pa.int64())}), base / f"day={d}" / "f.parquet")
+    with psycopg.connect(s3_gateway.dsn(), autocommit=True) as conn:
+        conn.execute(
+            f"CREATE EXTERNAL TABLE nulls (id BIGINT, day DATE) STORED AS PARQUET PARTITIONED BY (day) LOCATION '{base.as_uri()}/'"
+        )
+        assert conn.execute("SELECT count(*) FROM nulls").fetchone() == (4,)
+        assert conn.execute("SELECT count(*) FROM nulls WHERE day IS NULL").fetchone() == (2,)
+        assert conn.execute("SELECT count(*) FROM nulls WHERE day = DATE '2024-03-01'").fetchone() == (2,)

@@ -39,10 +39,14 @@ pub enum CommitKind {
     },
     /// INSERT OVERWRITE: the files replace the table's files in `partitions`
     /// (all of them when `None`).
+    /// The table must still be at `expected_version` (no write committed to
+    /// it since this one started), or the commit fails: an overwrite must
+    /// not discard rows it never saw.
     Overwrite {
         database: String,
         name: String,
         table_id: String,
+        expected_version: u64,
         partitions: Option<Vec<Vec<String>>>,
     },
 }

@@ -10,7 +10,7 @@ use rusqlite::{Connection, Transaction, params};
 
 use self::rows::{
     bump_version, commit, describe, files_to_garbage, find_table, insert_partitions, insert_table, json, read_tables,
-    remove_table, require_database, unjson,
+    remove_table, replace_table, require_database, unjson,
 };
 
 use super::{
@@ -192,17 +192,22 @@ impl Metastore for SqliteMetastore {
         self.with(|c| read_tables(c, None, None)).await
     }
 
-    async fn create_table(&self, table: &Table, replace: bool, after: u64) -> Result<(), CatalogError> {
-        let t = table.clone();
+    async fn create_table(
+        &self,
+        table: &Table,
+        partitions: &[Partition],
+        replace: bool,
+        after: u64,
+    ) -> Result<(), CatalogError> {
+        let (t, parts) = (table.clone(), partitions.to_vec());
         self.tx(move |tx| {
             require_database(tx, &t.database)?;
             if let Some(old) = find_table(tx, &t.database, &t.name)? {
-                if !replace {
-                    return Err(CatalogError::TableExists(t.qualified()));
-                }
-                remove_table(tx, &old, after)?;
+                replace_table(tx, &old, &t, replace, after)?;
             }
-            insert_table(tx, &t)
+            insert_table(tx, &t)?;
+            insert_partitions(tx, &t.id, &parts)?;
+            Ok(())
         })
         .await
     }
@@ -241,19 +246,25 @@ impl Metastore for SqliteMetastore {
         .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn alter_partitions(
         &self,
         database: &str,
         name: &str,
+        table_id: &str,
         add: &[Partition],
         drop: &[Vec<String>],
         strictness: Strictness,
         after: u64,
     ) -> Result<PartitionChange, CatalogError> {
         let (database, name, add, drop) = (database.to_owned(), name.to_owned(), add.to_vec(), drop.to_vec());
+        let table_id = table_id.to_owned();
         self.tx(move |tx| {
             let table = find_table(tx, &database, &name)?
                 .ok_or_else(|| CatalogError::TableNotFound(format!("{database}.{name}")))?;
+            if table.id != table_id {
+                return Err(CatalogError::TableChanged(format!("{database}.{name}")));
+            }
             let mut change = PartitionChange::default();
             for values in &drop {
                 let key = json(values);
@@ -347,6 +358,19 @@ impl Metastore for SqliteMetastore {
         self.with(move |c| {
             c.execute("DELETE FROM writes WHERE write_id = ?1", params![write_id])?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn write_pending(&self, write_id: &str) -> Result<bool, CatalogError> {
+        let write_id = write_id.to_owned();
+        self.with(move |c| {
+            let n: i64 = c.query_row(
+                "SELECT count(*) FROM writes WHERE write_id = ?1",
+                params![write_id],
+                |r| r.get(0),
+            )?;
+            Ok(n > 0)
         })
         .await
     }

@@ -16,7 +16,7 @@ use sluice_lake::store::{TableStoreOptions, resolve};
 
 use super::{Engine, QueryOutput};
 use crate::catalog::provider::{ViewError, encode_schema, view_cycle};
-use crate::catalog::{CATALOG_NAME, CatalogError, Column, Partition, Strictness, Table, TableKind, new_id};
+use crate::catalog::{CATALOG_NAME, CatalogError, Column, Partition, Table, TableKind, new_id};
 use crate::error::{ErrorKind, QueryError};
 use crate::session::Session;
 use crate::table::{discover_partitions, typed_partition_value};
@@ -137,7 +137,7 @@ impl Engine {
                     view_sql: Some(sql),
                 };
                 self.catalog
-                    .create_table(table, v.or_replace, self.managed.garbage_after())
+                    .create_table(table, &[], v.or_replace, self.managed.garbage_after())
                     .await?;
                 tag("CREATE VIEW")
             }
@@ -256,6 +256,8 @@ impl Engine {
                     DataType::Dictionary(_, value) if partition_columns.contains(f.name()) => {
                         Field::new(f.name(), value.as_ref().clone(), true)
                     }
+                    // A partition may be NULL (__HIVE_DEFAULT_PARTITION__).
+                    _ if partition_columns.contains(f.name()) => f.as_ref().clone().with_nullable(true),
                     _ => f.as_ref().clone(),
                 })
                 .collect::<Vec<_>>(),
@@ -280,14 +282,10 @@ impl Engine {
         } else {
             self.discover(state, &table, &schema).await?
         };
+        // One change: readers never see the table without its partitions.
         self.catalog
-            .create_table(table, cmd.or_replace, self.managed.garbage_after())
+            .create_table(table, &partitions, cmd.or_replace, self.managed.garbage_after())
             .await?;
-        if !partitions.is_empty() {
-            self.catalog
-                .alter_partitions(&db, &name, &partitions, &[], Strictness::Lenient, 0)
-                .await?;
-        }
         Ok(())
     }
 

@@ -241,9 +241,16 @@ impl Engine {
                 Some(plan),
             ) => {
                 let state = session.state();
+                let plan = if prepared.generation == self.catalog.snapshot().generation {
+                    plan.clone()
+                } else {
+                    self.plan_parsed(&state, &prepared.parsed)
+                        .await?
+                        .ok_or_else(|| QueryError::new(ErrorKind::Internal, "no plan"))?
+                };
                 let plan = match params {
-                    Some(p) => plan.clone().with_param_values(p)?,
-                    None => plan.clone(),
+                    Some(p) => plan.with_param_values(p)?,
+                    None => plan,
                 };
                 self.run_plan(
                     session,

@@ -23,7 +23,7 @@ use crate::catalog::provider::decode_schema;
 use crate::catalog::{Partition, Strictness, Table, TableKind};
 use crate::error::{ErrorKind, QueryError};
 use crate::session::Session;
-use crate::table::{child_url, typed_partition_value};
+use crate::table::{canonical_partition_value, child_url, typed_partition_value};
 
 fn invalid(msg: impl Into<String>) -> QueryError {
     QueryError::new(ErrorKind::InvalidParameter, msg)
@@ -88,6 +88,7 @@ impl Engine {
                     .alter_partitions(
                         &t.database,
                         &t.name,
+                        &t.id,
                         &add,
                         &[],
                         strictness,
@@ -116,6 +117,7 @@ impl Engine {
                     .alter_partitions(
                         &t.database,
                         &t.name,
+                        &t.id,
                         &[],
                         &drop,
                         strictness,
@@ -194,8 +196,16 @@ impl Engine {
             let field = schema
                 .field_with_name(c)
                 .map_err(|e| QueryError::new(ErrorKind::Internal, e.to_string()))?;
-            typed_partition_value(&v, &Arc::new(field.clone()))
-                .map_err(|e| invalid(format!("partition value '{v}' of \"{c}\": {e}")))?;
+            let field = Arc::new(field.clone());
+            let bad = |e| invalid(format!("partition value '{v}' of \"{c}\": {e}"));
+            typed_partition_value(&v, &field).map_err(bad)?;
+            // Managed tables name partitions as their writer formats values;
+            // external ones as their directories are named.
+            let v = if t.kind == TableKind::Managed {
+                canonical_partition_value(&v, &field).map_err(bad)?
+            } else {
+                v
+            };
             values.push(v);
         }
         if let Some((k, _)) = spec.iter().find(|(k, _)| !t.partition_columns.contains(k)) {
@@ -251,6 +261,7 @@ impl Engine {
             .alter_partitions(
                 &t.database,
                 &t.name,
+                &t.id,
                 &add,
                 &drop,
                 Strictness::Lenient,

@@ -29,6 +29,9 @@ use super::write::{TableWriter, WriteOutcome, WriteSettings, delete_all, partiti
 use crate::catalog::{CatalogState, CommitKind, Partition, PendingWrite, Table, WriteCommit, new_id, unix_now};
 use crate::error::{ErrorKind, QueryError};
 
+/// Objects of one store to delete: the store and (path, URL) pairs.
+type StoreBatch = (Arc<dyn ObjectStore>, Vec<(Path, String)>);
+
 /// What a write does to its table.
 #[derive(Debug, Clone)]
 pub enum WriteMode {
@@ -61,10 +64,7 @@ struct WriteGuard {
 impl WriteGuard {
     async fn abort(mut self) {
         if let Some(w) = self.writer.take() {
-            w.abort().await;
-        }
-        if let Err(e) = self.catalog.metastore().end_write(&self.write_id).await {
-            tracing::warn!(write = %self.write_id, "could not end an aborted write (the start-up sweep will): {e}");
+            end_unless_failed(&self.catalog, &self.write_id, w.abort().await).await;
         }
     }
 }
@@ -77,10 +77,22 @@ impl Drop for WriteGuard {
         let (id, catalog) = (self.write_id.clone(), Arc::clone(&self.catalog));
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                writer.abort().await;
-                let _ = catalog.metastore().end_write(&id).await;
+                let failed = writer.abort().await;
+                end_unless_failed(&catalog, &id, failed).await;
             });
         }
+    }
+}
+
+/// Forgets a write whose files are all gone; one with files left stays
+/// pending so the next start-up sweep deletes them.
+async fn end_unless_failed(catalog: &CatalogState, write_id: &str, failed: Vec<Path>) {
+    if !failed.is_empty() {
+        tracing::warn!(write = %write_id, files = failed.len(), "files of an abandoned write are left for the start-up sweep");
+        return;
+    }
+    if let Err(e) = catalog.metastore().end_write(write_id).await {
+        tracing::warn!(write = %write_id, "could not end an abandoned write (the start-up sweep will): {e}");
     }
 }
 
@@ -163,7 +175,9 @@ impl ManagedTables {
         let rows = outcome.rows;
         let commit = self.commit_of(table, mode, &write_id, &url, outcome);
         // From here on the outcome must not depend on whether the statement
-        // is still awaited: commit and clean up in a task of their own.
+        // is still awaited: commit and clean up in a task of their own,
+        // which now owns the written files.
+        drop(guard.writer.take());
         let this = self.clone_handle();
         tokio::spawn(async move { this.commit(commit).await })
             .await
@@ -182,11 +196,24 @@ impl ManagedTables {
 
     async fn commit(&self, commit: WriteCommit) -> Result<(), QueryError> {
         if let Err(e) = self.catalog.commit_write(&commit).await {
-            // The files were never part of the table: delete them (a losing
-            // CTAS touches only its own files).
-            let files: Vec<String> = commit.files.iter().map(|f| f.path.clone()).collect();
-            self.delete_urls(files).await;
-            let _ = self.catalog.metastore().end_write(&commit.write_id).await;
+            // Delete the files only if the write is certainly not part of
+            // the table: it is still pending (a commit removes that record
+            // in the same transaction). A losing CTAS deletes only its own.
+            match self.catalog.metastore().write_pending(&commit.write_id).await {
+                Ok(true) => {
+                    let files: Vec<String> = commit.files.iter().map(|f| f.path.clone()).collect();
+                    let failed = self.delete_urls(files).await;
+                    if failed.is_empty() {
+                        let _ = self.catalog.metastore().end_write(&commit.write_id).await;
+                    }
+                }
+                Ok(false) => {
+                    tracing::warn!(write = %commit.write_id, "a commit reported an error but is not pending; its files stay")
+                }
+                Err(e2) => {
+                    tracing::warn!(write = %commit.write_id, "cannot tell whether a failed commit is pending ({e2}); the start-up sweep decides")
+                }
+            }
             return Err(e.into());
         }
         if self.gc_grace.is_zero() {
@@ -200,24 +227,14 @@ impl ManagedTables {
         guard: &mut WriteGuard,
         input: Option<SendableRecordBatchStream>,
     ) -> Result<WriteOutcome, QueryError> {
-        if let Some(input) = input {
-            let writer = guard
-                .writer
-                .as_mut()
-                .ok_or_else(|| QueryError::new(ErrorKind::Internal, "no writer"))?;
-            writer.write_stream(input).await?;
-        }
         let writer = guard
             .writer
-            .take()
+            .as_mut()
             .ok_or_else(|| QueryError::new(ErrorKind::Internal, "no writer"))?;
-        match writer.finish().await {
-            Ok(outcome) => Ok(outcome),
-            Err((writer, e)) => {
-                guard.writer = Some(writer);
-                Err(e)
-            }
+        if let Some(input) = input {
+            writer.write_stream(input).await?;
         }
+        writer.finish().await
     }
 
     fn commit_of(
@@ -242,6 +259,7 @@ impl ManagedTables {
                 table_id: table.id.clone(),
             },
             WriteMode::Overwrite { static_partition } => {
+                let expected_version = table.version;
                 let scope = if table.partition_columns.is_empty() {
                     None
                 } else if let Some(values) = static_partition {
@@ -256,6 +274,7 @@ impl ManagedTables {
                     database: table.database.clone(),
                     name: table.name.clone(),
                     table_id: table.id.clone(),
+                    expected_version,
                     partitions: scope,
                 }
             }
@@ -278,23 +297,36 @@ impl ManagedTables {
         }
     }
 
-    async fn delete_urls(&self, urls: Vec<String>) {
-        let mut by_store: std::collections::BTreeMap<String, (Arc<dyn ObjectStore>, Vec<Path>)> = Default::default();
+    /// Deletes objects by URL; returns the URLs that could not be deleted.
+    async fn delete_urls(&self, urls: Vec<String>) -> Vec<String> {
+        let mut failed = Vec::new();
+        // store name → (store, [(path, url)])
+        let mut by_store: std::collections::BTreeMap<String, StoreBatch> = Default::default();
         for u in urls {
             match self.store_of(&u) {
                 Ok((store, _, path)) => {
                     let key = format!("{store}");
-                    by_store.entry(key).or_insert_with(|| (store, Vec::new())).1.push(path);
+                    by_store
+                        .entry(key)
+                        .or_insert_with(|| (store, Vec::new()))
+                        .1
+                        .push((path, u));
                 }
-                Err(e) => tracing::warn!(url = %u, "cannot delete: {e}"),
+                Err(e) => {
+                    tracing::warn!(url = %u, "cannot delete: {e}");
+                    failed.push(u);
+                }
             }
         }
-        for (_, (store, paths)) in by_store {
-            delete_all(&store, paths).await;
+        for (_, (store, entries)) in by_store {
+            let left = delete_all(&store, entries.iter().map(|(p, _)| p.clone()).collect()).await;
+            failed.extend(entries.into_iter().filter(|(p, _)| left.contains(p)).map(|(_, u)| u));
         }
+        failed
     }
 
-    /// Deletes garbage whose grace period is over.
+    /// Deletes garbage whose grace period is over; what cannot be deleted
+    /// now stays on record for the next round.
     pub async fn collect_garbage(&self) {
         let due = match self.catalog.metastore().due_garbage(unix_now()).await {
             Ok(d) => d,
@@ -307,34 +339,59 @@ impl ManagedTables {
             return;
         }
         let paths: Vec<String> = due.into_iter().map(|g| g.path).collect();
-        self.delete_urls(paths.clone()).await;
-        if let Err(e) = self.catalog.metastore().forget_garbage(&paths).await {
+        let failed = self.delete_urls(paths.clone()).await;
+        let deleted: Vec<String> = paths.into_iter().filter(|p| !failed.contains(p)).collect();
+        if let Err(e) = self.catalog.metastore().forget_garbage(&deleted).await {
             tracing::warn!("cannot forget deleted garbage: {e}");
         }
     }
 
-    /// Deletes the files of writes a crash left pending. Run at start-up,
-    /// before any write of this gateway begins.
-    pub async fn sweep(&self) -> Result<usize, QueryError> {
-        let pending = self.catalog.metastore().pending_writes().await?;
+    /// The writes a crash left pending. Read at start-up, before this
+    /// gateway begins any write, so [`Self::sweep`] never touches its own.
+    pub async fn interrupted_writes(&self) -> Result<Vec<PendingWrite>, QueryError> {
+        Ok(self.catalog.metastore().pending_writes().await?)
+    }
+
+    /// Deletes the files of `writes` (interrupted by a crash) and forgets
+    /// them; a write whose files cannot all be deleted now stays pending for
+    /// the next start. Returns the files deleted.
+    pub async fn sweep(&self, writes: Vec<PendingWrite>) -> usize {
         let mut deleted = 0;
-        for w in pending {
-            let (store, _, path) = self.store_of(&w.location)?;
-            let marker = format!("part-{}-", w.write_id);
-            let files: Vec<Path> = store
-                .list(Some(&path))
-                .try_filter(|m| futures::future::ready(m.location.filename().is_some_and(|n| n.starts_with(&marker))))
-                .map_ok(|m| m.location)
-                .try_collect()
-                .await
-                .map_err(|e| QueryError::new(ErrorKind::Internal, format!("sweep {}: {e}", w.location)))?;
-            deleted += files.len();
-            delete_all(&store, files).await;
-            self.catalog.metastore().end_write(&w.write_id).await?;
-            tracing::info!(write = %w.write_id, location = %w.location, "removed the files of an interrupted write");
+        for w in writes {
+            match self.sweep_one(&w).await {
+                Ok(n) => {
+                    deleted += n;
+                    tracing::info!(write = %w.write_id, location = %w.location, files = n, "removed the files of an interrupted write");
+                }
+                Err(e) => {
+                    tracing::warn!(write = %w.write_id, location = %w.location, "cannot sweep an interrupted write now: {e}")
+                }
+            }
         }
         self.collect_garbage().await;
-        Ok(deleted)
+        deleted
+    }
+
+    async fn sweep_one(&self, w: &PendingWrite) -> Result<usize, QueryError> {
+        let (store, _, path) = self.store_of(&w.location)?;
+        let marker = format!("part-{}-", w.write_id);
+        let files: Vec<Path> = store
+            .list(Some(&path))
+            .try_filter(|m| futures::future::ready(m.location.filename().is_some_and(|n| n.starts_with(&marker))))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(|e| QueryError::new(ErrorKind::Internal, format!("list {}: {e}", w.location)))?;
+        let n = files.len();
+        let failed = delete_all(&store, files).await;
+        if !failed.is_empty() {
+            return Err(QueryError::new(
+                ErrorKind::Internal,
+                format!("{} file(s) could not be deleted", failed.len()),
+            ));
+        }
+        self.catalog.metastore().end_write(&w.write_id).await?;
+        Ok(n)
     }
 
     /// Deletes due garbage every few seconds until `shutdown`.

@@ -24,6 +24,7 @@ impl Engine {
         }
         let parsed = parsed.pop().unwrap_or(Parsed::Empty);
         let state = session.state();
+        let generation = self.catalog.snapshot().generation;
         let (schema, param_types, plan) = match &parsed {
             Parsed::Session(SessionCommand::Show { name }) => (text_column(name), vec![], None),
             Parsed::Session(SessionCommand::ShowSchemas) => (text_column("schema_name"), vec![], None),
@@ -75,6 +76,7 @@ impl Engine {
             schema,
             param_types,
             plan,
+            generation,
         })
     }
 

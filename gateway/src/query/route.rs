@@ -37,6 +37,7 @@ impl Engine {
         }
         let token = session.begin_statement();
         let optimized = state.optimize(&plan)?;
+        self.check_incarnations(&optimized)?;
         let (stream, guard) = if reads_only_lake_tables(&optimized) {
             let schema = Arc::new(optimized.schema().as_arrow().clone());
             let (stream, current) = super::distributed::run(super::distributed::JobSpec {
@@ -141,6 +142,35 @@ impl Engine {
                 ErrorKind::Internal,
                 format!("expected rows, got {other:?}"),
             )),
+        }
+    }
+}
+
+impl Engine {
+    /// Refuses a plan whose lake tables were dropped or replaced since it was
+    /// made (40001: run it again) rather than reading a dead incarnation.
+    fn check_incarnations(&self, plan: &LogicalPlan) -> Result<(), QueryError> {
+        let mut stale = None;
+        let _ = plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node
+                && let Ok(p) = source_as_provider(&scan.source)
+                && let Some(lake) = p.downcast_ref::<LakeTable>()
+            {
+                let t = lake.table();
+                if self
+                    .catalog
+                    .table(&t.database, &t.name)
+                    .is_none_or(|now| now.id != t.id)
+                {
+                    stale = Some(t.qualified());
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        match stale {
+            Some(name) => Err(crate::catalog::CatalogError::TableChanged(name).into()),
+            None => Ok(()),
         }
     }
 }

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::compute::{CastOptions, cast_with_options, take};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::execution::SendableRecordBatchStream;
@@ -31,6 +31,11 @@ use parquet::file::properties::WriterProperties;
 
 use crate::catalog::{DataFile, NULL_PARTITION};
 use crate::error::{ErrorKind, QueryError};
+
+const STRICT: CastOptions<'static> = CastOptions {
+    safe: false,
+    format_options: FormatOptions::new(),
+};
 
 /// Buffered bytes of one open file before its row group is flushed.
 pub const ROW_GROUP_BYTES: usize = 32 << 20;
@@ -351,38 +356,48 @@ impl TableWriter {
         Ok(())
     }
 
-    /// Finishes every open file.
-    pub async fn finish(mut self) -> Result<WriteOutcome, (Self, QueryError)> {
+    /// Finishes every open file. The writer keeps its record of started
+    /// files, so [`Self::abort`] still deletes them if the write is given up.
+    pub async fn finish(&mut self) -> Result<WriteOutcome, QueryError> {
         let keys: Vec<Vec<String>> = self.open.keys().cloned().collect();
         for key in keys {
-            if let Err(e) = self.finish_file(&key).await {
-                return Err((self, e));
-            }
+            self.finish_file(&key).await?;
         }
         Ok(WriteOutcome {
             rows: self.rows,
-            files: std::mem::take(&mut self.done),
+            files: self.done.clone(),
         })
     }
 
-    /// Deletes every file this write started (finished or not).
-    pub async fn abort(mut self) {
-        // Dropping an unfinished file's writer leaves at most an unfinished
-        // multipart upload, which stores never show as an object.
-        self.open.clear();
-        delete_all(&self.store, std::mem::take(&mut self.started)).await;
+    /// Deletes every file this write started (finished or not) and aborts
+    /// unfinished multipart uploads. Returns the objects that could not be
+    /// deleted.
+    pub async fn abort(mut self) -> Vec<Path> {
+        for (_, file) in std::mem::take(&mut self.open) {
+            let mut sink = file.writer.into_inner();
+            if let Err(e) = sink.abort().await {
+                tracing::debug!(file = %file.url, "aborting an unfinished upload: {e}");
+            }
+        }
+        delete_all(&self.store, std::mem::take(&mut self.started)).await
     }
 }
 
-/// Deletes objects, ignoring those already gone; failures are logged (the
-/// start-up sweep retries what a crash left behind).
-pub async fn delete_all(store: &Arc<dyn ObjectStore>, paths: Vec<Path>) {
+/// Deletes objects, treating those already gone as deleted. Returns the
+/// paths that could not be deleted (their owners keep them on record and try
+/// again later).
+pub async fn delete_all(store: &Arc<dyn ObjectStore>, paths: Vec<Path>) -> Vec<Path> {
+    let mut failed = Vec::new();
     for p in paths {
         match store.delete(&p).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => tracing::warn!(path = %p, "could not delete: {e}"),
+            Err(e) => {
+                tracing::warn!(path = %p, "could not delete: {e}");
+                failed.push(p);
+            }
         }
     }
+    failed
 }
 
 /// Casts a batch to `schema`'s types and names by position (used for table
@@ -409,7 +424,9 @@ pub(crate) fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBa
             if c.data_type() == f.data_type() {
                 Ok(Arc::clone(c))
             } else {
-                cast(c, f.data_type())
+                // Strict: a value that does not fit the column is an error,
+                // never a silent NULL.
+                cast_with_options(c, f.data_type(), &STRICT)
                     .map_err(|e| QueryError::new(ErrorKind::DataException, format!("column \"{}\": {e}", f.name())))
             }
         })

@@ -19,7 +19,7 @@ use crate::catalog::provider::{decode_schema, encode_schema};
 use crate::catalog::{Table, TableKind, new_id};
 use crate::error::{ErrorKind, QueryError};
 use crate::session::Session;
-use crate::table::typed_partition_value;
+use crate::table::{canonical_partition_value, partitionable, typed_partition_value};
 
 /// Table properties a managed table accepts (`CREATE TABLE ... WITH (...)`).
 const PROPERTIES: &[&str] = &["compression", "row_group_size"];
@@ -101,6 +101,16 @@ impl Engine {
                     ErrorKind::UndefinedColumn,
                     format!("partition column \"{p}\" is not in the query"),
                 ));
+            }
+        }
+        for p in partition_by {
+            if let Ok(f) = input_schema.field_with_name(p)
+                && !partitionable(f.data_type())
+            {
+                return Err(QueryError::unsupported(format!(
+                    "partitioning by \"{p}\" of type {}",
+                    f.data_type()
+                )));
             }
         }
         if partition_by.len() == input_schema.fields().len() && !partition_by.is_empty() {
@@ -295,10 +305,10 @@ impl Engine {
         for ((_, value), f) in spec.iter().zip(&schema.fields()[n_data..]) {
             match value {
                 Some(v) => {
-                    let scalar = typed_partition_value(v, f)
-                        .map_err(|e| invalid(format!("partition value '{v}' of \"{}\": {e}", f.name())))?;
+                    let bad = |e| invalid(format!("partition value '{v}' of \"{}\": {e}", f.name()));
+                    let scalar = typed_partition_value(v, f).map_err(bad)?;
                     exprs.push(lit(scalar).alias(f.name()));
-                    static_values.push(v.clone());
+                    static_values.push(canonical_partition_value(v, f).map_err(bad)?);
                 }
                 None => {
                     exprs.push(cast(unqualified(&input_fields[next]), f.data_type().clone()).alias(f.name()));

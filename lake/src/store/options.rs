@@ -55,6 +55,9 @@ impl TableStoreOptions {
                 return Err(StoreError::CredentialInOptions(k.clone()));
             }
             kind.validate_key(&key)?;
+            if !kind.table_may_set(&key) {
+                return Err(StoreError::NotPerTable(k.clone()));
+            }
             out.overrides.insert(key, v.clone());
         }
         Ok((out, rest))

@@ -23,6 +23,17 @@ fn table_options_split_and_refuse_credentials() {
     assert!(matches!(err, StoreError::CredentialInOptions(_)), "{err}");
     let err = TableStoreOptions::parse("s3://b/t/", &opts(&[("aws.no_such_thing", "1")])).unwrap_err();
     assert!(matches!(err, StoreError::UnknownOption { .. }), "{err}");
+    for (location, key) in [
+        ("s3://b/t/", "aws.endpoint_url_sts"),
+        ("s3://b/t/", "aws.role_arn"),
+        ("s3://b/t/", "aws.role_session_name"),
+        ("gs://b/t/", "gcp.base_url"),
+        ("az://c/t/", "azure.authority_host"),
+        ("az://c/t/", "azure.endpoint"),
+    ] {
+        let err = TableStoreOptions::parse(location, &opts(&[(key, "https://elsewhere")])).unwrap_err();
+        assert!(matches!(err, StoreError::NotPerTable(_)), "{key}: {err}");
+    }
     let err = TableStoreOptions::parse("gs://b/t/", &opts(&[("aws.region", "x")])).unwrap_err();
     assert!(matches!(err, StoreError::UnknownOption { .. }), "{err}");
 }
@@ -86,6 +97,18 @@ fn named_stores_are_validated_and_matched_by_bucket() {
         },
     );
     assert!(StoreSettings::new(&named).is_err());
+}
+
+#[test]
+fn a_store_url_cannot_redirect_credentials() {
+    let registry = LakeRegistry::new(StoreSettings::default(), StoreMetrics::new().unwrap());
+    let forged = TableStoreOptions {
+        store: None,
+        overrides: opts(&[("google_base_url", "https://evil.example")]),
+    };
+    let r = resolve("gs://bucket/t/", &forged).unwrap();
+    let err = registry.get_store(r.store_url.as_ref()).unwrap_err().to_string();
+    assert!(err.contains("cannot be set per table"), "{err}");
 }
 
 #[tokio::test]

@@ -148,6 +148,24 @@ pub(super) fn files_to_garbage(
     Ok(n)
 }
 
+/// With `replace`, removes `old` so `new` can take its name; a relation of
+/// another kind is never replaced (a view must not drop a table's data).
+pub(super) fn replace_table(
+    tx: &Connection,
+    old: &Table,
+    new: &Table,
+    replace: bool,
+    after: u64,
+) -> Result<(), CatalogError> {
+    if !replace {
+        return Err(CatalogError::TableExists(new.qualified()));
+    }
+    if old.kind != new.kind {
+        return Err(CatalogError::WrongKind(old.qualified(), old.kind.describe()));
+    }
+    remove_table(tx, old, after)
+}
+
 /// Removes a table row (cascading to columns, partitions and manifest), its
 /// manifest files becoming garbage.
 pub(super) fn remove_table(tx: &Connection, t: &Table, after: u64) -> Result<(), CatalogError> {
@@ -204,10 +222,7 @@ pub(super) fn commit(tx: &Connection, c: &WriteCommit) -> Result<(), CatalogErro
         CommitKind::Create { table, replace } => {
             require_database(tx, &table.database)?;
             if let Some(old) = find_table(tx, &table.database, &table.name)? {
-                if !*replace {
-                    return Err(CatalogError::TableExists(table.qualified()));
-                }
-                remove_table(tx, &old, after)?;
+                replace_table(tx, &old, table, *replace, after)?;
             }
             insert_table(tx, table)?;
             table.id.clone()
@@ -224,9 +239,13 @@ pub(super) fn commit(tx: &Connection, c: &WriteCommit) -> Result<(), CatalogErro
             database,
             name,
             table_id,
+            expected_version,
             partitions,
         } => {
-            live_table(tx, database, name, table_id)?;
+            let live = live_table(tx, database, name, table_id)?;
+            if live.version != *expected_version {
+                return Err(CatalogError::TableChanged(format!("{database}.{name}")));
+            }
             match partitions {
                 None => {
                     files_to_garbage(tx, table_id, None, after)?;

@@ -90,12 +90,13 @@ async fn round_trip_survives_reopen_and_cascade_drops() {
         })
         .await
         .unwrap();
-        m.create_table(&t, false, 0).await.unwrap();
+        m.create_table(&t, &[], false, 0).await.unwrap();
         assert!(matches!(
-            m.create_table(&table("s", "t", TableKind::External), false, 0).await,
+            m.create_table(&table("s", "t", TableKind::External), &[], false, 0)
+                .await,
             Err(CatalogError::TableExists(_))
         ));
-        m.alter_partitions("s", "t", &[part("1", true)], &[], Strictness::Strict, 0)
+        m.alter_partitions("s", "t", &t.id, &[part("1", true)], &[], Strictness::Strict, 0)
             .await
             .unwrap();
     }
@@ -124,7 +125,8 @@ async fn table_in_missing_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let m = SqliteMetastore::open(&dir.path().join("c.db")).unwrap();
     assert!(matches!(
-        m.create_table(&table("nope", "t", TableKind::External), false, 0).await,
+        m.create_table(&table("nope", "t", TableKind::External), &[], false, 0)
+            .await,
         Err(CatalogError::DatabaseNotFound(_))
     ));
 }
@@ -197,6 +199,7 @@ async fn appends_overwrites_and_stale_writers() {
             database: "s".into(),
             name: "t".into(),
             table_id: t.id.clone(),
+            expected_version: 3,
             partitions: Some(vec![vec!["1".into()]]),
         },
         partitions: vec![part("1", false)],
@@ -217,10 +220,29 @@ async fn appends_overwrites_and_stale_writers() {
         vec!["e", "b", "d"].into_iter().map(String::from).collect::<Vec<_>>()
     );
     assert_eq!(m.due_garbage(0).await.unwrap().len(), 2, "a and c of partition 1");
+    // An overwrite that started before the last commit would discard rows it
+    // never saw: refused.
+    let stale = m
+        .commit_write(&WriteCommit {
+            write_id: "w3b".into(),
+            kind: CommitKind::Overwrite {
+                database: "s".into(),
+                name: "t".into(),
+                table_id: t.id.clone(),
+                expected_version: 3,
+                partitions: None,
+            },
+            partitions: vec![],
+            files: vec![],
+            garbage_after_unix: 0,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, CatalogError::TableChanged(_)), "{stale}");
 
     // A writer that started on the old incarnation may not commit into the new one.
     let newer = table("s", "t", TableKind::Managed);
-    m.create_table(&newer, true, 0).await.unwrap();
+    m.create_table(&newer, &[], true, 0).await.unwrap();
     let err = m
         .commit_write(&WriteCommit {
             write_id: "w4".into(),
@@ -245,7 +267,7 @@ async fn partition_changes_are_strict_or_lenient() {
     let t = table("s", "t", TableKind::Managed);
     m.commit_write(&create(&t, vec![file("1", "a")], false)).await.unwrap();
     let err = m
-        .alter_partitions("s", "t", &[part("1", false)], &[], Strictness::Strict, 0)
+        .alter_partitions("s", "t", &t.id, &[part("1", false)], &[], Strictness::Strict, 0)
         .await
         .unwrap_err();
     assert!(matches!(err, CatalogError::PartitionExists(..)), "{err}");
@@ -254,6 +276,7 @@ async fn partition_changes_are_strict_or_lenient() {
         .alter_partitions(
             "s",
             "t",
+            &t.id,
             &[part("1", false), part("2", false)],
             &[],
             Strictness::Lenient,
@@ -263,12 +286,12 @@ async fn partition_changes_are_strict_or_lenient() {
         .unwrap();
     assert_eq!(change, PartitionChange { added: 1, dropped: 0 });
     let err = m
-        .alter_partitions("s", "t", &[], &[vec!["9".into()]], Strictness::Strict, 0)
+        .alter_partitions("s", "t", &t.id, &[], &[vec!["9".into()]], Strictness::Strict, 0)
         .await
         .unwrap_err();
     assert!(matches!(err, CatalogError::PartitionNotFound(..)), "{err}");
     let change = m
-        .alter_partitions("s", "t", &[], &[vec!["1".into()]], Strictness::Strict, 0)
+        .alter_partitions("s", "t", &t.id, &[], &[vec!["1".into()]], Strictness::Strict, 0)
         .await
         .unwrap();
     assert_eq!(change.dropped, 1);

@@ -64,6 +64,7 @@ async fn partitions_roll_files_within_the_open_file_bound() {
         assert!(w.open.len() <= 2);
     }
     let outcome = w.finish().await.unwrap();
+    let _ = &w;
     assert_eq!(outcome.rows, 700);
     assert_eq!(outcome.partitions().len(), 7);
     assert!(outcome.files.len() > 7, "{} files", outcome.files.len());
@@ -98,7 +99,7 @@ async fn abort_deletes_every_started_file() {
         !files_under(dir.path()).await.is_empty(),
         "finished files exist before abort"
     );
-    w.abort().await;
+    assert!(w.abort().await.is_empty());
     assert!(files_under(dir.path()).await.is_empty());
 }
 
