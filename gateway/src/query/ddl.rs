@@ -64,6 +64,67 @@ pub(super) fn absolute_location(l: &str) -> Result<String, QueryError> {
     Ok(url.to_string())
 }
 
+/// Partition columns and schema of an external table without declared
+/// columns: inferred once by DataFusion's listing-table factory (which
+/// lists the location and reads a file's schema).
+async fn infer_schema(state: &SessionState, cmd: &CreateExternalTable) -> Result<(Vec<String>, SchemaRef), QueryError> {
+    let provider = ListingTableFactory::new().create(state, cmd).await?;
+    let partition_columns: Vec<String> = match provider.downcast_ref::<ListingTable>() {
+        Some(l) => l
+            .options()
+            .table_partition_cols
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect(),
+        None => cmd.table_partition_cols.clone(),
+    };
+    // Untyped partition columns come back dictionary-encoded; store their
+    // value type so every engine in the cluster agrees on it. A partition
+    // may be NULL (__HIVE_DEFAULT_PARTITION__).
+    let schema = Schema::new(
+        provider
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Dictionary(_, value) if partition_columns.contains(f.name()) => {
+                    Field::new(f.name(), value.as_ref().clone(), true)
+                }
+                _ if partition_columns.contains(f.name()) => f.as_ref().clone().with_nullable(true),
+                _ => f.as_ref().clone(),
+            })
+            .collect::<Vec<_>>(),
+    );
+    Ok((partition_columns, Arc::new(schema)))
+}
+
+/// Schema of an external table with declared columns: data columns, then
+/// the partition columns in `PARTITIONED BY` order (Hive order). Nothing is
+/// read; the format options are checked.
+fn declared_schema(state: &SessionState, cmd: &CreateExternalTable) -> Result<(Vec<String>, SchemaRef), QueryError> {
+    state
+        .get_file_format_factory(&cmd.file_type.to_ascii_lowercase())
+        .ok_or_else(|| QueryError::unsupported(format!("format {}", cmd.file_type)))?
+        .create(state, &cmd.options)?;
+    let declared = cmd.schema.as_arrow();
+    let mut fields: Vec<Field> = declared
+        .fields()
+        .iter()
+        .filter(|f| !cmd.table_partition_cols.contains(f.name()))
+        .map(|f| f.as_ref().clone())
+        .collect();
+    for p in &cmd.table_partition_cols {
+        let f = declared.field_with_name(p).map_err(|_| {
+            QueryError::new(
+                ErrorKind::UndefinedColumn,
+                format!("partition column \"{p}\" is not among the declared columns"),
+            )
+        })?;
+        fields.push(f.clone().with_nullable(true));
+    }
+    Ok((cmd.table_partition_cols.clone(), Arc::new(Schema::new(fields))))
+}
+
 impl Engine {
     pub(super) async fn ddl(
         &self,
@@ -235,33 +296,11 @@ impl Engine {
         cmd.locations = resolved.iter().map(|r| r.url.to_string()).collect();
         cmd.options = format_options.into_iter().collect();
         cmd.name = TableReference::full(CATALOG_NAME, db.as_str(), name.as_str());
-        let provider = ListingTableFactory::new().create(state, &cmd).await?;
-        let partition_columns: Vec<String> = match provider.downcast_ref::<ListingTable>() {
-            Some(l) => l
-                .options()
-                .table_partition_cols
-                .iter()
-                .map(|(n, _)| n.clone())
-                .collect(),
-            None => cmd.table_partition_cols.clone(),
+        let (partition_columns, schema) = if cmd.schema.fields().is_empty() {
+            infer_schema(state, &cmd).await?
+        } else {
+            declared_schema(state, &cmd)?
         };
-        // Untyped partition columns come back dictionary-encoded; store their
-        // value type so every engine in the cluster agrees on it.
-        let schema: SchemaRef = Arc::new(Schema::new(
-            provider
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| match f.data_type() {
-                    DataType::Dictionary(_, value) if partition_columns.contains(f.name()) => {
-                        Field::new(f.name(), value.as_ref().clone(), true)
-                    }
-                    // A partition may be NULL (__HIVE_DEFAULT_PARTITION__).
-                    _ if partition_columns.contains(f.name()) => f.as_ref().clone().with_nullable(true),
-                    _ => f.as_ref().clone(),
-                })
-                .collect::<Vec<_>>(),
-        ));
         let table = Table {
             database: db.clone(),
             name: name.clone(),
