@@ -23,7 +23,9 @@ mod commit;
 pub mod provider;
 pub mod sqlite;
 
-pub use self::commit::{CommitKind, DataFile, Garbage, PartitionChange, PendingWrite, Strictness, WriteCommit};
+pub use self::commit::{
+    CommitKind, DataFile, Garbage, PartitionChange, PartitionEdit, PendingWrite, Strictness, WriteCommit,
+};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -214,20 +216,8 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
     /// Drops a table or view; a managed table's files become garbage.
     async fn drop_table(&self, database: &str, name: &str, garbage_after_unix: u64) -> Result<Table, CatalogError>;
     async fn list_partitions(&self, table_id: &str) -> Result<Vec<Partition>, CatalogError>;
-    /// Adds and drops partitions of table `database.name`, which must still
-    /// be incarnation `table_id`, in one change and bumps its version.
-    /// Dropped partitions' manifest files become garbage.
-    #[allow(clippy::too_many_arguments)]
-    async fn alter_partitions(
-        &self,
-        database: &str,
-        name: &str,
-        table_id: &str,
-        add: &[Partition],
-        drop: &[Vec<String>],
-        strictness: Strictness,
-        garbage_after_unix: u64,
-    ) -> Result<PartitionChange, CatalogError>;
+    /// Applies one [`PartitionEdit`] and bumps the table's version.
+    async fn alter_partitions(&self, edit: &PartitionEdit) -> Result<PartitionChange, CatalogError>;
     /// The manifest of a managed table.
     async fn list_files(&self, table_id: &str) -> Result<Vec<DataFile>, CatalogError>;
     /// Records a write before it puts its first file.
@@ -430,22 +420,8 @@ impl CatalogState {
             .await
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub async fn alter_partitions(
-        &self,
-        database: &str,
-        name: &str,
-        table_id: &str,
-        add: &[Partition],
-        drop: &[Vec<String>],
-        strictness: Strictness,
-        garbage_after_unix: u64,
-    ) -> Result<PartitionChange, CatalogError> {
-        self.change(
-            self.store
-                .alter_partitions(database, name, table_id, add, drop, strictness, garbage_after_unix),
-        )
-        .await
+    pub async fn alter_partitions(&self, edit: &PartitionEdit) -> Result<PartitionChange, CatalogError> {
+        self.change(self.store.alter_partitions(edit)).await
     }
 
     pub async fn commit_write(&self, commit: &WriteCommit) -> Result<(), CatalogError> {

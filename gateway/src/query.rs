@@ -71,20 +71,26 @@ impl std::fmt::Debug for QueryOutput {
 pub enum Parsed {
     /// Handled by the session without planning.
     Session(SessionCommand),
-    /// A SQL statement for DataFusion, with the partition columns of a
-    /// `CREATE TABLE ... PARTITIONED BY (...)` lifted out of it.
+    /// A SQL statement for DataFusion, with what was lifted out of it.
     Sql {
         statement: Box<DfStatement>,
-        partition_by: Vec<String>,
-        /// Query text of `CREATE VIEW`, stored as the view definition.
-        view_sql: Option<String>,
-        /// `CREATE TABLE ... WITH (k = v)`: write settings of a managed table.
-        table_properties: Vec<(String, String)>,
+        lifted: Lifted,
     },
     /// A Hive partition statement (`MSCK REPAIR TABLE`, `ALTER TABLE ...
     /// PARTITION`, `SHOW PARTITIONS`, `REFRESH TABLE`, `INSERT OVERWRITE`).
     Hive(hive::HiveStatement),
     Empty,
+}
+
+/// What [`parse_sql`] takes out of a statement before DataFusion sees it.
+#[derive(Debug, Clone, Default)]
+pub struct Lifted {
+    /// Hive `PARTITIONED BY (...)` of `CREATE TABLE`.
+    pub partition_by: Vec<String>,
+    /// Query text of `CREATE VIEW`, stored as the view definition.
+    pub view_sql: Option<String>,
+    /// `CREATE TABLE ... WITH (k = v)`: write settings of a managed table.
+    pub table_properties: Vec<(String, String)>,
 }
 
 /// A statement described for the extended protocol / Flight SQL prepare.
@@ -235,9 +241,11 @@ fn lift(statement: DfStatement) -> Parsed {
     };
     Parsed::Sql {
         statement: Box::new(statement),
-        partition_by,
-        view_sql,
-        table_properties,
+        lifted: Lifted {
+            partition_by,
+            view_sql,
+            table_properties,
+        },
     }
 }
 
@@ -319,12 +327,8 @@ mod tests {
         )
         .unwrap();
         match &parsed[0] {
-            Parsed::Sql {
-                partition_by,
-                statement,
-                ..
-            } => {
-                assert_eq!(partition_by, &vec!["region".to_owned(), "Day".to_owned()]);
+            Parsed::Sql { lifted, statement } => {
+                assert_eq!(lifted.partition_by, vec!["region".to_owned(), "Day".to_owned()]);
                 assert!(!statement.to_string().contains("PARTITIONED"));
             }
             other => panic!("unexpected {other:?}"),

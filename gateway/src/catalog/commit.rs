@@ -86,3 +86,32 @@ pub struct PartitionChange {
     pub added: usize,
     pub dropped: usize,
 }
+
+/// One change to a table's partitions: added and dropped together, on the
+/// table incarnation `table_id` (else the change fails with
+/// `TableChanged`). Dropped partitions' manifest files become garbage.
+#[derive(Debug, Clone)]
+pub struct PartitionEdit {
+    pub database: String,
+    pub name: String,
+    pub table_id: String,
+    pub add: Vec<Partition>,
+    pub drop: Vec<Vec<String>>,
+    pub strictness: Strictness,
+    pub garbage_after_unix: u64,
+}
+
+impl PartitionEdit {
+    /// An edit of `table` that changes nothing yet.
+    pub fn of(table: &Table, strictness: Strictness, garbage_after_unix: u64) -> Self {
+        PartitionEdit {
+            database: table.database.clone(),
+            name: table.name.clone(),
+            table_id: table.id.clone(),
+            add: Vec::new(),
+            drop: Vec::new(),
+            strictness,
+            garbage_after_unix,
+        }
+    }
+}

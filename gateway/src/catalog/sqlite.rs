@@ -14,8 +14,8 @@ use self::rows::{
 };
 
 use super::{
-    CatalogError, DataFile, Database, Garbage, Metastore, Partition, PartitionChange, PendingWrite, Strictness, Table,
-    WriteCommit,
+    CatalogError, DataFile, Database, Garbage, Metastore, Partition, PartitionChange, PartitionEdit, PendingWrite,
+    Strictness, Table, WriteCommit,
 };
 
 /// Catalog format; bumped when the schema changes.
@@ -246,19 +246,16 @@ impl Metastore for SqliteMetastore {
         .await
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn alter_partitions(
-        &self,
-        database: &str,
-        name: &str,
-        table_id: &str,
-        add: &[Partition],
-        drop: &[Vec<String>],
-        strictness: Strictness,
-        after: u64,
-    ) -> Result<PartitionChange, CatalogError> {
-        let (database, name, add, drop) = (database.to_owned(), name.to_owned(), add.to_vec(), drop.to_vec());
-        let table_id = table_id.to_owned();
+    async fn alter_partitions(&self, edit: &PartitionEdit) -> Result<PartitionChange, CatalogError> {
+        let PartitionEdit {
+            database,
+            name,
+            table_id,
+            add,
+            drop,
+            strictness,
+            garbage_after_unix: after,
+        } = edit.clone();
         self.tx(move |tx| {
             let table = find_table(tx, &database, &name)?
                 .ok_or_else(|| CatalogError::TableNotFound(format!("{database}.{name}")))?;

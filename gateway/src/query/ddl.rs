@@ -14,7 +14,7 @@ use datafusion::logical_expr::{CreateExternalTable, DdlStatement};
 use object_store::ObjectStoreExt;
 use sluice_lake::store::{TableStoreOptions, resolve};
 
-use super::{Engine, QueryOutput};
+use super::{Engine, Lifted, QueryOutput};
 use crate::catalog::provider::{ViewError, encode_schema, view_cycle};
 use crate::catalog::{CATALOG_NAME, CatalogError, Column, Partition, Table, TableKind, new_id};
 use crate::error::{ErrorKind, QueryError};
@@ -131,9 +131,7 @@ impl Engine {
         session: &Session,
         state: &SessionState,
         ddl: DdlStatement,
-        partition_by: &[String],
-        view_sql: Option<&str>,
-        table_properties: &[(String, String)],
+        lifted: &Lifted,
     ) -> Result<QueryOutput, QueryError> {
         match ddl {
             DdlStatement::CreateCatalogSchema(c) => {
@@ -162,14 +160,15 @@ impl Engine {
                 tag("CREATE EXTERNAL TABLE")
             }
             DdlStatement::CreateMemoryTable(c) => {
-                self.create_managed(session, state, c, partition_by, table_properties)
+                self.create_managed(session, state, c, &lifted.partition_by, &lifted.table_properties)
                     .await
             }
             DdlStatement::CreateView(v) => {
                 let (db, name) = self.resolve(state, &v.name)?;
                 self.require_database(&db)?;
-                let sql = view_sql
-                    .map(str::to_owned)
+                let sql = lifted
+                    .view_sql
+                    .clone()
                     .ok_or_else(|| QueryError::unsupported("CREATE VIEW without a query"))?;
                 if let Some(path) = view_cycle(&self.catalog, &db, &name, &sql) {
                     return Err(QueryError::new(

@@ -19,7 +19,7 @@ use datafusion_pg_catalog::setup_pg_catalog;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use super::managed::ManagedTables;
-use super::{Parsed, Prepared, QueryHandler, QueryOutput, TableInfo, parse_sql};
+use super::{Lifted, Parsed, Prepared, QueryHandler, QueryOutput, TableInfo, parse_sql};
 use crate::catalog::provider::SluiceCatalog;
 use crate::catalog::{CATALOG_NAME, CatalogState, DEFAULT_DATABASE, TableKind};
 use crate::cluster::Cluster;
@@ -186,15 +186,10 @@ impl Engine {
         session: &Session,
         state: &SessionState,
         plan: LogicalPlan,
-        partition_by: &[String],
-        view_sql: Option<&str>,
-        table_properties: &[(String, String)],
+        lifted: &Lifted,
     ) -> Result<QueryOutput, QueryError> {
         match plan {
-            LogicalPlan::Ddl(ddl) => {
-                self.ddl(session, state, ddl, partition_by, view_sql, table_properties)
-                    .await
-            }
+            LogicalPlan::Ddl(ddl) => self.ddl(session, state, ddl, lifted).await,
             LogicalPlan::Dml(dml) if matches!(dml.op, WriteOp::Insert(_)) => {
                 let (db, name) = self.resolve(state, &dml.table_name)?;
                 self.insert(session, state, &db, &name, (*dml.input).clone(), None)
@@ -231,15 +226,7 @@ impl Engine {
         params: Option<ParamValues>,
     ) -> Result<QueryOutput, QueryError> {
         match (&prepared.parsed, &prepared.plan) {
-            (
-                Parsed::Sql {
-                    partition_by,
-                    view_sql,
-                    table_properties,
-                    ..
-                },
-                Some(plan),
-            ) => {
+            (Parsed::Sql { lifted, .. }, Some(plan)) => {
                 let state = session.state();
                 let plan = if prepared.generation == self.catalog.snapshot().generation {
                     plan.clone()
@@ -252,15 +239,7 @@ impl Engine {
                     Some(p) => plan.with_param_values(p)?,
                     None => plan,
                 };
-                self.run_plan(
-                    session,
-                    &state,
-                    plan,
-                    partition_by,
-                    view_sql.as_deref(),
-                    table_properties,
-                )
-                .await
+                self.run_plan(session, &state, plan, lifted).await
             }
             (parsed, _) => self.run_parsed(session, parsed).await,
         }
@@ -271,26 +250,13 @@ impl Engine {
             Parsed::Empty => Ok(QueryOutput::Empty),
             Parsed::Session(cmd) => self.session_command(session, cmd).await,
             Parsed::Hive(stmt) => self.hive_statement(session, stmt).await,
-            Parsed::Sql {
-                partition_by,
-                view_sql,
-                table_properties,
-                ..
-            } => {
+            Parsed::Sql { lifted, .. } => {
                 let state = session.state();
                 let plan = self
                     .plan_parsed(&state, parsed)
                     .await?
                     .ok_or_else(|| QueryError::new(ErrorKind::Internal, "no plan"))?;
-                self.run_plan(
-                    session,
-                    &state,
-                    plan,
-                    partition_by,
-                    view_sql.as_deref(),
-                    table_properties,
-                )
-                .await
+                self.run_plan(session, &state, plan, lifted).await
             }
         }
     }

@@ -20,7 +20,7 @@ use super::hive::{HiveStatement, PartitionSpec, RepairMode};
 use super::write::partition_dirs;
 use super::{Engine, QueryOutput};
 use crate::catalog::provider::decode_schema;
-use crate::catalog::{Partition, Strictness, Table, TableKind};
+use crate::catalog::{Partition, PartitionEdit, Strictness, Table, TableKind};
 use crate::error::{ErrorKind, QueryError};
 use crate::session::Session;
 use crate::table::{canonical_partition_value, child_url, typed_partition_value};
@@ -79,22 +79,11 @@ impl Engine {
                         listed: t.kind == TableKind::External,
                     });
                 }
-                let strictness = if *if_not_exists {
-                    Strictness::Lenient
-                } else {
-                    Strictness::Strict
+                let edit = PartitionEdit {
+                    add,
+                    ..self.partition_edit(&t, *if_not_exists)
                 };
-                self.catalog
-                    .alter_partitions(
-                        &t.database,
-                        &t.name,
-                        &t.id,
-                        &add,
-                        &[],
-                        strictness,
-                        self.managed.garbage_after(),
-                    )
-                    .await?;
+                self.catalog.alter_partitions(&edit).await?;
                 tag("ALTER TABLE")
             }
             HiveStatement::DropPartitions {
@@ -108,22 +97,11 @@ impl Engine {
                     .iter()
                     .map(|spec| self.spec_values(&t, &schema, spec))
                     .collect::<Result<Vec<_>, _>>()?;
-                let strictness = if *if_exists {
-                    Strictness::Lenient
-                } else {
-                    Strictness::Strict
+                let edit = PartitionEdit {
+                    drop,
+                    ..self.partition_edit(&t, *if_exists)
                 };
-                self.catalog
-                    .alter_partitions(
-                        &t.database,
-                        &t.name,
-                        &t.id,
-                        &[],
-                        &drop,
-                        strictness,
-                        self.managed.garbage_after(),
-                    )
-                    .await?;
+                self.catalog.alter_partitions(&edit).await?;
                 if self.managed.garbage_after() <= crate::catalog::unix_now() {
                     self.managed.collect_garbage().await;
                 }
@@ -158,6 +136,17 @@ impl Engine {
                     .await
             }
         }
+    }
+
+    /// An empty edit of `t`; `lenient` skips partitions that already exist
+    /// (on add) or do not (on drop).
+    fn partition_edit(&self, t: &Table, lenient: bool) -> PartitionEdit {
+        let strictness = if lenient {
+            Strictness::Lenient
+        } else {
+            Strictness::Strict
+        };
+        PartitionEdit::of(t, strictness, self.managed.garbage_after())
     }
 
     fn existing(&self, state: &SessionState, parts: &[String]) -> Result<Arc<Table>, QueryError> {
@@ -256,18 +245,12 @@ impl Engine {
         } else {
             Vec::new()
         };
-        let change = self
-            .catalog
-            .alter_partitions(
-                &t.database,
-                &t.name,
-                &t.id,
-                &add,
-                &drop,
-                Strictness::Lenient,
-                self.managed.garbage_after(),
-            )
-            .await?;
+        let edit = PartitionEdit {
+            add,
+            drop,
+            ..self.partition_edit(&t, true)
+        };
+        let change = self.catalog.alter_partitions(&edit).await?;
         let schema = Arc::new(Schema::new(vec![
             Field::new("partitions_added", DataType::UInt64, false),
             Field::new("partitions_dropped", DataType::UInt64, false),

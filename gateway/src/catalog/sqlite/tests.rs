@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::catalog::new_id;
-use crate::catalog::{Column, CommitKind, TableKind};
+use crate::catalog::{Column, CommitKind, PartitionEdit, TableKind};
 
 fn table(db: &str, name: &str, kind: TableKind) -> Table {
     Table {
@@ -47,6 +47,14 @@ fn part(p: &str, listed: bool) -> Partition {
         values: vec![p.into()],
         location: format!("file:///w/s.db/t/p={p}/"),
         listed,
+    }
+}
+
+fn edit(t: &Table, add: &[Partition], drop: &[Vec<String>], strictness: Strictness) -> PartitionEdit {
+    PartitionEdit {
+        add: add.to_vec(),
+        drop: drop.to_vec(),
+        ..PartitionEdit::of(t, strictness, 0)
     }
 }
 
@@ -96,7 +104,7 @@ async fn round_trip_survives_reopen_and_cascade_drops() {
                 .await,
             Err(CatalogError::TableExists(_))
         ));
-        m.alter_partitions("s", "t", &t.id, &[part("1", true)], &[], Strictness::Strict, 0)
+        m.alter_partitions(&edit(&t, &[part("1", true)], &[], Strictness::Strict))
             .await
             .unwrap();
     }
@@ -267,31 +275,28 @@ async fn partition_changes_are_strict_or_lenient() {
     let t = table("s", "t", TableKind::Managed);
     m.commit_write(&create(&t, vec![file("1", "a")], false)).await.unwrap();
     let err = m
-        .alter_partitions("s", "t", &t.id, &[part("1", false)], &[], Strictness::Strict, 0)
+        .alter_partitions(&edit(&t, &[part("1", false)], &[], Strictness::Strict))
         .await
         .unwrap_err();
     assert!(matches!(err, CatalogError::PartitionExists(..)), "{err}");
     assert_eq!(err.to_string(), "partition (p='1') of \"s.t\" already exists");
     let change = m
-        .alter_partitions(
-            "s",
-            "t",
-            &t.id,
+        .alter_partitions(&edit(
+            &t,
             &[part("1", false), part("2", false)],
             &[],
             Strictness::Lenient,
-            0,
-        )
+        ))
         .await
         .unwrap();
     assert_eq!(change, PartitionChange { added: 1, dropped: 0 });
     let err = m
-        .alter_partitions("s", "t", &t.id, &[], &[vec!["9".into()]], Strictness::Strict, 0)
+        .alter_partitions(&edit(&t, &[], &[vec!["9".into()]], Strictness::Strict))
         .await
         .unwrap_err();
     assert!(matches!(err, CatalogError::PartitionNotFound(..)), "{err}");
     let change = m
-        .alter_partitions("s", "t", &t.id, &[], &[vec!["1".into()]], Strictness::Strict, 0)
+        .alter_partitions(&edit(&t, &[], &[vec!["1".into()]], Strictness::Strict))
         .await
         .unwrap();
     assert_eq!(change.dropped, 1);
