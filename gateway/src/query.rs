@@ -4,6 +4,7 @@
 //! on the Ballista cluster when they read lake tables, in the gateway when
 //! they read nothing or only system tables.
 
+pub mod copy;
 mod ddl;
 mod distributed;
 mod engine;
@@ -47,6 +48,12 @@ pub enum QueryOutput {
     TransactionStart,
     /// `COMMIT` / `ROLLBACK`, with the tag to report.
     TransactionEnd { tag: String },
+    /// `COPY ... TO STDOUT`: rows to encode in a COPY format.
+    CopyOut {
+        schema: SchemaRef,
+        stream: SendableRecordBatchStream,
+        options: copy::CopyOptions,
+    },
     /// A `SET` that changed a setting clients track (`ParameterStatus`).
     SettingChanged { name: String, value: String },
     /// An empty statement.
@@ -57,6 +64,7 @@ impl std::fmt::Debug for QueryOutput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             QueryOutput::Rows { schema, .. } => write!(f, "Rows({schema:?})"),
+            QueryOutput::CopyOut { options, .. } => write!(f, "CopyOut({:?})", options.format),
             QueryOutput::Command { tag } => write!(f, "Command({tag})"),
             QueryOutput::TransactionStart => write!(f, "TransactionStart"),
             QueryOutput::TransactionEnd { tag } => write!(f, "TransactionEnd({tag})"),
@@ -79,6 +87,8 @@ pub enum Parsed {
     /// A Hive partition statement (`MSCK REPAIR TABLE`, `ALTER TABLE ...
     /// PARTITION`, `SHOW PARTITIONS`, `REFRESH TABLE`, `INSERT OVERWRITE`).
     Hive(hive::HiveStatement),
+    /// `COPY ... TO STDOUT`.
+    CopyOut(copy::CopyOut),
     Empty,
 }
 
@@ -167,12 +177,23 @@ pub(crate) fn parse_sql(compat: &PostgresCompatibilityParser, sql: &str) -> Resu
     }
     // DataFusion's own dialect extensions (CREATE EXTERNAL TABLE, COPY ... TO)
     // parse differently in sqlparser's Postgres dialect, so they go to DFParser.
-    let statements: Vec<DfStatement> = match compat.parse(sql) {
+    enum Either {
+        Statement(DfStatement),
+        Copy(copy::CopyOut),
+    }
+    let statements: Vec<Either> = match compat.parse(sql) {
         Ok(stmts) if !stmts.iter().any(is_datafusion_extension) => {
-            stmts.into_iter().map(|s| DfStatement::Statement(Box::new(s))).collect()
+            let mut out = Vec::with_capacity(stmts.len());
+            for s in stmts {
+                match copy::parse(&s)? {
+                    Some(c) => out.push(Either::Copy(c)),
+                    None => out.push(Either::Statement(DfStatement::Statement(Box::new(s)))),
+                }
+            }
+            out
         }
         pg => match DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}) {
-            Ok(stmts) => stmts.into_iter().collect(),
+            Ok(stmts) => stmts.into_iter().map(Either::Statement).collect(),
             Err(df_err) => {
                 let message = match pg {
                     Err(pg_err) => pg_err.to_string(),
@@ -184,6 +205,13 @@ pub(crate) fn parse_sql(compat: &PostgresCompatibilityParser, sql: &str) -> Resu
     };
     let mut out = Vec::with_capacity(statements.len());
     for statement in statements {
+        let statement = match statement {
+            Either::Copy(c) => {
+                out.push(Parsed::CopyOut(c));
+                continue;
+            }
+            Either::Statement(s) => s,
+        };
         if let DfStatement::Statement(s) = &statement
             && let Some(cmd) = SessionCommand::parse(&s.to_string())
         {
@@ -198,7 +226,6 @@ pub(crate) fn parse_sql(compat: &PostgresCompatibilityParser, sql: &str) -> Resu
 fn is_datafusion_extension(s: &SqlStatement) -> bool {
     match s {
         SqlStatement::CreateTable(ct) => ct.external,
-        SqlStatement::Copy { .. } => true,
         _ => false,
     }
 }

@@ -43,6 +43,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+mod copy;
+mod simple;
+
 use crate::auth::{AuthError, Authenticator, SCRAM_ITERATIONS};
 use crate::catalog::CATALOG_NAME;
 use crate::error::{ErrorKind, QueryError};
@@ -308,6 +311,11 @@ where
 {
     Ok(match output {
         QueryOutput::Rows { schema, stream } => Response::Query(encode_rows(&schema, stream, format)?),
+        QueryOutput::CopyOut {
+            schema,
+            stream,
+            options,
+        } => Response::CopyOut(copy::copy_out(&schema, stream, &options)?),
         QueryOutput::Command { tag } => Response::Execution(command_tag(&tag)),
         QueryOutput::TransactionStart => Response::TransactionStart(Tag::new("BEGIN")),
         QueryOutput::TransactionEnd { tag } => Response::TransactionEnd(Tag::new(&tag)),
@@ -334,30 +342,28 @@ where
 
 #[async_trait]
 impl SimpleQueryHandler for Queries {
-    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    async fn on_query<C>(&self, client: &mut C, query: pgwire::messages::simplequery::Query) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let session = session_of(client)?;
-        let parsed = match self.handler.parse(query) {
-            Ok(p) => p,
-            Err(e) => return Ok(vec![Response::Error(Box::new(error_info(e)))]),
-        };
-        let mut out = Vec::with_capacity(parsed.len());
-        for p in &parsed {
-            match self.handler.run(&session, p).await {
-                Ok(o) => out.push(to_response(client, o, &Format::UnifiedText).await?),
-                Err(e) => {
-                    log_statement_error(&e, query);
-                    out.push(Response::Error(Box::new(error_info(e))));
-                    break;
-                }
-            }
-        }
-        Ok(out)
+        self.simple_query(client, query).await
+    }
+
+    /// Not used: [`Queries::simple_query`] runs statements one at a time.
+    async fn do_query<C>(&self, _client: &mut C, _query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        Err(pg_error(QueryError::new(
+            ErrorKind::Internal,
+            "simple queries run one statement at a time",
+        )))
     }
 }
 

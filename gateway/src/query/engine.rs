@@ -250,6 +250,21 @@ impl Engine {
             Parsed::Empty => Ok(QueryOutput::Empty),
             Parsed::Session(cmd) => self.session_command(session, cmd).await,
             Parsed::Hive(stmt) => self.hive_statement(session, stmt).await,
+            Parsed::CopyOut(copy) => {
+                let state = session.state();
+                let plan = state.statement_to_plan((*copy.query).clone()).await?;
+                match self.query(session, &state, plan).await? {
+                    QueryOutput::Rows { schema, stream } => Ok(QueryOutput::CopyOut {
+                        schema,
+                        stream,
+                        options: copy.options.clone(),
+                    }),
+                    other => Err(QueryError::new(
+                        ErrorKind::Internal,
+                        format!("COPY query produced {other:?}"),
+                    )),
+                }
+            }
             Parsed::Sql { lifted, .. } => {
                 let state = session.state();
                 let plan = self

@@ -45,7 +45,7 @@ impl Engine {
                 vec![],
                 None,
             ),
-            Parsed::Session(_) | Parsed::Hive(_) | Parsed::Empty => (no_rows(), vec![], None),
+            Parsed::Session(_) | Parsed::Hive(_) | Parsed::CopyOut(_) | Parsed::Empty => (no_rows(), vec![], None),
             Parsed::Sql { .. } => {
                 let plan = self
                     .plan_parsed(&state, &parsed)
