@@ -87,3 +87,22 @@ async def _asyncpg_lake(gateway, lake):
 
 def test_asyncpg_lake_query(gateway, lake):
     asyncio.run(_asyncpg_lake(gateway, lake))
+
+
+def test_current_user_and_savepoints(gateway):
+    import psycopg
+
+    with psycopg.connect(gateway.dsn()) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("sluice",)
+        assert conn.execute("SELECT session_user").fetchone() == ("sluice",)
+        # psycopg nests transactions with SAVEPOINT / RELEASE / ROLLBACK TO.
+        with conn.transaction():
+            with conn.transaction():
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT 2")
+                    raise RuntimeError("roll back to the savepoint")
+            except RuntimeError:
+                pass
+            assert conn.execute("SELECT 3").fetchone() == (3,)

@@ -65,6 +65,18 @@ fn version_udf() -> ScalarUDF {
     )
 }
 
+/// `session_user()` answering `user`.
+fn session_user_udf(user: &str) -> ScalarUDF {
+    let user = user.to_owned();
+    create_udf(
+        "session_user",
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(user.clone()))))),
+    )
+}
+
 /// What the engine is built from.
 #[derive(Debug)]
 pub struct EngineParts {
@@ -287,6 +299,10 @@ impl QueryHandler for Engine {
             // One partition per task slot of the executors registered now.
             state.config_mut().options_mut().execution.target_partitions = self.cluster.task_slots().max(1);
         }
+        // `current_user` / `session_user` / `user` answer this session's user
+        // (datafusion-pg-catalog rewrites them to `session_user()`, whose
+        // stock version answers "postgres").
+        datafusion::execution::FunctionRegistry::register_udf(&mut state, Arc::new(session_user_udf(user)))?;
         Ok(Arc::new(Session::new(user, state)))
     }
 

@@ -66,6 +66,12 @@ impl SessionCommand {
                 Some(SessionCommand::Begin)
             }
             "commit" | "end" => Some(SessionCommand::Commit),
+            // Savepoints: statements commit as they run (autocommit), so
+            // there is nothing to roll back to; accepted so drivers that
+            // nest transactions (psycopg, SQLAlchemy) work.
+            "rollback" if words.get(1) == Some(&"to") => Some(SessionCommand::NoOp { tag: "ROLLBACK" }),
+            "savepoint" => Some(SessionCommand::NoOp { tag: "SAVEPOINT" }),
+            "release" => Some(SessionCommand::NoOp { tag: "RELEASE" }),
             "rollback" | "abort" => Some(SessionCommand::Rollback),
             "set" => {
                 let mut i = 1;
@@ -301,6 +307,10 @@ mod tests {
                 name: "transaction_isolation".into()
             })
         );
+        assert_eq!(C::parse("SAVEPOINT sp1"), Some(C::NoOp { tag: "SAVEPOINT" }));
+        assert_eq!(C::parse("ROLLBACK TO SAVEPOINT sp1"), Some(C::NoOp { tag: "ROLLBACK" }));
+        assert_eq!(C::parse("release savepoint sp1"), Some(C::NoOp { tag: "RELEASE" }));
+        assert_eq!(C::parse("ROLLBACK"), Some(C::Rollback));
         assert_eq!(C::parse("SHOW TABLES"), None);
         assert_eq!(C::parse("select 1; select 2"), None);
         assert_eq!(C::parse("select 1"), None);
