@@ -13,6 +13,8 @@ step "system packages"
 need=()
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v cc >/dev/null || need+=(gcc)
+# psqlODBC and unixODBC (isql, libodbc for pyodbc): the ODBC driver tests.
+odbcinst -q -d 2>/dev/null | grep -q "PostgreSQL Unicode" || need+=(odbc-postgresql unixodbc)
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

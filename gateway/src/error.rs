@@ -24,6 +24,12 @@ pub enum ErrorKind {
     Conflict,
     /// A relation of another kind than the statement expects.
     WrongObjectType,
+    /// FETCH/MOVE/CLOSE of a cursor that is not open.
+    InvalidCursorName,
+    /// DECLARE of a cursor name that is open.
+    DuplicateCursor,
+    /// A statement that needs a transaction block (DECLARE without HOLD).
+    NoActiveTransaction,
     DependentObjects,
     InvalidCatalogName,
     FeatureNotSupported,
@@ -55,6 +61,9 @@ impl ErrorKind {
             ErrorKind::InvalidObjectDefinition => "42P17",
             ErrorKind::Conflict => "40001",
             ErrorKind::WrongObjectType => "42809",
+            ErrorKind::InvalidCursorName => "34000",
+            ErrorKind::DuplicateCursor => "42P03",
+            ErrorKind::NoActiveTransaction => "25P01",
             ErrorKind::DependentObjects => "2BP01",
             ErrorKind::InvalidCatalogName => "3D000",
             ErrorKind::FeatureNotSupported => "0A000",
@@ -79,7 +88,10 @@ impl ErrorKind {
             | ErrorKind::DataException
             | ErrorKind::DependentObjects
             | ErrorKind::InvalidObjectDefinition
-            | ErrorKind::WrongObjectType => Code::InvalidArgument,
+            | ErrorKind::WrongObjectType
+            | ErrorKind::NoActiveTransaction => Code::InvalidArgument,
+            ErrorKind::InvalidCursorName => Code::NotFound,
+            ErrorKind::DuplicateCursor => Code::AlreadyExists,
             ErrorKind::UndefinedTable
             | ErrorKind::UndefinedSchema
             | ErrorKind::UndefinedObject

@@ -5,6 +5,7 @@
 //! they read nothing or only system tables.
 
 pub mod copy;
+pub mod cursor;
 mod ddl;
 mod distributed;
 mod engine;
@@ -48,6 +49,11 @@ pub enum QueryOutput {
     TransactionStart,
     /// `COMMIT` / `ROLLBACK`, with the tag to report.
     TransactionEnd { tag: String },
+    /// Rows of a `FETCH` (completion tag `FETCH n`).
+    Fetched {
+        schema: SchemaRef,
+        stream: SendableRecordBatchStream,
+    },
     /// `COPY ... TO STDOUT`: rows to encode in a COPY format.
     CopyOut {
         schema: SchemaRef,
@@ -65,6 +71,7 @@ impl std::fmt::Debug for QueryOutput {
         match self {
             QueryOutput::Rows { schema, .. } => write!(f, "Rows({schema:?})"),
             QueryOutput::CopyOut { options, .. } => write!(f, "CopyOut({:?})", options.format),
+            QueryOutput::Fetched { schema, .. } => write!(f, "Fetched({schema:?})"),
             QueryOutput::Command { tag } => write!(f, "Command({tag})"),
             QueryOutput::TransactionStart => write!(f, "TransactionStart"),
             QueryOutput::TransactionEnd { tag } => write!(f, "TransactionEnd({tag})"),
@@ -89,6 +96,8 @@ pub enum Parsed {
     Hive(hive::HiveStatement),
     /// `COPY ... TO STDOUT`.
     CopyOut(copy::CopyOut),
+    /// DECLARE / FETCH / MOVE / CLOSE of a cursor.
+    Cursor(cursor::CursorCommand),
     Empty,
 }
 
@@ -145,6 +154,10 @@ pub trait QueryHandler: Send + Sync + std::fmt::Debug {
     /// Runs one parsed statement.
     async fn run(&self, session: &Session, parsed: &Parsed) -> Result<QueryOutput, QueryError>;
 
+    /// Result columns of an open SQL cursor (a DECLAREd cursor is also a
+    /// portal of the extended protocol, which clients describe).
+    async fn cursor_schema(&self, session: &Session, name: &str) -> Option<SchemaRef>;
+
     /// Schemas of the catalog (user databases), for metadata APIs.
     fn schemas(&self) -> Vec<String>;
 
@@ -175,16 +188,25 @@ pub(crate) fn parse_sql(compat: &PostgresCompatibilityParser, sql: &str) -> Resu
     if let Some(stmt) = hive::parse(sql)? {
         return Ok(vec![Parsed::Hive(stmt)]);
     }
+    // MOVE is not in sqlparser's grammar: read as a single statement.
+    if let Some(c) = cursor::parse(sql, None)? {
+        return Ok(vec![Parsed::Cursor(c)]);
+    }
     // DataFusion's own dialect extensions (CREATE EXTERNAL TABLE, COPY ... TO)
     // parse differently in sqlparser's Postgres dialect, so they go to DFParser.
     enum Either {
         Statement(DfStatement),
         Copy(copy::CopyOut),
+        Cursor(cursor::CursorCommand),
     }
     let statements: Vec<Either> = match compat.parse(sql) {
         Ok(stmts) if !stmts.iter().any(is_datafusion_extension) => {
             let mut out = Vec::with_capacity(stmts.len());
             for s in stmts {
+                if let Some(c) = cursor::parse("", Some(&s))? {
+                    out.push(Either::Cursor(c));
+                    continue;
+                }
                 match copy::parse(&s)? {
                     Some(c) => out.push(Either::Copy(c)),
                     None => out.push(Either::Statement(DfStatement::Statement(Box::new(s)))),
@@ -193,7 +215,21 @@ pub(crate) fn parse_sql(compat: &PostgresCompatibilityParser, sql: &str) -> Resu
             out
         }
         pg => match DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}) {
-            Ok(stmts) => stmts.into_iter().map(Either::Statement).collect(),
+            Ok(stmts) => {
+                let mut out = Vec::with_capacity(stmts.len());
+                for s in stmts {
+                    // The compatibility parser refuses some statements
+                    // (DECLARE) that sqlparser itself reads.
+                    match &s {
+                        DfStatement::Statement(inner) => match cursor::parse("", Some(inner))? {
+                            Some(c) => out.push(Either::Cursor(c)),
+                            None => out.push(Either::Statement(s)),
+                        },
+                        _ => out.push(Either::Statement(s)),
+                    }
+                }
+                out
+            }
             Err(df_err) => {
                 let message = match pg {
                     Err(pg_err) => pg_err.to_string(),
@@ -208,6 +244,10 @@ pub(crate) fn parse_sql(compat: &PostgresCompatibilityParser, sql: &str) -> Resu
         let statement = match statement {
             Either::Copy(c) => {
                 out.push(Parsed::CopyOut(c));
+                continue;
+            }
+            Either::Cursor(c) => {
+                out.push(Parsed::Cursor(c));
                 continue;
             }
             Either::Statement(s) => s,
@@ -369,6 +409,22 @@ mod tests {
         assert!(
             matches!(&parsed[0], Parsed::Sql { statement, .. } if matches!(**statement, DfStatement::CreateExternalTable(_)))
         );
+    }
+
+    #[test]
+    fn cursor_statements_are_recognized() {
+        let compat = PostgresCompatibilityParser::new();
+        for sql in [
+            "DECLARE \"pager\" CURSOR FOR SELECT 1",
+            "DECLARE c NO SCROLL CURSOR WITH HOLD FOR SELECT 1",
+            "FETCH 10 FROM c",
+            "FETCH FORWARD ALL IN c",
+            "MOVE 5 IN c",
+            "CLOSE ALL",
+        ] {
+            let parsed = parse_sql(&compat, sql).unwrap();
+            assert!(matches!(parsed.as_slice(), [Parsed::Cursor(_)]), "{sql}: {parsed:?}");
+        }
     }
 
     #[test]

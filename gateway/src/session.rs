@@ -55,6 +55,7 @@ pub struct Session {
     gucs: Mutex<BTreeMap<String, String>>,
     in_transaction: Mutex<bool>,
     current: Mutex<CancellationToken>,
+    cursors: crate::query::cursor::Cursors,
 }
 
 impl Session {
@@ -71,6 +72,7 @@ impl Session {
             ),
             in_transaction: Mutex::new(false),
             current: Mutex::new(CancellationToken::new()),
+            cursors: crate::query::cursor::Cursors::default(),
         }
     }
 
@@ -123,6 +125,11 @@ impl Session {
 
     pub fn set_in_transaction(&self, v: bool) {
         *self.in_transaction.lock().unwrap_or_else(|e| e.into_inner()) = v;
+    }
+
+    /// The session's open SQL cursors.
+    pub fn cursors(&self) -> &crate::query::cursor::Cursors {
+        &self.cursors
     }
 
     /// Starts a statement: returns the token that cancels it.

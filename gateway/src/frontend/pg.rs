@@ -311,6 +311,11 @@ where
 {
     Ok(match output {
         QueryOutput::Rows { schema, stream } => Response::Query(encode_rows(&schema, stream, format)?),
+        QueryOutput::Fetched { schema, stream } => {
+            let mut response = encode_rows(&schema, stream, format)?;
+            response.set_command_tag("FETCH");
+            Response::Query(response)
+        }
         QueryOutput::CopyOut {
             schema,
             stream,
@@ -435,6 +440,33 @@ impl ExtendedQueryHandler for Queries {
         .await;
         client.set_state(PgWireConnectionState::ReadyForQuery);
         result
+    }
+
+    /// A DECLAREd cursor is a portal too: clients (psycopg's server-side
+    /// cursors) describe it by name.
+    async fn on_describe<C>(
+        &self,
+        client: &mut C,
+        message: pgwire::messages::extendedquery::Describe,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Stmt>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME).to_owned();
+        if message.target_type == pgwire::messages::extendedquery::TARGET_TYPE_BYTE_PORTAL
+            && client.portal_store().get_portal(&name).is_none()
+        {
+            let session = session_of(client)?;
+            if let Some(schema) = self.handler.cursor_schema(&session, &name).await {
+                let fields = arrow_schema_to_pg_fields(&schema, &Format::UnifiedText, None)?;
+                pgwire::api::query::send_describe_response(client, &DescribePortalResponse::new(fields)).await?;
+                return Ok(());
+            }
+        }
+        self._on_describe(client, message).await
     }
 
     async fn do_describe_statement<C>(

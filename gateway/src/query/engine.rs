@@ -262,6 +262,7 @@ impl Engine {
             Parsed::Empty => Ok(QueryOutput::Empty),
             Parsed::Session(cmd) => self.session_command(session, cmd).await,
             Parsed::Hive(stmt) => self.hive_statement(session, stmt).await,
+            Parsed::Cursor(cmd) => self.cursor_command(session, cmd).await,
             Parsed::CopyOut(copy) => {
                 let state = session.state();
                 let plan = state.statement_to_plan((*copy.query).clone()).await?;
@@ -327,6 +328,10 @@ impl QueryHandler for Engine {
     async fn run(&self, session: &Session, parsed: &Parsed) -> Result<QueryOutput, QueryError> {
         let r = self.run_parsed(session, parsed).await;
         self.count(r)
+    }
+
+    async fn cursor_schema(&self, session: &Session, name: &str) -> Option<datafusion::arrow::datatypes::SchemaRef> {
+        session.cursors().schema(name).await.ok()
     }
 
     fn schemas(&self) -> Vec<String> {

@@ -8,6 +8,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::logical_expr::LogicalPlan;
 
+use super::cursor::CursorCommand;
 use super::hive::HiveStatement;
 use super::{Engine, Parsed, Prepared, SessionCommand, no_rows, text_column};
 use crate::error::{ErrorKind, QueryError};
@@ -45,7 +46,10 @@ impl Engine {
                 vec![],
                 None,
             ),
-            Parsed::Session(_) | Parsed::Hive(_) | Parsed::CopyOut(_) | Parsed::Empty => (no_rows(), vec![], None),
+            Parsed::Cursor(CursorCommand::Fetch { name, .. }) => (session.cursors().schema(name).await?, vec![], None),
+            Parsed::Session(_) | Parsed::Hive(_) | Parsed::CopyOut(_) | Parsed::Cursor(_) | Parsed::Empty => {
+                (no_rows(), vec![], None)
+            }
             Parsed::Sql { .. } => {
                 let plan = self
                     .plan_parsed(&state, &parsed)

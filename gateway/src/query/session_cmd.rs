@@ -129,7 +129,6 @@ impl SessionCommand {
                 None => None,
             },
             "discard" => Some(SessionCommand::Reset { name: None }),
-            "close" => Some(SessionCommand::NoOp { tag: "CLOSE CURSOR" }),
             "unlisten" => Some(SessionCommand::NoOp { tag: "UNLISTEN" }),
             "deallocate" => Some(SessionCommand::NoOp { tag: "DEALLOCATE" }),
             _ => None,
@@ -150,10 +149,12 @@ impl Engine {
             }
             SessionCommand::Commit => {
                 session.set_in_transaction(false);
+                session.cursors().end_transaction().await;
                 Ok(QueryOutput::TransactionEnd { tag: "COMMIT".into() })
             }
             SessionCommand::Rollback => {
                 session.set_in_transaction(false);
+                session.cursors().end_transaction().await;
                 Ok(QueryOutput::TransactionEnd { tag: "ROLLBACK".into() })
             }
             SessionCommand::NoOp { tag } => Ok(QueryOutput::Command { tag: (*tag).to_owned() }),
