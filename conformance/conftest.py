@@ -1,8 +1,31 @@
-"""Conformance tests reuse the real-binary fixtures of tests/python."""
+"""Conformance tests reuse the real-binary fixtures of tests/python and
+record their results in the client x feature matrix (matrix.py)."""
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "python"))
+import pytest
 
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[0] / "tests" / "python"))
+sys.path.insert(0, str(HERE))
+
+from matrix import Matrix, TestCells  # noqa: E402
 from sluice_fixtures import gateway, lake, workdir  # noqa: E402,F401
+
+_MATRIX = Matrix()
+
+
+@pytest.fixture
+def matrix():
+    cells = TestCells(_MATRIX)
+    yield cells
+    cells.check()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # Only a whole run of the suite rewrites the committed matrix.
+    opts = session.config.option
+    whole = any(Path(a).resolve() == HERE for a in session.config.args)
+    if _MATRIX.cells and whole and not opts.keyword and not opts.markexpr:
+        _MATRIX.write()

@@ -15,6 +15,10 @@ command -v psql >/dev/null || need+=(postgresql-client)
 command -v cc >/dev/null || need+=(gcc)
 # psqlODBC and unixODBC (isql, libodbc for pyodbc): the ODBC driver tests.
 odbcinst -q -d 2>/dev/null | grep -q "PostgreSQL Unicode" || need+=(odbc-postgresql unixodbc)
+# pgjdbc on the JDK, and a reference PostgreSQL server (conformance/).
+[ -f /usr/share/java/postgresql.jar ] || need+=(libpostgresql-jdbc-java)
+command -v java >/dev/null || need+=(default-jre-headless)
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
@@ -26,6 +30,9 @@ if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
 "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
+# flightsql-dbapi pins SQLAlchemy < 2 for its optional dialect only; its
+# DB-API client needs pyarrow and protobuf, both already installed.
+"$VENV/bin/pip" install -q --disable-pip-version-check --no-deps "flightsql-dbapi==0.2.2"
 
 step "azurite (Azure Blob emulator, npm)"
 AZURITE_DIR="${SLUICE_AZURITE_DIR:-/var/tmp/sluice-azurite}"

@@ -189,7 +189,10 @@ fn classify_datafusion(e: DataFusionError) -> QueryError {
             // DataFusion reports unknown relations as plan errors of this shape.
             let kind = if (msg.starts_with("table '") || msg.starts_with("Table '")) && msg.contains("not found") {
                 ErrorKind::UndefinedTable
-            } else if msg.contains("Invalid function") || msg.contains("No function matches") {
+            } else if msg.contains("Invalid function")
+                || msg.contains("No function matches")
+                || msg.contains("unrecognized configuration parameter")
+            {
                 ErrorKind::UndefinedObject
             } else if msg.contains("Placeholder") || msg.contains("parameter") {
                 ErrorKind::InvalidParameter

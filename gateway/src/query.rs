@@ -12,6 +12,8 @@ mod engine;
 pub mod hive;
 mod lake_ddl;
 pub mod managed;
+mod pg_functions;
+mod pg_rewrite;
 mod prepare;
 mod route;
 mod session_cmd;
@@ -30,6 +32,7 @@ use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{HiveDistributionStyle, Statement as SqlStatement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+pub(crate) use pg_functions::Gucs;
 
 pub use self::engine::{Engine, EngineParts};
 pub use self::session_cmd::SessionCommand;
@@ -203,6 +206,7 @@ pub(crate) fn parse_sql(compat: &PostgresCompatibilityParser, sql: &str) -> Resu
         Ok(stmts) if !stmts.iter().any(is_datafusion_extension) => {
             let mut out = Vec::with_capacity(stmts.len());
             for s in stmts {
+                let s = pg_rewrite::rewrite(s);
                 if let Some(c) = cursor::parse("", Some(&s))? {
                     out.push(Either::Cursor(c));
                     continue;

@@ -23,6 +23,7 @@ const DEFAULT_GUCS: &[(&str, &str)] = &[
     ("integer_datetimes", "on"),
     ("intervalstyle", "postgres"),
     ("is_superuser", "on"),
+    ("jit", "off"),
     ("lc_collate", "C"),
     ("lc_ctype", "C"),
     ("max_identifier_length", "63"),
@@ -52,7 +53,7 @@ pub struct Session {
     id: u64,
     user: String,
     state: Mutex<SessionState>,
-    gucs: Mutex<BTreeMap<String, String>>,
+    gucs: crate::query::Gucs,
     in_transaction: Mutex<bool>,
     current: Mutex<CancellationToken>,
     cursors: crate::query::cursor::Cursors,
@@ -64,12 +65,12 @@ impl Session {
             id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             user: user.to_owned(),
             state: Mutex::new(state),
-            gucs: Mutex::new(
+            gucs: std::sync::Arc::new(Mutex::new(
                 DEFAULT_GUCS
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                     .collect(),
-            ),
+            )),
             in_transaction: Mutex::new(false),
             current: Mutex::new(CancellationToken::new()),
             cursors: crate::query::cursor::Cursors::default(),
@@ -91,6 +92,11 @@ impl Session {
 
     pub fn update_state(&self, f: impl FnOnce(&mut SessionState)) {
         f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// The settings map, shared with `current_setting()`.
+    pub fn gucs_handle(&self) -> crate::query::Gucs {
+        std::sync::Arc::clone(&self.gucs)
     }
 
     pub fn guc(&self, name: &str) -> Option<String> {

@@ -43,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+mod array_param;
 mod copy;
 mod simple;
 
@@ -528,7 +529,9 @@ impl ExtendedQueryHandler for Queries {
         } else {
             let inferred: Vec<Option<&datafusion::arrow::datatypes::DataType>> =
                 prepared.param_types.iter().map(Option::as_ref).collect();
-            Some(deserialize_parameters(portal, &inferred)?)
+            let mut params = deserialize_parameters(portal, &inferred)?;
+            array_param::fix_text_arrays(portal, &mut params)?;
+            Some(params)
         };
         let output = self
             .handler

@@ -7,18 +7,18 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ballista_core::extension::SessionConfigExt;
-use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::datatypes::Schema;
 use datafusion::catalog::{CatalogProvider, SchemaProvider};
 use datafusion::common::{ParamValues, TableReference};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
-use datafusion::logical_expr::{ColumnarValue, LogicalPlan, ScalarUDF, Volatility, WriteOp, create_udf};
+use datafusion::logical_expr::{LogicalPlan, WriteOp};
 use datafusion::prelude::SessionContext;
-use datafusion::scalar::ScalarValue;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::setup_pg_catalog;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use super::managed::ManagedTables;
+use super::pg_functions;
 use super::{Lifted, Parsed, Prepared, QueryHandler, QueryOutput, TableInfo, parse_sql};
 use crate::catalog::provider::SluiceCatalog;
 use crate::catalog::{CATALOG_NAME, CatalogState, DEFAULT_DATABASE, TableKind};
@@ -47,34 +47,6 @@ impl std::fmt::Debug for Engine {
             .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
-}
-
-/// `version()` as Postgres clients parse it.
-fn version_udf() -> ScalarUDF {
-    let version = format!(
-        "PostgreSQL {} (Sluice {}) on x86_64-pc-linux-gnu, compiled by rustc, 64-bit",
-        crate::PG_SERVER_VERSION,
-        env!("CARGO_PKG_VERSION")
-    );
-    create_udf(
-        "version",
-        vec![],
-        DataType::Utf8,
-        Volatility::Stable,
-        Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(version.clone()))))),
-    )
-}
-
-/// `session_user()` answering `user`.
-fn session_user_udf(user: &str) -> ScalarUDF {
-    let user = user.to_owned();
-    create_udf(
-        "session_user",
-        vec![],
-        DataType::Utf8,
-        Volatility::Stable,
-        Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(user.clone()))))),
-    )
 }
 
 /// What the engine is built from.
@@ -115,7 +87,16 @@ impl Engine {
         let sluice = Arc::new(SluiceCatalog::new(Arc::clone(&catalog), Arc::clone(&services)));
         ctx.register_catalog(CATALOG_NAME, Arc::clone(&sluice) as _);
         setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider).map_err(|e| QueryError::from(*e))?;
-        ctx.register_udf(version_udf());
+        ctx.register_udf(pg_functions::version_udf());
+        ctx.register_udf(pg_functions::pg_my_temp_schema_udf());
+        ctx.register_udf(pg_functions::pg_get_serial_sequence_udf());
+        ctx.register_udf(pg_functions::json_build_object_udf());
+        ctx.register_udf(pg_functions::pg_collation_is_visible_udf());
+        ctx.register_udf(pg_functions::sluice_if_udf());
+        ctx.register_udf(pg_functions::pg_get_indexdef_udf());
+        ctx.register_udf(pg_functions::viewdef_udf(Arc::clone(&catalog)));
+        ctx.register_udf(pg_functions::arrays::pg_int2_array_udf());
+        ctx.register_udf(pg_functions::arrays::PgExpandArray::udf());
         let system = Arc::new(datafusion::catalog::MemorySchemaProvider::new());
         system.register_table(
             "executors".to_owned(),
@@ -303,8 +284,22 @@ impl QueryHandler for Engine {
         // `current_user` / `session_user` / `user` answer this session's user
         // (datafusion-pg-catalog rewrites them to `session_user()`, whose
         // stock version answers "postgres").
-        datafusion::execution::FunctionRegistry::register_udf(&mut state, Arc::new(session_user_udf(user)))?;
-        Ok(Arc::new(Session::new(user, state)))
+        datafusion::execution::FunctionRegistry::register_udf(
+            &mut state,
+            Arc::new(pg_functions::session_user_udf(user)),
+        )?;
+        let session = Session::new(user, state);
+        let gucs = session.gucs_handle();
+        let mut registered = Ok(());
+        session.update_state(|state| {
+            use datafusion::execution::FunctionRegistry;
+            registered = state
+                .register_udf(Arc::new(pg_functions::CurrentSetting::udf(Arc::clone(&gucs))))
+                .and_then(|_| state.register_udf(Arc::new(pg_functions::SetConfig::udf(gucs))))
+                .map(|_| ());
+        });
+        registered?;
+        Ok(Arc::new(session))
     }
 
     fn parse(&self, sql: &str) -> Result<Vec<Parsed>, QueryError> {

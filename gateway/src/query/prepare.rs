@@ -64,7 +64,19 @@ impl Engine {
                         (k, t)
                     })
                     .collect();
-                types.sort_by_key(|(k, _)| k.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX));
+                // Positional: `$n` is slot n-1 even when some `$k` no longer
+                // appears in the plan (a rewrite removed it); those are untyped.
+                let index = |k: &str| k.trim_start_matches('$').parse::<usize>().ok().filter(|n| *n > 0);
+                let slots = types.iter().filter_map(|(k, _)| index(k)).max().unwrap_or(0);
+                let mut positional: Vec<(String, Option<DataType>)> =
+                    (1..=slots).map(|n| (format!("${n}"), None)).collect();
+                for (k, t) in types.drain(..) {
+                    match index(&k) {
+                        Some(n) => positional[n - 1].1 = t,
+                        None => positional.push((k, t)),
+                    }
+                }
+                types = positional;
                 let schema = match &plan {
                     LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_) | LogicalPlan::Statement(_) => {
                         no_rows()

@@ -1,0 +1,469 @@
+//! Postgres forms that drivers' catalog queries use and that neither
+//! DataFusion nor datafusion-pg-catalog's rewrite rules accept, rewritten
+//! into equivalent DataFusion SQL after the compatibility parser ran:
+//!
+//! - `(expr).field` — composite field access → `get_field(expr, 'field')`;
+//! - `information_schema._pg_expandarray(a)` — the set-returning function
+//!   pgjdbc's `getPrimaryKeys` expands index keys with →
+//!   `unnest(_pg_expandarray(a))`, our UDF returning the list of `(x, n)`;
+//! - a scalar subquery over catalog relations that is not aggregated (the
+//!   key lookups of pgjdbc's `getTypeInfo`: `(SELECT c.relkind = 'c' FROM
+//!   pg_class c WHERE c.oid = t.typrelid)`) → its value wrapped in
+//!   `first_value(...)`, which DataFusion can decorrelate. Catalog lookups
+//!   by oid return at most one row, so the answer is the same; subqueries
+//!   over user tables are left alone (DataFusion's refusal stands);
+//! - comparisons of a `regproc` column of `pg_type` (text here: the
+//!   function's name, `-` for none) with `0` or with `'name'::regproc`
+//!   (which the compatibility parser turned into an oid subquery) → a
+//!   comparison of names: pgjdbc's type cache and ADBC PostgreSQL's type
+//!   loading ask `typinput = 'array_in'::regproc` and `typreceive != 0`;
+//! - `unnest(indkey)` (and the other int2vector / int2[] columns, text in
+//!   datafusion-pg-catalog) → `unnest(_pg_int2_array(indkey))`;
+//! - `generate_subscripts(a, d)` → `unnest(range(1, array_length(a, d) + 1))`;
+//! - `pg_get_viewdef(oid)` → a lookup of the view's name by oid handed to
+//!   `_sluice_viewdef(schema, name)`, which answers from Sluice's catalog;
+//! - `LIKE p ESCAPE 'c'` with `c` other than backslash (SQLAlchemy's
+//!   `ESCAPE '/'`) → the pattern re-escaped with backslashes, the only
+//!   escape DataFusion's LIKE knows.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    AccessExpr, BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
+    Ident, ObjectName, ObjectNamePart, SetExpr, Statement, TableFactor, TableWithJoins, Value, VisitMut, VisitorMut,
+};
+
+mod lookups;
+
+use lookups::{aggregate_catalog_lookup, fold_guarded_lookup, reads_empty_relation, viewdef_lookup};
+
+/// Applies every rewrite of this module to `statement`.
+pub(crate) fn rewrite(mut statement: Statement) -> Statement {
+    let _ = statement.visit(&mut Rewriter);
+    statement
+}
+
+struct Rewriter;
+
+impl VisitorMut for Rewriter {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::Subquery(query) = expr
+            && reads_empty_relation(query)
+        {
+            *expr = Expr::Value(Value::Null.into());
+            return ControlFlow::Continue(());
+        }
+        if let Some(folded) = fold_guarded_lookup(expr) {
+            *expr = folded;
+        }
+        if let Expr::Subquery(query) = expr {
+            aggregate_catalog_lookup(query);
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        match expr {
+            Expr::CompoundIdentifier(ids) if is_absent_column(ids) => {
+                *expr = Expr::Value(Value::Null.into());
+            }
+            Expr::Like {
+                pattern, escape_char, ..
+            }
+            | Expr::ILike {
+                pattern, escape_char, ..
+            } => {
+                if let Some(escape) = escape_char.take() {
+                    match &escape.value {
+                        Value::SingleQuotedString(c) if c == "\\" => *escape_char = Some(escape),
+                        Value::SingleQuotedString(c) if c.chars().count() <= 1 => {
+                            **pattern = reescape(pattern, c.chars().next());
+                        }
+                        _ => *escape_char = Some(escape),
+                    }
+                }
+            }
+            Expr::Function(f) if last_name(&f.name).eq_ignore_ascii_case("unnest") => {
+                if let FunctionArguments::List(list) = &mut f.args
+                    && let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_mut_slice()
+                    && is_column(arg, INT2_ARRAY_COLUMNS)
+                {
+                    *arg = call("_pg_int2_array", vec![arg.clone()]);
+                }
+            }
+            Expr::Function(f) if last_name(&f.name).eq_ignore_ascii_case("generate_subscripts") => {
+                if let FunctionArguments::List(list) = &f.args
+                    && let [
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(array)),
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(dim)),
+                    ] = list.args.as_slice()
+                {
+                    // Sluice's arrays have one dimension: array_length(a, d)
+                    // is NULL for any other `d`, and so no subscripts.
+                    let array = if is_column(array, INT2_ARRAY_COLUMNS) {
+                        call("_pg_int2_array", vec![array.clone()])
+                    } else {
+                        array.clone()
+                    };
+                    let length = Expr::Cast {
+                        kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
+                        expr: Box::new(call("array_length", vec![array, dim.clone()])),
+                        data_type: datafusion::sql::sqlparser::ast::DataType::BigInt(None),
+                        array: false,
+                        format: None,
+                    };
+                    let stop = Expr::BinaryOp {
+                        left: Box::new(length),
+                        op: BinaryOperator::Plus,
+                        right: Box::new(one()),
+                    };
+                    *expr = call("unnest", vec![call("range", vec![one(), stop])]);
+                }
+            }
+            Expr::Function(f) if last_name(&f.name).eq_ignore_ascii_case("pg_get_viewdef") => {
+                if let FunctionArguments::List(list) = &f.args
+                    && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(oid))) = list.args.first()
+                {
+                    *expr = viewdef_lookup(oid.clone());
+                }
+            }
+            Expr::BinaryOp { left, op, right }
+                if matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq) && is_regproc_column(left) =>
+            {
+                if let Some(name) = regproc_name(right) {
+                    **right = string(&name);
+                }
+            }
+            Expr::Function(f) if last_name(&f.name).eq_ignore_ascii_case("_pg_expandarray") => {
+                let inner = Expr::Function(f.clone());
+                *expr = call("unnest", vec![inner]);
+            }
+            Expr::CompoundFieldAccess { root, access_chain } if matches!(**root, Expr::Nested(_)) => {
+                let mut base = match &**root {
+                    Expr::Nested(inner) => (**inner).clone(),
+                    _ => unreachable!(),
+                };
+                let mut rest = Vec::new();
+                let mut chain = std::mem::take(access_chain).into_iter();
+                for access in chain.by_ref() {
+                    match access {
+                        AccessExpr::Dot(Expr::Identifier(id)) if rest.is_empty() => {
+                            base = call("get_field", vec![base, string(&id.value)]);
+                        }
+                        other => {
+                            rest.push(other);
+                            break;
+                        }
+                    }
+                }
+                rest.extend(chain);
+                *expr = if rest.is_empty() {
+                    base
+                } else {
+                    Expr::CompoundFieldAccess {
+                        root: Box::new(base),
+                        access_chain: rest,
+                    }
+                };
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The `regproc` columns of `pg_type`.
+const REGPROC_COLUMNS: &[&str] = &[
+    "typinput",
+    "typoutput",
+    "typreceive",
+    "typsend",
+    "typmodin",
+    "typmodout",
+    "typanalyze",
+    "typsubscript",
+];
+
+/// Catalog columns of type int2vector / int2[] (text in datafusion-pg-catalog).
+const INT2_ARRAY_COLUMNS: &[&str] = &[
+    "indkey",
+    "indclass",
+    "indoption",
+    "indcollation",
+    "conkey",
+    "confkey",
+    "stxkeys",
+    "partattrs",
+];
+
+fn is_regproc_column(e: &Expr) -> bool {
+    is_column(e, REGPROC_COLUMNS)
+}
+
+/// `pattern` with escape character `escape` (none: `None`) rewritten to
+/// backslash escapes.
+fn reescape(pattern: &Expr, escape: Option<char>) -> Expr {
+    if let Expr::Value(v) = pattern
+        && let Value::SingleQuotedString(p) = &v.value
+    {
+        let mut out = String::with_capacity(p.len());
+        let mut chars = p.chars();
+        while let Some(c) = chars.next() {
+            if Some(c) == escape {
+                match chars.next() {
+                    Some(next) => {
+                        out.push('\\');
+                        out.push(next);
+                    }
+                    None => out.push(c),
+                }
+            } else if c == '\\' {
+                out.push_str("\\\\");
+            } else {
+                out.push(c);
+            }
+        }
+        return string(&out);
+    }
+    // Not a literal: the same rewrite at run time.
+    let doubled = call("replace", vec![pattern.clone(), string("\\"), string("\\\\")]);
+    match escape {
+        Some(c) => call(
+            "regexp_replace",
+            vec![
+                doubled,
+                string(&format!("{}(.)", regex_escape(c))),
+                string("\\${1}"),
+                string("g"),
+            ],
+        ),
+        None => doubled,
+    }
+}
+
+fn regex_escape(c: char) -> String {
+    if c.is_ascii_alphanumeric() {
+        c.to_string()
+    } else {
+        format!("\\{c}")
+    }
+}
+
+fn is_column(e: &Expr, names: &[&str]) -> bool {
+    let id = match e {
+        Expr::Identifier(id) => id,
+        Expr::CompoundIdentifier(ids) => match ids.last() {
+            Some(id) => id,
+            None => return false,
+        },
+        _ => return false,
+    };
+    names.iter().any(|c| id.value.eq_ignore_ascii_case(c))
+}
+
+/// The function name a `regproc` value stands for: `0` is none (`-`), and
+/// `(SELECT oid FROM pg_catalog.pg_proc WHERE proname = 'x')` is `x`.
+fn regproc_name(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Value(v) if matches!(&v.value, Value::Number(n, _) if n == "0") => Some("-".to_owned()),
+        Expr::Subquery(q) => {
+            let SetExpr::Select(select) = q.body.as_ref() else {
+                return None;
+            };
+            let [
+                TableWithJoins {
+                    relation: TableFactor::Table { name, .. },
+                    joins,
+                },
+            ] = select.from.as_slice()
+            else {
+                return None;
+            };
+            if !joins.is_empty() || !last_name(name).eq_ignore_ascii_case("pg_proc") {
+                return None;
+            }
+            let Some(Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            }) = &select.selection
+            else {
+                return None;
+            };
+            let is_proname = matches!(&**left, Expr::Identifier(id) if id.value.eq_ignore_ascii_case("proname"));
+            match &**right {
+                Expr::Value(v) if is_proname => match &v.value {
+                    Value::SingleQuotedString(s) => Some(s.strip_prefix("pg_catalog.").unwrap_or(s).to_owned()),
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+pub(super) fn last_name(name: &ObjectName) -> String {
+    match name.0.last() {
+        Some(ObjectNamePart::Identifier(id)) => id.value.clone(),
+        _ => String::new(),
+    }
+}
+
+fn one() -> Expr {
+    Expr::Value(Value::Number("1".to_owned(), false).into())
+}
+
+fn string(s: &str) -> Expr {
+    Expr::Value(Value::SingleQuotedString(s.to_owned()).into())
+}
+
+pub(super) fn call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(Function {
+        name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
+                .collect(),
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
+}
+
+/// Catalog columns datafusion-pg-catalog does not have, which are NULL for
+/// every Sluice relation: (table, column).
+const ABSENT_COLUMNS: &[(&str, &str)] = &[("pg_class", "reloptions")];
+
+/// `pg_class.reloptions` (qualified by the table's name): NULL, as for a
+/// relation without storage options.
+fn is_absent_column(ids: &[Ident]) -> bool {
+    let [.., table, column] = ids else {
+        return false;
+    };
+    ABSENT_COLUMNS
+        .iter()
+        .any(|(t, c)| table.value.eq_ignore_ascii_case(t) && column.value.eq_ignore_ascii_case(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn rewritten(sql: &str) -> String {
+        let s = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().pop().unwrap();
+        rewrite(s).to_string()
+    }
+
+    #[test]
+    fn like_escapes_become_backslashes() {
+        assert_eq!(
+            rewritten(r"SELECT 1 FROM t WHERE a NOT LIKE 'pg/_%\x' ESCAPE '/'"),
+            r"SELECT 1 FROM t WHERE a NOT LIKE 'pg\_%\\x'"
+        );
+        assert_eq!(
+            rewritten(r"SELECT 1 FROM t WHERE a LIKE 'x\_y' ESCAPE '\'"),
+            r"SELECT 1 FROM t WHERE a LIKE 'x\_y' ESCAPE '\'"
+        );
+        assert_eq!(
+            rewritten("SELECT 1 FROM t WHERE a LIKE $1 ESCAPE '/'"),
+            r"SELECT 1 FROM t WHERE a LIKE regexp_replace(replace($1, '\', '\\'), '\/(.)', '\${1}', 'g')"
+        );
+    }
+
+    #[test]
+    fn int2vector_unnest_and_viewdef() {
+        assert_eq!(
+            rewritten("SELECT unnest(c.conkey), generate_subscripts(c.conkey, 1) FROM pg_catalog.pg_constraint c"),
+            "SELECT unnest(_pg_int2_array(c.conkey)), unnest(range(1, CAST(array_length(_pg_int2_array(c.conkey), 1) AS BIGINT) + 1)) FROM pg_catalog.pg_constraint c"
+        );
+        assert_eq!(
+            rewritten("SELECT unnest(i.indkey) FROM pg_catalog.pg_index i"),
+            "SELECT unnest(_pg_int2_array(i.indkey)) FROM pg_catalog.pg_index i"
+        );
+        assert!(rewritten("SELECT pg_get_viewdef(c.oid) FROM pg_catalog.pg_class c").contains("WHERE _vc.oid = c.oid"));
+    }
+
+    #[test]
+    fn guarded_lookups_fold_into_the_subquery() {
+        assert_eq!(
+            rewritten(
+                "SELECT CASE WHEN a.atthasdef THEN (SELECT d.typname FROM pg_catalog.pg_type d WHERE d.oid = a.atttypid) ELSE NULL END FROM pg_catalog.pg_attribute a"
+            ),
+            "SELECT _sluice_if((a.atthasdef), (SELECT first_value(d.typname) FROM pg_catalog.pg_type d WHERE d.oid = a.atttypid)) FROM pg_catalog.pg_attribute a"
+        );
+        assert_eq!(
+            rewritten(
+                "SELECT CASE WHEN pg_catalog.pg_attribute.atthasdef THEN (SELECT pg_catalog.pg_type.typname FROM pg_catalog.pg_type WHERE pg_catalog.pg_attribute.atthasdef AND pg_catalog.pg_type.oid = pg_catalog.pg_attribute.atttypid) END FROM pg_catalog.pg_attribute"
+            ),
+            "SELECT _sluice_if((pg_catalog.pg_attribute.atthasdef) AND (pg_catalog.pg_attribute.atthasdef), (SELECT first_value(pg_catalog.pg_type.typname) FROM pg_catalog.pg_type WHERE pg_catalog.pg_type.oid = pg_catalog.pg_attribute.atttypid)) FROM pg_catalog.pg_attribute"
+        );
+    }
+
+    #[test]
+    fn lookups_in_relations_sluice_keeps_empty_are_null() {
+        assert_eq!(
+            rewritten(
+                "SELECT (SELECT json_build_object('always', a.attidentity = 'a', 'start', s.seqstart) FROM pg_catalog.pg_sequence s WHERE s.seqrelid = a.attrelid) FROM pg_catalog.pg_attribute a"
+            ),
+            "SELECT NULL FROM pg_catalog.pg_attribute a"
+        );
+    }
+
+    #[test]
+    fn composite_field_access_becomes_get_field() {
+        assert_eq!(
+            rewritten("SELECT (r.keys).x FROM r"),
+            "SELECT get_field(r.keys, 'x') FROM r"
+        );
+    }
+
+    #[test]
+    fn expandarray_is_unnested() {
+        assert_eq!(
+            rewritten("SELECT (information_schema._pg_expandarray(i.indkey)).n FROM i"),
+            "SELECT get_field(unnest(information_schema._pg_expandarray(i.indkey)), 'n') FROM i"
+        );
+    }
+
+    #[test]
+    fn regproc_comparisons_compare_names() {
+        let parser = datafusion_pg_catalog::sql::PostgresCompatibilityParser::new();
+        let s = parser
+            .parse(
+                "SELECT 1 FROM pg_catalog.pg_type WHERE typinput = 'pg_catalog.array_in'::regproc AND typreceive != 0",
+            )
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(
+            rewrite(s).to_string(),
+            "SELECT 1 FROM pg_catalog.pg_type WHERE typinput = 'array_in' AND typreceive <> '-'"
+        );
+    }
+
+    #[test]
+    fn catalog_lookups_are_aggregated_user_subqueries_are_not() {
+        assert_eq!(
+            rewritten(
+                "SELECT 1 FROM pg_catalog.pg_type t WHERE (SELECT c.relkind = 'c' FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid)"
+            ),
+            "SELECT 1 FROM pg_catalog.pg_type t WHERE (SELECT first_value(c.relkind = 'c') FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid)"
+        );
+        let user = "SELECT 1 FROM t WHERE (SELECT u.a FROM u WHERE u.id = t.id)";
+        assert_eq!(rewritten(user), user);
+        let counted = "SELECT 1 FROM t WHERE (SELECT count(*) FROM pg_catalog.pg_class c WHERE c.oid = t.id) > 0";
+        assert_eq!(rewritten(counted), counted);
+    }
+}
