@@ -81,7 +81,7 @@ pub async fn install(engine: &Engine, sf: f64) -> Result<u64, QueryError> {
             }
         });
         let stream = Box::pin(RecordBatchStreamAdapter::new(source, tokio_stream_from(rx)));
-        let rows = engine.write_new_table(DEMO_SCHEMA, name, schema, stream).await?;
+        let rows = engine.write_new_table(DEMO_SCHEMA, name, schema, stream, false).await?;
         tracing::info!(table = name, rows, "demo table written");
         total += rows;
     }

@@ -228,6 +228,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         runtime,
         statements: metrics.statements.clone(),
         target_partitions: config.target_partitions,
+        roles: vec![config.admin_user.clone()],
     })?);
     if config.demo {
         let rows = demo::install(&engine, config.demo_scale).await?;

@@ -10,9 +10,11 @@ mod ddl;
 mod distributed;
 mod engine;
 pub mod hive;
+pub mod ingest;
 mod lake_ddl;
 pub mod managed;
 mod pg_functions;
+mod pg_parse;
 mod pg_rewrite;
 mod prepare;
 mod route;
@@ -31,7 +33,6 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{HiveDistributionStyle, Statement as SqlStatement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 pub(crate) use pg_functions::Gucs;
 
 pub use self::engine::{Engine, EngineParts};
@@ -157,6 +158,15 @@ pub trait QueryHandler: Send + Sync + std::fmt::Debug {
     /// Runs one parsed statement.
     async fn run(&self, session: &Session, parsed: &Parsed) -> Result<QueryOutput, QueryError>;
 
+    /// Bulk ingest of `stream` into a managed table (Flight SQL
+    /// `CommandStatementIngest`); the rows written.
+    async fn ingest(
+        &self,
+        session: &Session,
+        target: ingest::IngestTarget,
+        stream: SendableRecordBatchStream,
+    ) -> Result<u64, QueryError>;
+
     /// Result columns of an open SQL cursor (a DECLAREd cursor is also a
     /// portal of the extended protocol, which clients describe).
     async fn cursor_schema(&self, session: &Session, name: &str) -> Option<SchemaRef>;
@@ -179,7 +189,7 @@ pub struct TableInfo {
 }
 
 /// Parses SQL the way a Postgres client writes it.
-pub(crate) fn parse_sql(compat: &PostgresCompatibilityParser, sql: &str) -> Result<Vec<Parsed>, QueryError> {
+pub(crate) fn parse_sql(compat: &pg_parse::PgParser, sql: &str) -> Result<Vec<Parsed>, QueryError> {
     if sql.trim().trim_matches(';').trim().is_empty() {
         return Ok(vec![Parsed::Empty]);
     }
@@ -391,7 +401,7 @@ mod tests {
 
     #[test]
     fn partitioned_ctas_is_lifted() {
-        let compat = PostgresCompatibilityParser::new();
+        let compat = pg_parse::PgParser::new();
         let parsed = parse_sql(
             &compat,
             "CREATE TABLE t PARTITIONED BY (Region, \"Day\") AS SELECT 1 AS a",
@@ -408,7 +418,7 @@ mod tests {
 
     #[test]
     fn external_table_falls_back_to_datafusion_dialect() {
-        let compat = PostgresCompatibilityParser::new();
+        let compat = pg_parse::PgParser::new();
         let parsed = parse_sql(&compat, "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/tmp/x/'").unwrap();
         assert!(
             matches!(&parsed[0], Parsed::Sql { statement, .. } if matches!(**statement, DfStatement::CreateExternalTable(_)))
@@ -417,7 +427,7 @@ mod tests {
 
     #[test]
     fn cursor_statements_are_recognized() {
-        let compat = PostgresCompatibilityParser::new();
+        let compat = pg_parse::PgParser::new();
         for sql in [
             "DECLARE \"pager\" CURSOR FOR SELECT 1",
             "DECLARE c NO SCROLL CURSOR WITH HOLD FOR SELECT 1",
@@ -441,7 +451,7 @@ mod tests {
 
     #[test]
     fn garbage_is_a_syntax_error() {
-        let compat = PostgresCompatibilityParser::new();
+        let compat = pg_parse::PgParser::new();
         let err = parse_sql(&compat, "SELEC 1 FROM").unwrap_err();
         assert_eq!(err.sqlstate(), "42601");
     }

@@ -6,6 +6,8 @@
 //! ([`sluice_proto::StatementHandle`]): any gateway with the same key serves a
 //! DoGet without a lookup, and a forged or altered ticket is refused.
 
+mod ingest;
+
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,8 +24,9 @@ use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
     CommandGetCatalogs, CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys,
     CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
-    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementQuery, CommandStatementUpdate,
-    DoPutPreparedStatementResult, Nullable, ProstMessageExt, Searchable, SqlInfo, TicketStatementQuery, XdbcDataType,
+    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementIngest, CommandStatementQuery,
+    CommandStatementUpdate, DoPutPreparedStatementResult, Nullable, ProstMessageExt, Searchable, SqlInfo,
+    TicketStatementQuery, XdbcDataType,
 };
 use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
@@ -523,6 +526,19 @@ impl FlightSqlService for FlightSqlServer {
         let prepared = self.prepare(&session, &cmd.query).await?;
         let out = self.handler.execute(&session, &prepared, None).await?;
         Ok(affected(&out))
+    }
+
+    async fn do_put_statement_ingest(
+        &self,
+        cmd: CommandStatementIngest,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let principal = self.principal(&request)?;
+        let session = self.session(&principal)?;
+        let target = ingest::target(&cmd)?;
+        let stream = ingest::batches(request.into_inner()).await?;
+        let rows = self.handler.ingest(&session, target, stream).await?;
+        Ok(i64::try_from(rows).unwrap_or(i64::MAX))
     }
 
     async fn do_action_create_prepared_statement(

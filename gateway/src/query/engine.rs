@@ -13,9 +13,7 @@ use datafusion::common::{ParamValues, TableReference};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::{LogicalPlan, WriteOp};
 use datafusion::prelude::SessionContext;
-use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::setup_pg_catalog;
-use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use super::managed::ManagedTables;
 use super::pg_functions;
@@ -34,7 +32,7 @@ pub struct Engine {
     pub(super) managed: Arc<ManagedTables>,
     pub(super) cluster: Cluster,
     pub(super) codec: Arc<LakeCodec>,
-    compat: PostgresCompatibilityParser,
+    compat: super::pg_parse::PgParser,
     statements: prometheus::IntCounterVec,
     /// `--target-partitions` was given; otherwise sessions follow the
     /// cluster's live task slots.
@@ -61,6 +59,8 @@ pub struct EngineParts {
     pub runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
     pub statements: prometheus::IntCounterVec,
     pub target_partitions: Option<usize>,
+    /// Roles `pg_roles` lists: the users the authenticator knows.
+    pub roles: Vec<String>,
 }
 
 impl Engine {
@@ -76,6 +76,7 @@ impl Engine {
             runtime,
             statements,
             target_partitions,
+            roles,
         } = parts;
         let config = cluster
             .credentials()
@@ -86,7 +87,7 @@ impl Engine {
         let ctx = SessionContext::new_with_state(sluice_lake::session_state(config, runtime));
         let sluice = Arc::new(SluiceCatalog::new(Arc::clone(&catalog), Arc::clone(&services)));
         ctx.register_catalog(CATALOG_NAME, Arc::clone(&sluice) as _);
-        setup_pg_catalog(&ctx, CATALOG_NAME, EmptyContextProvider).map_err(|e| QueryError::from(*e))?;
+        setup_pg_catalog(&ctx, CATALOG_NAME, pg_functions::Roles::new(roles)).map_err(|e| QueryError::from(*e))?;
         ctx.register_udf(pg_functions::version_udf());
         ctx.register_udf(pg_functions::pg_my_temp_schema_udf());
         ctx.register_udf(pg_functions::pg_get_serial_sequence_udf());
@@ -111,7 +112,7 @@ impl Engine {
             managed,
             cluster,
             codec,
-            compat: PostgresCompatibilityParser::new(),
+            compat: super::pg_parse::PgParser::new(),
             statements,
             fixed_partitions: target_partitions.is_some(),
         })
@@ -290,12 +291,28 @@ impl QueryHandler for Engine {
         )?;
         let session = Session::new(user, state);
         let gucs = session.gucs_handle();
+        let catalog = Arc::clone(&self.catalog);
+        let user_name = user.to_owned();
         let mut registered = Ok(());
         session.update_state(|state| {
             use datafusion::execution::FunctionRegistry;
             registered = state
                 .register_udf(Arc::new(pg_functions::CurrentSetting::udf(Arc::clone(&gucs))))
-                .and_then(|_| state.register_udf(Arc::new(pg_functions::SetConfig::udf(gucs))))
+                .and_then(|_| state.register_udf(Arc::new(pg_functions::SetConfig::udf(Arc::clone(&gucs)))))
+                .and_then(|_| {
+                    state.register_udf(Arc::new(pg_functions::current_schema_udf(
+                        Arc::clone(&gucs),
+                        Arc::clone(&catalog),
+                        user_name.clone(),
+                    )))
+                })
+                .and_then(|_| {
+                    state.register_udf(Arc::new(pg_functions::current_schemas_udf(
+                        gucs,
+                        Arc::clone(&catalog),
+                        user_name.clone(),
+                    )))
+                })
                 .map(|_| ());
         });
         registered?;
@@ -322,6 +339,16 @@ impl QueryHandler for Engine {
 
     async fn run(&self, session: &Session, parsed: &Parsed) -> Result<QueryOutput, QueryError> {
         let r = self.run_parsed(session, parsed).await;
+        self.count(r)
+    }
+
+    async fn ingest(
+        &self,
+        session: &Session,
+        target: super::ingest::IngestTarget,
+        stream: datafusion::execution::SendableRecordBatchStream,
+    ) -> Result<u64, QueryError> {
+        let r = self.ingest_stream(session, target, stream).await;
         self.count(r)
     }
 

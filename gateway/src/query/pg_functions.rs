@@ -442,3 +442,95 @@ impl ScalarUDFImpl for SluiceIf {
         Ok(ColumnarValue::Array(out))
     }
 }
+
+/// The roles `pg_roles` lists (datafusion-pg-catalog asks a context
+/// provider): the users the authenticator knows, each allowed to log in.
+#[derive(Debug, Clone)]
+pub(super) struct Roles(Arc<Vec<String>>);
+
+impl Roles {
+    pub(super) fn new(names: Vec<String>) -> Self {
+        Roles(Arc::new(names))
+    }
+}
+
+#[async_trait::async_trait]
+impl datafusion_pg_catalog::pg_catalog::context::PgCatalogContextProvider for Roles {
+    async fn roles(&self) -> Vec<String> {
+        self.0.as_ref().clone()
+    }
+
+    async fn role(&self, name: &str) -> Option<datafusion_pg_catalog::pg_catalog::context::Role> {
+        self.0
+            .iter()
+            .any(|r| r == name)
+            .then(|| datafusion_pg_catalog::pg_catalog::context::Role {
+                name: name.to_owned(),
+                is_superuser: true,
+                can_login: true,
+                can_create_db: true,
+                can_create_role: true,
+                can_create_user: true,
+                can_replication: false,
+                grants: vec![],
+                inherited_roles: vec![],
+            })
+    }
+}
+
+/// The schemas of the session's `search_path` that exist, in order
+/// (`$user` is the session's user).
+fn search_path(gucs: &Gucs, catalog: &crate::catalog::CatalogState, user: &str) -> Vec<String> {
+    let path = gucs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get("search_path")
+        .cloned()
+        .unwrap_or_default();
+    let snapshot = catalog.snapshot();
+    path.split(',')
+        .map(|p| p.trim().trim_matches('"').to_owned())
+        .map(|p| if p == "$user" { user.to_owned() } else { p })
+        .filter(|p| snapshot.databases.contains_key(p))
+        .collect()
+}
+
+/// `current_schema()`: the first schema of the search path that exists.
+pub(super) fn current_schema_udf(gucs: Gucs, catalog: Arc<crate::catalog::CatalogState>, user: String) -> ScalarUDF {
+    create_udf(
+        "current_schema",
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_| {
+            let first = search_path(&gucs, &catalog, &user).into_iter().next();
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(first)))
+        }),
+    )
+}
+
+/// `current_schemas(include_implicit)`: the search path's existing
+/// schemas, `pg_catalog` first when implicit ones are asked for.
+pub(super) fn current_schemas_udf(gucs: Gucs, catalog: Arc<crate::catalog::CatalogState>, user: String) -> ScalarUDF {
+    create_udf(
+        "current_schemas",
+        vec![DataType::Boolean],
+        DataType::List(Arc::new(datafusion::arrow::datatypes::Field::new(
+            "item",
+            DataType::Utf8,
+            true,
+        ))),
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let implicit = matches!(&args[0], ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))));
+            let mut schemas = search_path(&gucs, &catalog, &user);
+            if implicit {
+                schemas.insert(0, "pg_catalog".to_owned());
+            }
+            let values: Vec<ScalarValue> = schemas.into_iter().map(|s| ScalarValue::Utf8(Some(s))).collect();
+            Ok(ColumnarValue::Scalar(ScalarValue::List(
+                ScalarValue::new_list_nullable(&values, &DataType::Utf8),
+            )))
+        }),
+    )
+}

@@ -16,12 +16,15 @@
 //!   function's name, `-` for none) with `0` or with `'name'::regproc`
 //!   (which the compatibility parser turned into an oid subquery) → a
 //!   comparison of names: pgjdbc's type cache and ADBC PostgreSQL's type
-//!   loading ask `typinput = 'array_in'::regproc` and `typreceive != 0`;
+//!   loading ask `typinput = 'array_in'::regproc` and `typreceive != 0`,
+//!   Npgsql joins `pg_proc.oid = pg_type.typreceive` (→ `proname = ...`);
 //! - `unnest(indkey)` (and the other int2vector / int2[] columns, text in
 //!   datafusion-pg-catalog) → `unnest(_pg_int2_array(indkey))`;
 //! - `generate_subscripts(a, d)` → `unnest(range(1, array_length(a, d) + 1))`;
 //! - `pg_get_viewdef(oid)` → a lookup of the view's name by oid handed to
 //!   `_sluice_viewdef(schema, name)`, which answers from Sluice's catalog;
+//! - `to_char(t, 'YYYY-MM-DD')`: Postgres patterns → the chrono format
+//!   DataFusion's `to_char` reads;
 //! - `LIKE p ESCAPE 'c'` with `c` other than backslash (SQLAlchemy's
 //!   `ESCAPE '/'`) → the pattern re-escaped with backslashes, the only
 //!   escape DataFusion's LIKE knows.
@@ -93,6 +96,14 @@ impl VisitorMut for Rewriter {
                     *arg = call("_pg_int2_array", vec![arg.clone()]);
                 }
             }
+            Expr::Function(f) if last_name(&f.name).eq_ignore_ascii_case("to_char") => {
+                if let FunctionArguments::List(list) = &mut f.args
+                    && let [_, FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))] = list.args.as_mut_slice()
+                    && let Value::SingleQuotedString(pattern) = &mut v.value
+                {
+                    *pattern = chrono_pattern(pattern);
+                }
+            }
             Expr::Function(f) if last_name(&f.name).eq_ignore_ascii_case("generate_subscripts") => {
                 if let FunctionArguments::List(list) = &f.args
                     && let [
@@ -130,10 +141,22 @@ impl VisitorMut for Rewriter {
                 }
             }
             Expr::BinaryOp { left, op, right }
-                if matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq) && is_regproc_column(left) =>
+                if matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq)
+                    && (is_regproc_column(left) || is_regproc_column(right)) =>
             {
+                if !is_regproc_column(left) {
+                    std::mem::swap(left, right);
+                }
                 if let Some(name) = regproc_name(right) {
                     **right = string(&name);
+                } else if let Expr::CompoundIdentifier(ids) = &mut **right
+                    && ids.last().is_some_and(|id| id.value.eq_ignore_ascii_case("oid"))
+                {
+                    // `proc.oid = typ.typreceive` (Npgsql's type loading):
+                    // the regproc column holds the function's name.
+                    if let Some(last) = ids.last_mut() {
+                        *last = Ident::new("proname");
+                    }
                 }
             }
             Expr::Function(f) if last_name(&f.name).eq_ignore_ascii_case("_pg_expandarray") => {
@@ -312,6 +335,65 @@ pub(super) fn last_name(name: &ObjectName) -> String {
     }
 }
 
+/// A Postgres `to_char` date/time pattern as the chrono format DataFusion's
+/// `to_char` takes: `YYYY-MM-DD HH24:MI:SS` → `%Y-%m-%d %H:%M:%S`; text in
+/// double quotes is literal, unknown letters stay as they are.
+fn chrono_pattern(pattern: &str) -> String {
+    const FIELDS: &[(&str, &str)] = &[
+        ("HH24", "%H"),
+        ("HH12", "%I"),
+        ("YYYY", "%Y"),
+        ("Month", "%B"),
+        ("MONTH", "%B"),
+        ("Mon", "%b"),
+        ("MON", "%b"),
+        ("Day", "%A"),
+        ("DAY", "%A"),
+        ("DDD", "%j"),
+        ("YY", "%y"),
+        ("MM", "%m"),
+        ("DD", "%d"),
+        ("Dy", "%a"),
+        ("DY", "%a"),
+        ("HH", "%I"),
+        ("MI", "%M"),
+        ("SS", "%S"),
+        ("MS", "%3f"),
+        ("US", "%6f"),
+        ("AM", "%p"),
+        ("PM", "%p"),
+        ("TZ", "%Z"),
+        ("OF", "%:z"),
+        ("IW", "%V"),
+        ("Q", "%q"),
+    ];
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut rest = pattern;
+    'outer: while !rest.is_empty() {
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let end = quoted.find('"').unwrap_or(quoted.len());
+            out.push_str(&quoted[..end].replace('%', "%%"));
+            rest = quoted.get(end + 1..).unwrap_or("");
+            continue;
+        }
+        for (pg, chrono) in FIELDS {
+            if let Some(after) = rest.strip_prefix(pg) {
+                out.push_str(chrono);
+                rest = after;
+                continue 'outer;
+            }
+        }
+        let c = rest.chars().next().unwrap_or_default();
+        if c == '%' {
+            out.push_str("%%");
+        } else {
+            out.push(c);
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
 fn one() -> Expr {
     Expr::Value(Value::Number("1".to_owned(), false).into())
 }
@@ -450,6 +532,24 @@ mod tests {
         assert_eq!(
             rewrite(s).to_string(),
             "SELECT 1 FROM pg_catalog.pg_type WHERE typinput = 'array_in' AND typreceive <> '-'"
+        );
+    }
+
+    #[test]
+    fn to_char_patterns_become_chrono_formats() {
+        assert_eq!(chrono_pattern("YYYY-MM-DD HH24:MI:SS.MS"), "%Y-%m-%d %H:%M:%S.%3f");
+        assert_eq!(
+            chrono_pattern("Dy, DD Mon YYYY \"at\" HH12 AM"),
+            "%a, %d %b %Y at %I %p"
+        );
+        assert_eq!(chrono_pattern("100%"), "100%%");
+    }
+
+    #[test]
+    fn regproc_joins_compare_names() {
+        assert_eq!(
+            rewritten("SELECT 1 FROM pg_type AS typ LEFT JOIN pg_proc AS proc ON proc.oid = typ.typreceive"),
+            "SELECT 1 FROM pg_type AS typ LEFT JOIN pg_proc AS proc ON typ.typreceive = proc.proname"
         );
     }
 

@@ -172,13 +172,15 @@ impl Engine {
         }
     }
 
-    /// Writes `stream` as a new managed table `db.name` (demo data).
+    /// Writes `stream` as a new managed table `db.name` (demo data, Flight
+    /// SQL ingest), replacing one of that name with `replace`.
     pub async fn write_new_table(
         &self,
         db: &str,
         name: &str,
         schema: SchemaRef,
         stream: datafusion::execution::SendableRecordBatchStream,
+        replace: bool,
     ) -> Result<u64, QueryError> {
         let settings = self.managed.settings();
         let table = Table {
@@ -200,7 +202,7 @@ impl Engine {
         };
         let mode = WriteMode::Create {
             table: Box::new(table.clone()),
-            replace: false,
+            replace,
         };
         self.managed.write(&table, mode, Some(stream), settings).await
     }

@@ -1,0 +1,146 @@
+//! How a statement's Postgres SQL becomes an AST. datafusion-pg-catalog's
+//! compatibility parser replaces known client catalog queries wholesale and
+//! applies its rewrite rules; one of them, `RemoveSubqueryFromProjection`,
+//! replaces every select-list subquery it deems correlated (any qualified
+//! column not aliased inside it, any parameter) with NULL — for a user's
+//! query a silently wrong answer (`SELECT name, (SELECT max(score) FROM r
+//! WHERE r.id = l.id) FROM l` answered NULLs). So a statement that reads any
+//! relation outside `pg_catalog` / `information_schema` is parsed by
+//! sqlparser and given the same rules without that one: DataFusion then
+//! decorrelates the subquery or refuses it with an error. Catalog-only
+//! statements keep the compatibility parser's answer, which clients' catalog
+//! queries were tuned against.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use datafusion::sql::sqlparser::ast::{ObjectName, ObjectNamePart, Statement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use datafusion_pg_catalog::sql::rules::{
+    AliasDuplicatedProjectionRewrite, CurrentUserVariableToSessionUserFunctionCall, FixArrayLiteral,
+    FixVersionColumnName, PrependUnqualifiedPgTableName, ResolveUnqualifiedIdentifier, RewriteArrayAnyAllOperation,
+    RewritePgCatalogOperator, RewriteRegCastToSubquery, SqlStatementRewriteRule, StripCallableQualifier, StripCollate,
+};
+
+/// The compatibility parser plus the rule set for statements on user data.
+pub(crate) struct PgParser {
+    compat: PostgresCompatibilityParser,
+    user_rules: Vec<Arc<dyn SqlStatementRewriteRule>>,
+}
+
+impl std::fmt::Debug for PgParser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgParser").finish_non_exhaustive()
+    }
+}
+
+impl Default for PgParser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PgParser {
+    pub(crate) fn new() -> Self {
+        // The compatibility parser's rules in its order, without
+        // RemoveSubqueryFromProjection.
+        let user_rules: Vec<Arc<dyn SqlStatementRewriteRule>> = vec![
+            Arc::new(AliasDuplicatedProjectionRewrite),
+            Arc::new(ResolveUnqualifiedIdentifier),
+            Arc::new(RewriteArrayAnyAllOperation),
+            Arc::new(PrependUnqualifiedPgTableName),
+            Arc::new(StripCallableQualifier),
+            Arc::new(FixArrayLiteral),
+            Arc::new(CurrentUserVariableToSessionUserFunctionCall),
+            Arc::new(StripCollate),
+            Arc::new(RewritePgCatalogOperator),
+            Arc::new(RewriteRegCastToSubquery::new()),
+            Arc::new(FixVersionColumnName),
+        ];
+        PgParser {
+            compat: PostgresCompatibilityParser::new(),
+            user_rules,
+        }
+    }
+
+    pub(crate) fn parse(&self, sql: &str) -> Result<Vec<Statement>, ParserError> {
+        let compat = self.compat.parse(sql)?;
+        let Ok(plain) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else {
+            return Ok(compat);
+        };
+        if plain.len() != compat.len() {
+            return Ok(compat);
+        }
+        Ok(compat
+            .into_iter()
+            .zip(plain)
+            .map(|(c, p)| {
+                if reads_user_relation(&p) {
+                    self.user_rules.iter().fold(p, |s, rule| rule.rewrite(s))
+                } else {
+                    c
+                }
+            })
+            .collect())
+    }
+}
+
+fn is_catalog(name: &ObjectName) -> bool {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .filter_map(|p| match p {
+            ObjectNamePart::Identifier(id) => Some(id.value.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect();
+    match parts.as_slice() {
+        [schema, _] | [_, schema, _] => schema == "pg_catalog" || schema == "information_schema",
+        [table] => table.starts_with("pg_"),
+        _ => false,
+    }
+}
+
+/// Whether `s` names a relation outside the catalogs (CTE names count:
+/// telling them apart needs scopes, and the user-data path is the safe one).
+fn reads_user_relation(s: &Statement) -> bool {
+    let found = datafusion::sql::sqlparser::ast::visit_relations(s, |name| {
+        if is_catalog(name) {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        }
+    });
+    found.is_break()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_queries_keep_their_select_list_subqueries() {
+        let p = PgParser::new();
+        let s = p
+            .parse("SELECT name, (SELECT max(score) FROM r WHERE r.id = l.id) FROM l")
+            .unwrap()
+            .pop()
+            .unwrap()
+            .to_string();
+        assert!(s.contains("SELECT max(score)"), "{s}");
+    }
+
+    #[test]
+    fn catalog_queries_go_through_the_compatibility_parser() {
+        let p = PgParser::new();
+        let s = p
+            .parse("SELECT c.relname, (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid = c.relnamespace) FROM pg_catalog.pg_class c")
+            .unwrap()
+            .pop()
+            .unwrap()
+            .to_string();
+        assert!(s.contains("NULL"), "{s}");
+    }
+}
