@@ -23,6 +23,17 @@ def matrix():
     cells.check()
 
 
+@pytest.fixture(scope="session")
+def reference_pg():
+    import reference_pg as ref
+
+    if not ref.available():
+        pytest.skip("PostgreSQL server binaries missing (tests/run.sh installs them)")
+    server = ref.ReferencePostgres().start()
+    yield server
+    server.stop()
+
+
 def pytest_sessionfinish(session, exitstatus):
     # Only a whole run of the suite rewrites the committed matrix.
     opts = session.config.option

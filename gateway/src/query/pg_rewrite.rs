@@ -25,6 +25,8 @@
 //!   `_sluice_viewdef(schema, name)`, which answers from Sluice's catalog;
 //! - `to_char(t, 'YYYY-MM-DD')`: Postgres patterns → the chrono format
 //!   DataFusion's `to_char` reads;
+//! - `sign`, `variance`, `every` → `signum`, `var_samp`, `bool_and`;
+//!   `mod(a, b)` → `(a % b)`;
 //! - `LIKE p ESCAPE 'c'` with `c` other than backslash (SQLAlchemy's
 //!   `ESCAPE '/'`) → the pattern re-escaped with backslashes, the only
 //!   escape DataFusion's LIKE knows.
@@ -94,6 +96,25 @@ impl VisitorMut for Rewriter {
                     && is_column(arg, INT2_ARRAY_COLUMNS)
                 {
                     *arg = call("_pg_int2_array", vec![arg.clone()]);
+                }
+            }
+            Expr::Function(f) if renamed(&last_name(&f.name)).is_some() && f.over.is_none() => {
+                if let Some(to) = renamed(&last_name(&f.name)) {
+                    f.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(to))]);
+                }
+            }
+            Expr::Function(f) if last_name(&f.name).eq_ignore_ascii_case("mod") => {
+                if let FunctionArguments::List(list) = &f.args
+                    && let [
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(a)),
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(b)),
+                    ] = list.args.as_slice()
+                {
+                    *expr = Expr::Nested(Box::new(Expr::BinaryOp {
+                        left: Box::new(a.clone()),
+                        op: BinaryOperator::Modulo,
+                        right: Box::new(b.clone()),
+                    }));
                 }
             }
             Expr::Function(f) if last_name(&f.name).eq_ignore_ascii_case("to_char") => {
@@ -335,6 +356,16 @@ pub(super) fn last_name(name: &ObjectName) -> String {
     }
 }
 
+/// Postgres functions DataFusion has under another name.
+fn renamed(name: &str) -> Option<&'static str> {
+    match name.to_ascii_lowercase().as_str() {
+        "sign" => Some("signum"),
+        "variance" => Some("var_samp"),
+        "every" => Some("bool_and"),
+        _ => None,
+    }
+}
+
 /// A Postgres `to_char` date/time pattern as the chrono format DataFusion's
 /// `to_char` takes: `YYYY-MM-DD HH24:MI:SS` → `%Y-%m-%d %H:%M:%S`; text in
 /// double quotes is literal, unknown letters stay as they are.
@@ -532,6 +563,14 @@ mod tests {
         assert_eq!(
             rewrite(s).to_string(),
             "SELECT 1 FROM pg_catalog.pg_type WHERE typinput = 'array_in' AND typreceive <> '-'"
+        );
+    }
+
+    #[test]
+    fn postgres_function_names() {
+        assert_eq!(
+            rewritten("SELECT sign(x), mod(a, 3), variance(y), every(z) FROM t"),
+            "SELECT signum(x), (a % 3), var_samp(y), bool_and(z) FROM t"
         );
     }
 

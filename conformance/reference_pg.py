@@ -1,0 +1,59 @@
+"""A throw-away PostgreSQL 15 server (Debian's `postgresql` package) on
+127.0.0.1, the reference the differential check compares Sluice with."""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+BIN = Path(os.environ.get("SLUICE_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def available() -> bool:
+    return (BIN / "initdb").exists() and (BIN / "pg_ctl").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ReferencePostgres:
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="sluice-refpg-"))
+        self.port = _free_port()
+        # initdb refuses root: run the server as the package's postgres user.
+        self.as_user = ["su", "postgres", "-s", "/bin/sh", "-c"] if os.geteuid() == 0 else None
+
+    def _run(self, *args):
+        cmd = " ".join(str(a) for a in args)
+        full = [*self.as_user, cmd] if self.as_user else ["sh", "-c", cmd]
+        subprocess.run(full, check=True, capture_output=True, timeout=120)
+
+    def start(self):
+        if self.as_user:
+            shutil.chown(self.dir, "postgres")
+        self._run(BIN / "initdb", "-D", self.dir / "data", "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C")
+        opts = f"'-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c TimeZone=UTC'"
+        self._run(BIN / "pg_ctl", "-D", self.dir / "data", "-l", self.dir / "log", "-o", opts, "-w", "start")
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("reference PostgreSQL did not start")
+
+    def dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+
+    def stop(self):
+        try:
+            self._run(BIN / "pg_ctl", "-D", self.dir / "data", "-m", "immediate", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
