@@ -24,11 +24,7 @@ KNOWN: list[tuple[str, str]] = [
     ),
     (r"lower\(t\)|initcap\(t\)|upper\(t\) \|\| lower", "case mapping: the reference server runs in the C locale (ASCII only); DataFusion maps all of Unicode (ÉCOLE → école)"),
     (r"t::varchar\(3\)", "varchar(n) length is not enforced: DataFusion has one string type (text)"),
-    (
-        r"quote_ident\(t\)",
-        "quote_ident is a datafusion-pg-catalog function registered in the gateway only; a query over a lake table runs "
-        "on the executors, which do not have it (and the error is reported as 40001)",
-    ),
+    (r"quote_ident\(t\)", "datafusion-pg-catalog's quote_ident quotes only what is not a lower-case identifier character; PostgreSQL also quotes upper-case letters (\"Beta\")"),
     (r"d \+ INTERVAL", "date + interval is a date in DataFusion, a timestamp in PostgreSQL"),
     (r"date_trunc\('month', d\)", "date_trunc of a date is a timestamp in DataFusion, timestamptz in PostgreSQL"),
     (

@@ -14,6 +14,8 @@ pub enum ErrorKind {
     UndefinedColumn,
     UndefinedSchema,
     UndefinedObject,
+    /// A function name (or argument types) the engine does not know.
+    UndefinedFunction,
     DuplicateTable,
     DuplicateSchema,
     /// A partition (or other object) that already exists.
@@ -55,6 +57,7 @@ impl ErrorKind {
             ErrorKind::UndefinedColumn => "42703",
             ErrorKind::UndefinedSchema => "3F000",
             ErrorKind::UndefinedObject => "42704",
+            ErrorKind::UndefinedFunction => "42883",
             ErrorKind::DuplicateTable => "42P07",
             ErrorKind::DuplicateSchema => "42P06",
             ErrorKind::DuplicateObject => "42710",
@@ -95,6 +98,7 @@ impl ErrorKind {
             ErrorKind::UndefinedTable
             | ErrorKind::UndefinedSchema
             | ErrorKind::UndefinedObject
+            | ErrorKind::UndefinedFunction
             | ErrorKind::InvalidCatalogName => Code::NotFound,
             ErrorKind::DuplicateTable | ErrorKind::DuplicateSchema | ErrorKind::DuplicateObject => Code::AlreadyExists,
             ErrorKind::Conflict => Code::Aborted,
@@ -189,10 +193,9 @@ fn classify_datafusion(e: DataFusionError) -> QueryError {
             // DataFusion reports unknown relations as plan errors of this shape.
             let kind = if (msg.starts_with("table '") || msg.starts_with("Table '")) && msg.contains("not found") {
                 ErrorKind::UndefinedTable
-            } else if msg.contains("Invalid function")
-                || msg.contains("No function matches")
-                || msg.contains("unrecognized configuration parameter")
-            {
+            } else if msg.contains("Invalid function") || msg.contains("No function matches") {
+                ErrorKind::UndefinedFunction
+            } else if msg.contains("unrecognized configuration parameter") {
                 ErrorKind::UndefinedObject
             } else if msg.contains("Placeholder") || msg.contains("parameter") {
                 ErrorKind::InvalidParameter

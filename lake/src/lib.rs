@@ -89,18 +89,36 @@ pub fn session_config() -> SessionConfig {
     config
 }
 
+/// Postgres functions of datafusion-pg-catalog that depend on nothing but
+/// their arguments, so a query over lake tables may call them wherever it
+/// runs: the gateway's scheduler decodes and the executors run plans that
+/// contain them. (Session- and catalog-dependent ones stay in the gateway,
+/// which folds them to constants before a plan leaves it.)
+pub fn pg_row_functions() -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
+    use datafusion_pg_catalog::pg_catalog::{array_bounds_udf, format_type, quote_ident_udf};
+    vec![
+        Arc::new(quote_ident_udf::create_quote_ident_udf()),
+        Arc::new(quote_ident_udf::create_parse_ident_udf()),
+        Arc::new(format_type::create_format_type_udf()),
+        Arc::new(array_bounds_udf::create_array_upper_udf()),
+        Arc::new(array_bounds_udf::create_array_lower_udf()),
+    ]
+}
+
 /// Builds a session on `config` and `runtime` with Ballista's functions and
-/// optimizer rules.
+/// optimizer rules, and the Postgres row functions.
 pub fn session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionState {
     use ballista_core::extension::{
         ballista_aggregate_functions, ballista_scalar_functions, ballista_window_functions,
     };
+    let mut scalars = ballista_scalar_functions();
+    scalars.extend(pg_row_functions());
     SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)
         .with_runtime_env(runtime)
         .with_optimizer_rules(ballista_core::optimizer::ballista_default_optimizer_rules())
-        .with_scalar_functions(ballista_scalar_functions())
+        .with_scalar_functions(scalars)
         .with_aggregate_functions(ballista_aggregate_functions())
         .with_window_functions(ballista_window_functions())
         .build()

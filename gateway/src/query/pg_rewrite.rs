@@ -21,6 +21,7 @@
 //! - `unnest(indkey)` (and the other int2vector / int2[] columns, text in
 //!   datafusion-pg-catalog) → `unnest(_pg_int2_array(indkey))`;
 //! - `generate_subscripts(a, d)` → `unnest(range(1, array_length(a, d) + 1))`;
+//! - `to_regtype(name)` / `to_regclass(name)` → oid lookups (NULL when none);
 //! - `pg_get_viewdef(oid)` → a lookup of the view's name by oid handed to
 //!   `_sluice_viewdef(schema, name)`, which answers from Sluice's catalog;
 //! - `to_char(t, 'YYYY-MM-DD')`: Postgres patterns → the chrono format
@@ -39,13 +40,35 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 mod lookups;
+mod names;
 
-use lookups::{aggregate_catalog_lookup, fold_guarded_lookup, reads_empty_relation, viewdef_lookup};
+use lookups::{
+    aggregate_catalog_lookup, fold_guarded_lookup, reads_empty_relation, to_regclass_lookup, to_regtype_lookup,
+    viewdef_lookup,
+};
 
-/// Applies every rewrite of this module to `statement`.
+/// Applies every rewrite of this module to `statement`: result columns
+/// named as PostgreSQL names them (from the client's own expressions), then
+/// the expression rewrites.
 pub(crate) fn rewrite(mut statement: Statement) -> Statement {
+    let _ = statement.visit(&mut Namer);
+    rewrite_expressions(statement)
+}
+
+fn rewrite_expressions(mut statement: Statement) -> Statement {
     let _ = statement.visit(&mut Rewriter);
     statement
+}
+
+struct Namer;
+
+impl VisitorMut for Namer {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
+        names::name_columns(query);
+        ControlFlow::Continue(())
+    }
 }
 
 struct Rewriter;
@@ -152,6 +175,20 @@ impl VisitorMut for Rewriter {
                         right: Box::new(one()),
                     };
                     *expr = call("unnest", vec![call("range", vec![one(), stop])]);
+                }
+            }
+            Expr::Function(f)
+                if last_name(&f.name).eq_ignore_ascii_case("to_regtype")
+                    || last_name(&f.name).eq_ignore_ascii_case("to_regclass") =>
+            {
+                if let FunctionArguments::List(list) = &f.args
+                    && let [FunctionArg::Unnamed(FunctionArgExpr::Expr(name))] = list.args.as_slice()
+                {
+                    *expr = if last_name(&f.name).eq_ignore_ascii_case("to_regtype") {
+                        to_regtype_lookup(name.clone())
+                    } else {
+                        to_regclass_lookup(name.clone())
+                    };
                 }
             }
             Expr::Function(f) if last_name(&f.name).eq_ignore_ascii_case("pg_get_viewdef") => {
@@ -476,7 +513,7 @@ mod tests {
 
     fn rewritten(sql: &str) -> String {
         let s = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().pop().unwrap();
-        rewrite(s).to_string()
+        rewrite_expressions(s).to_string()
     }
 
     #[test]
@@ -561,8 +598,28 @@ mod tests {
             .pop()
             .unwrap();
         assert_eq!(
-            rewrite(s).to_string(),
+            rewrite_expressions(s).to_string(),
             "SELECT 1 FROM pg_catalog.pg_type WHERE typinput = 'array_in' AND typreceive <> '-'"
+        );
+    }
+
+    #[test]
+    fn columns_are_named_as_postgres_names_them() {
+        let named =
+            |sql: &str| rewrite(Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().pop().unwrap()).to_string();
+        assert_eq!(
+            named("SELECT 1 + 1, count(*), max(x), x, CAST(y AS INT), sum(x) AS total FROM t"),
+            "SELECT 1 + 1 AS \"?column?\", count(*) AS \"count\", max(x) AS \"max\", x, CAST(y AS INT), sum(x) AS total FROM t"
+        );
+        // DataFusion refuses duplicate names: repeated ones are left alone or named by their text.
+        assert_eq!(named("SELECT x + 1, x + 2 FROM t"), "SELECT x + 1, x + 2 FROM t");
+        assert_eq!(
+            named("SELECT count(x), count(y) FROM t"),
+            "SELECT count(x) AS \"count(x)\", count(y) AS \"count(y)\" FROM t"
+        );
+        assert_eq!(
+            named("SELECT sign(x), CASE WHEN x THEN 1 END, (r.k).n FROM t"),
+            "SELECT signum(x) AS \"sign\", CASE WHEN x THEN 1 END AS \"case\", get_field(r.k, 'n') AS \"n\" FROM t"
         );
     }
 

@@ -14,8 +14,33 @@ use super::{call, last_name};
 /// `(SELECT first_value(_sluice_viewdef(n.nspname, c.relname)) FROM pg_class
 /// c JOIN pg_namespace n ON c.relnamespace = n.oid WHERE c.oid = <oid>)`.
 pub(super) fn viewdef_lookup(oid: Expr) -> Expr {
-    let sql = "SELECT first_value(_sluice_viewdef(_vn.nspname, _vc.relname)) FROM pg_catalog.pg_class _vc \
-               JOIN pg_catalog.pg_namespace _vn ON _vc.relnamespace = _vn.oid WHERE _vc.oid = NULL";
+    template_lookup(
+        "SELECT first_value(_sluice_viewdef(_vn.nspname, _vc.relname)) FROM pg_catalog.pg_class _vc \
+         JOIN pg_catalog.pg_namespace _vn ON _vc.relnamespace = _vn.oid WHERE _vc.oid = NULL",
+        oid,
+    )
+}
+
+/// `to_regtype(name)`: the type's oid, NULL when there is none (psycopg's
+/// and SQLAlchemy's type lookups on connect).
+pub(super) fn to_regtype_lookup(name: Expr) -> Expr {
+    template_lookup(
+        "SELECT first_value(_rt.oid) FROM pg_catalog.pg_type _rt WHERE _rt.typname = NULL",
+        name,
+    )
+}
+
+/// `to_regclass(name)`: the relation's oid, NULL when there is none.
+pub(super) fn to_regclass_lookup(name: Expr) -> Expr {
+    template_lookup(
+        "SELECT first_value(_rc.oid) FROM pg_catalog.pg_class _rc WHERE _rc.relname = NULL",
+        name,
+    )
+}
+
+/// The scalar subquery `sql` with the right side of its WHERE comparison
+/// replaced by `arg`.
+fn template_lookup(sql: &str, arg: Expr) -> Expr {
     let Ok(mut statements) = datafusion::sql::sqlparser::parser::Parser::parse_sql(
         &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
         sql,
@@ -28,7 +53,7 @@ pub(super) fn viewdef_lookup(oid: Expr) -> Expr {
     if let SetExpr::Select(select) = query.body.as_mut()
         && let Some(Expr::BinaryOp { right, .. }) = select.selection.as_mut()
     {
-        **right = oid;
+        **right = arg;
     }
     Expr::Subquery(query)
 }

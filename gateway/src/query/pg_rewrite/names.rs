@@ -1,0 +1,91 @@
+//! Result column names as PostgreSQL gives them (its `FigureColname`): a
+//! function call is named after the function (`count`, `max`, `upper`), a
+//! cast after what it casts, `CASE` is `case`, other expressions
+//! `?column?`. DataFusion would name them `count(*)`, `Int64(1) +
+//! Int64(1)`. Applied to each unnamed select item before any rewrite (so the
+//! names are the client's functions, not their DataFusion stand-ins), and
+//! only where the name stays unique in its select list: DataFusion refuses
+//! duplicate names that PostgreSQL allows.
+
+use std::collections::HashMap;
+
+use datafusion::sql::sqlparser::ast::{Expr, Ident, Query, SelectItem, SetExpr};
+
+use super::last_name;
+
+/// The name PostgreSQL gives `e`; `None` where DataFusion's agrees (column
+/// references) or where it is not figured from the expression (subqueries).
+fn pg_name(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Subquery(_) | Expr::Wildcard(_) => None,
+        Expr::Nested(inner) => pg_name(inner),
+        Expr::CompoundFieldAccess { access_chain, .. } => match access_chain.last() {
+            Some(datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(id))) => Some(id.value.clone()),
+            _ => Some("?column?".to_owned()),
+        },
+        Expr::Cast { expr, .. } => match &**expr {
+            Expr::Identifier(_) | Expr::CompoundIdentifier(_) => None,
+            Expr::Value(_) => Some("?column?".to_owned()),
+            inner => pg_name(inner),
+        },
+        Expr::Function(f) => Some(last_name(&f.name).to_ascii_lowercase()),
+        Expr::Case { .. } => Some("case".to_owned()),
+        Expr::Exists { .. } => Some("exists".to_owned()),
+        Expr::Array(_) => Some("array".to_owned()),
+        Expr::Extract { .. } => Some("extract".to_owned()),
+        Expr::Substring { .. } => Some("substring".to_owned()),
+        Expr::Trim { .. } => Some("btrim".to_owned()),
+        Expr::Position { .. } => Some("position".to_owned()),
+        _ => Some("?column?".to_owned()),
+    }
+}
+
+fn item_name(item: &SelectItem) -> Option<String> {
+    match item {
+        SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.clone()),
+        SelectItem::UnnamedExpr(Expr::Identifier(id)) => Some(id.value.clone()),
+        SelectItem::UnnamedExpr(Expr::CompoundIdentifier(ids)) => ids.last().map(|i| i.value.clone()),
+        SelectItem::UnnamedExpr(e) => pg_name(e),
+        _ => None,
+    }
+}
+
+/// Aliases the unnamed items of `query`'s select list as PostgreSQL names them.
+pub(super) fn name_columns(query: &mut Query) {
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return;
+    };
+    if select
+        .projection
+        .iter()
+        .any(|i| matches!(i, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)))
+    {
+        return;
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for item in &select.projection {
+        if let Some(n) = item_name(item) {
+            *seen.entry(n.to_ascii_lowercase()).or_default() += 1;
+        }
+    }
+    for item in &mut select.projection {
+        if let SelectItem::UnnamedExpr(e) = item
+            && let Some(name) = pg_name(e)
+        {
+            // A repeated name stays DataFusion's for expressions, but a call
+            // that a rewrite turns into a subquery would then be called
+            // `(<subquery>)` twice: it is named after its own text.
+            let alias = if seen.get(&name).copied() == Some(1) {
+                name
+            } else if matches!(e, Expr::Function(_)) {
+                e.to_string()
+            } else {
+                continue;
+            };
+            *item = SelectItem::ExprWithAlias {
+                expr: e.clone(),
+                alias: Ident::with_quote('"', alias),
+            };
+        }
+    }
+}
