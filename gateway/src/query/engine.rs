@@ -37,6 +37,9 @@ pub struct Engine {
     /// `--target-partitions` was given; otherwise sessions follow the
     /// cluster's live task slots.
     fixed_partitions: bool,
+    /// Scalar functions the scheduler and executors know (sluice-lake's
+    /// session): a plan calling any other runs in the gateway.
+    pub(super) cluster_functions: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -84,7 +87,7 @@ impl Engine {
             .with_ballista_logical_extension_codec(Arc::clone(&codec) as _)
             .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
             .with_target_partitions(target_partitions.unwrap_or_else(|| cluster.task_slots()).max(1));
-        let ctx = SessionContext::new_with_state(sluice_lake::session_state(config, runtime));
+        let ctx = SessionContext::new_with_state(sluice_lake::session_state(config, Arc::clone(&runtime)));
         let sluice = Arc::new(SluiceCatalog::new(Arc::clone(&catalog), Arc::clone(&services)));
         ctx.register_catalog(CATALOG_NAME, Arc::clone(&sluice) as _);
         setup_pg_catalog(&ctx, CATALOG_NAME, pg_functions::Roles::new(roles)).map_err(|e| QueryError::from(*e))?;
@@ -106,6 +109,11 @@ impl Engine {
         sluice.register_schema(super::system::SYSTEM_SCHEMA, system)?;
         let base = ctx.state();
         sluice.set_planner(base.clone());
+        let cluster_functions = sluice_lake::session_state(sluice_lake::session_config(), Arc::clone(&runtime))
+            .scalar_functions()
+            .keys()
+            .cloned()
+            .collect();
         Ok(Engine {
             base,
             catalog,
@@ -115,6 +123,7 @@ impl Engine {
             compat: super::pg_parse::PgParser::new(),
             statements,
             fixed_partitions: target_partitions.is_some(),
+            cluster_functions,
         })
     }
 

@@ -38,7 +38,7 @@ impl Engine {
         let token = session.begin_statement();
         let optimized = state.optimize(&plan)?;
         self.check_incarnations(&optimized)?;
-        let (stream, guard) = if reads_only_lake_tables(&optimized) {
+        let (stream, guard) = if runs_on_cluster(&optimized, &self.cluster_functions) {
             let schema = Arc::new(optimized.schema().as_arrow().clone());
             let (stream, current) = super::distributed::run(super::distributed::JobSpec {
                 cluster: self.cluster.clone(),
@@ -176,8 +176,10 @@ impl Engine {
 }
 
 /// A query goes to the cluster when it reads at least one lake table and
-/// nothing that lives only in the gateway (system tables, in-memory tables).
-fn reads_only_lake_tables(plan: &LogicalPlan) -> bool {
+/// nothing that lives only in the gateway: no system or in-memory tables, no
+/// function the scheduler and executors do not have (the gateway's
+/// Postgres functions: `json_build_object`, `current_setting`, ...).
+fn runs_on_cluster(plan: &LogicalPlan, cluster_functions: &std::collections::HashSet<String>) -> bool {
     if matches!(plan, LogicalPlan::DescribeTable(_)) {
         return false;
     }
@@ -189,7 +191,16 @@ fn reads_only_lake_tables(plan: &LogicalPlan) -> bool {
                 _ => other += 1,
             }
         }
-        Ok(TreeNodeRecursion::Continue)
+        node.apply_expressions(|e| {
+            datafusion::common::tree_node::TreeNode::apply(e, |e| {
+                if let datafusion::logical_expr::Expr::ScalarFunction(f) = e
+                    && !cluster_functions.contains(f.func.name())
+                {
+                    other += 1;
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
     });
     lake > 0 && other == 0
 }
