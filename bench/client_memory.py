@@ -18,26 +18,11 @@ import time
 from pathlib import Path
 
 import psycopg
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from common import Gateway
+from common import Gateway, write_wide
 
 HERE = Path(__file__).resolve().parent
 SQL = "SELECT id, label, value FROM wide"
-
-
-def write_data(d: Path, n: int):
-    (d / "wide").mkdir()
-    chunk = 1_000_000
-    schema = pa.schema([("id", pa.int64()), ("label", pa.string()), ("value", pa.float64())])
-    with pq.ParquetWriter(d / "wide" / "data.parquet", schema, compression="zstd") as w:
-        for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
-            ids = pa.array(range(start, stop), pa.int64())
-            labels = pa.array([f"label-{i % 1000:04d}-xxxxxxxx" for i in range(start, stop)])
-            w.write_table(pa.table({"id": ids, "label": labels, "value": pc.multiply(ids.cast(pa.float64()), 0.5)}))
 
 
 def psycopg_stream(g):
@@ -90,7 +75,7 @@ def main():
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="sluice-bench-") as d:
         d = Path(d)
-        write_data(d, args.rows)
+        write_wide(d, args.rows)
         for name, run in CLIENTS:
             # A fresh gateway per client: one client's high-water mark does not hide another's.
             with Gateway(d / f"gw-{name.split()[0]}") as g, psycopg.connect(g.dsn(), autocommit=True) as conn:

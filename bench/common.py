@@ -46,6 +46,23 @@ def gateway_binary():
     raise SystemExit("build the gateway first: cargo build --release -p sluice-gateway")
 
 
+def write_wide(d: Path, n: int):
+    """`d/wide/data.parquet`: n rows of (id, label, value), zstd, 1M-row groups."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    (d / "wide").mkdir()
+    chunk = 1_000_000
+    schema = pa.schema([("id", pa.int64()), ("label", pa.string()), ("value", pa.float64())])
+    with pq.ParquetWriter(d / "wide" / "data.parquet", schema, compression="zstd") as w:
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            ids = pa.array(range(start, stop), pa.int64())
+            labels = pa.array([f"label-{i % 1000:04d}-xxxxxxxx" for i in range(start, stop)])
+            w.write_table(pa.table({"id": ids, "label": labels, "value": pc.multiply(ids.cast(pa.float64()), 0.5)}))
+
+
 class Gateway:
     def __init__(self, data_dir: Path, *extra):
         self.data_dir = data_dir

@@ -14,11 +14,8 @@ import time
 from pathlib import Path
 
 import psycopg
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from common import Gateway
+from common import Gateway, write_wide
 
 
 def main():
@@ -27,13 +24,8 @@ def main():
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="sluice-bench-") as d:
         d = Path(d)
-        (d / "wide").mkdir()
         n = args.rows
-        chunk = 1_000_000
-        with pq.ParquetWriter(d / "wide" / "data.parquet", pa.schema([("id", pa.int64()), ("label", pa.string()), ("value", pa.float64())]), compression="zstd") as w:
-            for start in range(0, n, chunk):
-                ids = pa.array(range(start, min(n, start + chunk)), pa.int64())
-                w.write_table(pa.table({"id": ids, "label": pa.array([f"label-{i % 1000:04d}-xxxxxxxx" for i in range(start, min(n, start + chunk))]), "value": pc.multiply(ids.cast(pa.float64()), 0.5)}))
+        write_wide(d, n)
         with Gateway(d / "gw") as g, psycopg.connect(g.dsn(), autocommit=True) as conn:
             conn.execute(f"CREATE EXTERNAL TABLE wide STORED AS PARQUET LOCATION '{d}/wide/'")
             conn.execute("SELECT count(*) FROM wide").fetchone()

@@ -54,31 +54,36 @@ fn constant(name: &str, ty: DataType, value: ScalarValue) -> ScalarUDF {
 /// The session's settings, shared with the session that changes them.
 pub(crate) type Gucs = Arc<Mutex<BTreeMap<String, String>>>;
 
-/// `current_setting(name [, missing_ok])` over the session's settings.
-#[derive(Debug)]
-pub(super) struct CurrentSetting {
-    gucs: Gucs,
-    signature: Signature,
-}
+/// A session's settings as a UDF holds them: two UDFs are the same when
+/// they read the same session (what DataFusion's UDF equality asks).
+#[derive(Debug, Clone)]
+pub(super) struct SessionGucs(Gucs);
 
-impl PartialEq for CurrentSetting {
+impl PartialEq for SessionGucs {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.gucs, &other.gucs)
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
-impl Eq for CurrentSetting {}
+impl Eq for SessionGucs {}
 
-impl std::hash::Hash for CurrentSetting {
+impl std::hash::Hash for SessionGucs {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (Arc::as_ptr(&self.gucs) as usize).hash(state);
+        (Arc::as_ptr(&self.0) as usize).hash(state);
     }
+}
+
+/// `current_setting(name [, missing_ok])` over the session's settings.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(super) struct CurrentSetting {
+    gucs: SessionGucs,
+    signature: Signature,
 }
 
 impl CurrentSetting {
     pub(super) fn udf(gucs: Gucs) -> ScalarUDF {
         ScalarUDF::new_from_impl(CurrentSetting {
-            gucs,
+            gucs: SessionGucs(gucs),
             signature: Signature::one_of(
                 vec![
                     TypeSignature::Exact(vec![DataType::Utf8]),
@@ -111,7 +116,7 @@ impl ScalarUDFImpl for CurrentSetting {
             Some(v) => Some(v.to_array(rows)?),
             None => None,
         };
-        let gucs = self.gucs.lock().unwrap_or_else(|e| e.into_inner());
+        let gucs = self.gucs.0.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = StringBuilder::new();
         for row in 0..rows {
             if names.is_null(row) {
@@ -148,30 +153,16 @@ impl ScalarUDFImpl for CurrentSetting {
 /// `set_config(name, value, is_local)`: sets the session's setting (as
 /// `SET`; `is_local` is accepted, Sluice transactions do not scope
 /// settings) and answers the value.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub(super) struct SetConfig {
-    gucs: Gucs,
+    gucs: SessionGucs,
     signature: Signature,
-}
-
-impl PartialEq for SetConfig {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.gucs, &other.gucs)
-    }
-}
-
-impl Eq for SetConfig {}
-
-impl std::hash::Hash for SetConfig {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (Arc::as_ptr(&self.gucs) as usize).hash(state);
-    }
 }
 
 impl SetConfig {
     pub(super) fn udf(gucs: Gucs) -> ScalarUDF {
         ScalarUDF::new_from_impl(SetConfig {
-            gucs,
+            gucs: SessionGucs(gucs),
             signature: Signature::exact(
                 vec![DataType::Utf8, DataType::Utf8, DataType::Boolean],
                 Volatility::Volatile,
@@ -198,7 +189,7 @@ impl ScalarUDFImpl for SetConfig {
         let names = args.args[0].to_array(rows)?;
         let values = args.args[1].to_array(rows)?;
         let (names, values) = (names.as_string::<i32>(), values.as_string::<i32>());
-        let mut gucs = self.gucs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut gucs = self.gucs.0.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = StringBuilder::new();
         for row in 0..rows {
             if names.is_null(row) {

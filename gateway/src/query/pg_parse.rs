@@ -87,16 +87,21 @@ impl PgParser {
     }
 }
 
-fn is_catalog(name: &ObjectName) -> bool {
-    let parts: Vec<String> = name
-        .0
+/// The identifier parts of `name`, lower-cased.
+pub(super) fn name_parts(name: &ObjectName) -> Vec<String> {
+    name.0
         .iter()
         .filter_map(|p| match p {
             ObjectNamePart::Identifier(id) => Some(id.value.to_ascii_lowercase()),
             _ => None,
         })
-        .collect();
-    match parts.as_slice() {
+        .collect()
+}
+
+/// Whether `name` is a relation of `pg_catalog` / `information_schema`
+/// (unqualified `pg_*` names included).
+pub(super) fn is_catalog_relation(name: &ObjectName) -> bool {
+    match name_parts(name).as_slice() {
         [schema, _] | [_, schema, _] => schema == "pg_catalog" || schema == "information_schema",
         [table] => table.starts_with("pg_"),
         _ => false,
@@ -107,7 +112,7 @@ fn is_catalog(name: &ObjectName) -> bool {
 /// telling them apart needs scopes, and the user-data path is the safe one).
 fn reads_user_relation(s: &Statement) -> bool {
     let found = datafusion::sql::sqlparser::ast::visit_relations(s, |name| {
-        if is_catalog(name) {
+        if is_catalog_relation(name) {
             ControlFlow::Continue(())
         } else {
             ControlFlow::Break(())

@@ -6,9 +6,10 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, Expr, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
+    BinaryOperator, Expr, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
 };
 
+use super::super::pg_parse::{is_catalog_relation, name_parts};
 use super::{call, last_name};
 
 /// `(SELECT first_value(_sluice_viewdef(n.nspname, c.relname)) FROM pg_class
@@ -73,22 +74,6 @@ const AGGREGATES: &[&str] = &[
     "last_value",
 ];
 
-fn is_catalog_relation(name: &ObjectName) -> bool {
-    let parts: Vec<String> = name
-        .0
-        .iter()
-        .filter_map(|p| match p {
-            ObjectNamePart::Identifier(id) => Some(id.value.to_ascii_lowercase()),
-            _ => None,
-        })
-        .collect();
-    match parts.as_slice() {
-        [schema, _] | [_, schema, _] => schema == "pg_catalog" || schema == "information_schema",
-        [table] => table.starts_with("pg_"),
-        _ => false,
-    }
-}
-
 /// `CASE WHEN c THEN (SELECT e FROM <catalog> WHERE p) [ELSE NULL] END` →
 /// `_sluice_if(c AND o, (SELECT first_value(e) FROM <catalog> WHERE p'))`,
 /// where `o` are the conjuncts of `p` that only read the outer query and
@@ -141,14 +126,7 @@ pub(super) fn fold_guarded_lookup(expr: &Expr) -> Option<Expr> {
                 match alias {
                     Some(a) => local.push(vec![a.name.value.to_ascii_lowercase()]),
                     None => {
-                        let parts: Vec<String> = name
-                            .0
-                            .iter()
-                            .filter_map(|p| match p {
-                                ObjectNamePart::Identifier(id) => Some(id.value.to_ascii_lowercase()),
-                                _ => None,
-                            })
-                            .collect();
+                        let parts = name_parts(name);
                         for i in 0..parts.len() {
                             local.push(parts[i..].to_vec());
                         }
