@@ -57,6 +57,16 @@ def test_psycopg2(gateway, sales, matrix):
             conn.commit()
             cur.execute("SELECT count(*), max(k) FROM pg2_batch")
             assert cur.fetchone() == (50, 49)
+        with matrix.cell(client, "copy_expert FROM STDIN (CSV)"):
+            import io
+
+            cur = conn.cursor()
+            cur.execute("DROP TABLE IF EXISTS pg2_copy_in")
+            cur.execute("CREATE TABLE pg2_copy_in (id BIGINT, name VARCHAR)")
+            cur.copy_expert("COPY pg2_copy_in FROM STDIN WITH (FORMAT csv)", io.StringIO("1,one\n2,\"t,wo\"\n"))
+            cur.execute("SELECT id, name FROM pg2_copy_in ORDER BY id")
+            assert cur.fetchall() == [(1, "one"), (2, "t,wo")]
+            conn.commit()
         with matrix.cell(client, "error SQLSTATE, connection usable after"):
             with pytest.raises(psycopg2.Error) as e:
                 cur.execute("SELECT * FROM no_such_table_pg2")
@@ -98,6 +108,15 @@ def test_psycopg3(gateway, sales, matrix):
             with conn.cursor().copy(f"COPY (SELECT id, item FROM {sales} WHERE id < 3 ORDER BY id) TO STDOUT (FORMAT BINARY)") as copy:
                 copy.set_types(["int8", "text"])
                 assert list(copy.rows()) == [(0, "item-0"), (1, "item-1"), (2, "item-2")]
+        with matrix.cell(client, "COPY FROM STDIN (binary, write_row)"):
+            conn.execute("DROP TABLE IF EXISTS pg3_copy_in")
+            conn.execute("CREATE TABLE pg3_copy_in (id BIGINT, name VARCHAR, at TIMESTAMP, n DECIMAL(10,2))")
+            with conn.cursor().copy("COPY pg3_copy_in FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["int8", "text", "timestamp", "numeric"])
+                for i in range(1000):
+                    copy.write_row((i, f"r{i}", datetime.datetime(2024, 1, 1, 0, 0, i % 60), decimal.Decimal(i) / 100))
+            got = conn.execute("SELECT count(*), sum(n), max(name) FROM pg3_copy_in").fetchone()
+            assert got == (1000, decimal.Decimal("4995.00"), "r999"), got
         with matrix.cell(client, "pipeline mode"):
             with conn.pipeline():
                 a = conn.execute("SELECT 1")
@@ -127,6 +146,13 @@ def test_asyncpg(gateway, sales, matrix):
                 # Arrays make asyncpg introspect their element type through pg_type.
                 assert await conn.fetchval("SELECT make_array(1, 2, 3)") == [1, 2, 3]
                 assert await conn.fetchval("SELECT make_array('a', 'b')") == ["a", "b"]
+            with matrix.cell(client, "copy_records_to_table (COPY FROM STDIN binary)"):
+                await conn.execute("DROP TABLE IF EXISTS apg_copy_in")
+                await conn.execute("CREATE TABLE apg_copy_in (id BIGINT, name VARCHAR, d DATE)")
+                records = [(i, f"r{i}", datetime.date(2024, 1, 1 + i % 28)) for i in range(500)]
+                res = await conn.copy_records_to_table("apg_copy_in", records=records)
+                assert res == "COPY 500", res
+                assert await conn.fetchval("SELECT count(DISTINCT d) FROM apg_copy_in") == 28
             with matrix.cell(client, "error SQLSTATE"):
                 with pytest.raises(asyncpg.PostgresError) as e:
                     await conn.fetch("SELECT * FROM no_such_table_apg")
@@ -223,6 +249,18 @@ def test_adbc_postgresql(gateway, sales, matrix):
             # ADBC PostgreSQL hands numeric over as its text (as from Postgres).
             row = cur.fetchone()
             assert row[:7] == TYPED_ROW[:7] and row[7] == "1.25" and row[8] is None
+    with matrix.cell(client, "adbc_ingest create and append (COPY FROM STDIN binary)"):
+        import pyarrow as pa
+
+        data = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "name": ["a", None, "c"], "x": [0.5, 1.5, None]})
+        with conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS adbc_pg_ingest")
+            assert cur.adbc_ingest("adbc_pg_ingest", data, mode="create") == 3
+            assert cur.adbc_ingest("adbc_pg_ingest", data, mode="append") == 3
+        conn.commit()
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*), count(name), sum(x) FROM adbc_pg_ingest")
+            assert cur.fetchone() == (6, 4, 4.0)
     with matrix.cell(client, "adbc_get_objects"):
         objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
         names = {t["table_name"] for c in objects for s in c["catalog_db_schemas"] or [] for t in s["db_schema_tables"] or []}

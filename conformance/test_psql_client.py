@@ -1,4 +1,4 @@
-"""psql as people use it: the \\d family, \\x, \\timing and \\copy out,
+"""psql as people use it: the \\d family, \\x, \\timing and \\copy both ways,
 each a matrix cell (the real psql binary, scripted)."""
 
 import re
@@ -21,7 +21,7 @@ def run(gateway, *commands):
     return r.stdout
 
 
-def test_psql(gateway, psql_table, matrix):
+def test_psql(gateway, psql_table, matrix, tmp_path):
     client = "psql"
     with matrix.cell(client, "\\dt (tables of a schema)"):
         out = run(gateway, "\\dt psqlconf.*")
@@ -47,6 +47,14 @@ def test_psql(gateway, psql_table, matrix):
     with matrix.cell(client, "\\copy (query) to stdout, CSV"):
         out = run(gateway, "\\copy (SELECT id, item FROM psqlconf.sales WHERE id < 2 ORDER BY id) to stdout with (format csv)")
         assert out.splitlines() == ["0,item-0", "1,item-1"], out
+    with matrix.cell(client, "\\copy table from file, CSV"):
+        gateway.psql("DROP TABLE IF EXISTS psqlconf.loaded", "CREATE TABLE psqlconf.loaded (id BIGINT, item VARCHAR)")
+        src = tmp_path / "loaded.csv"
+        src.write_text("id,item\n1,\"a,b\"\n2,\n")
+        out = run(gateway, f"\\copy psqlconf.loaded from '{src}' with (format csv, header true)")
+        assert out.strip() == "COPY 2", out
+        out = run(gateway, "SELECT id, coalesce(item, '<null>') FROM psqlconf.loaded ORDER BY id")
+        assert out.splitlines() == ["1|a,b", "2|<null>"], out
     with matrix.cell(client, "error message and SQLSTATE"):
         r = gateway.psql("\\set VERBOSITY verbose", "SELECT * FROM psqlconf.nope", check=False)
         assert r.returncode != 0 and "42P01" in r.stderr, r.stderr

@@ -79,6 +79,21 @@ public class JdbcProbe {
                 c.setAutoCommit(true);
             }
         });
+        checks.put("CopyManager.copyIn (COPY FROM STDIN)", c -> {
+            try (Statement st = c.createStatement()) {
+                st.execute("DROP TABLE IF EXISTS jdbc_copy_in");
+                st.execute("CREATE TABLE jdbc_copy_in (id BIGINT, name VARCHAR)");
+            }
+            org.postgresql.copy.CopyManager cm = c.unwrap(org.postgresql.PGConnection.class).getCopyAPI();
+            StringBuilder data = new StringBuilder();
+            for (int i = 0; i < 10000; i++) data.append(i).append(",\"n ").append(i).append("\"\n");
+            long n = cm.copyIn("COPY jdbc_copy_in FROM STDIN WITH (FORMAT csv)", new java.io.StringReader(data.toString()));
+            try (Statement st = c.createStatement(); ResultSet rs = st.executeQuery("SELECT count(*), max(name) FROM jdbc_copy_in")) {
+                rs.next();
+                if (n != 10000 || rs.getLong(1) != 10000 || !rs.getString(2).equals("n 9999")) throw new Exception("copied " + n + ", read " + rs.getLong(1));
+            }
+            return n + " rows";
+        });
         checks.put("SQLSTATE of an unknown table", c -> {
             try (Statement st = c.createStatement()) {
                 st.executeQuery("SELECT * FROM no_such_table_xyz");

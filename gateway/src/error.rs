@@ -37,6 +37,12 @@ pub enum ErrorKind {
     FeatureNotSupported,
     InvalidParameter,
     DataException,
+    /// A value that does not read as its type (`'abc'` for an integer).
+    InvalidTextRepresentation,
+    /// COPY data that is not in the format the statement named.
+    BadCopyFormat,
+    /// Bytes that are not valid UTF-8.
+    InvalidEncoding,
     Cancelled,
     InvalidPassword,
     InsufficientPrivilege,
@@ -72,6 +78,9 @@ impl ErrorKind {
             ErrorKind::FeatureNotSupported => "0A000",
             ErrorKind::InvalidParameter => "22023",
             ErrorKind::DataException => "22000",
+            ErrorKind::InvalidTextRepresentation => "22P02",
+            ErrorKind::BadCopyFormat => "22P04",
+            ErrorKind::InvalidEncoding => "22021",
             ErrorKind::Cancelled => "57014",
             ErrorKind::InvalidPassword => "28P01",
             ErrorKind::InsufficientPrivilege => "42501",
@@ -89,6 +98,9 @@ impl ErrorKind {
             | ErrorKind::UndefinedColumn
             | ErrorKind::InvalidParameter
             | ErrorKind::DataException
+            | ErrorKind::InvalidTextRepresentation
+            | ErrorKind::BadCopyFormat
+            | ErrorKind::InvalidEncoding
             | ErrorKind::DependentObjects
             | ErrorKind::InvalidObjectDefinition
             | ErrorKind::WrongObjectType

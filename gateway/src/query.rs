@@ -64,6 +64,14 @@ pub enum QueryOutput {
         stream: SendableRecordBatchStream,
         options: copy::CopyOptions,
     },
+    /// `COPY table FROM STDIN`: the front end decodes the client's data
+    /// into batches of `schema` and hands them to [`QueryHandler::ingest`]
+    /// with `target`.
+    CopyIn {
+        schema: SchemaRef,
+        target: ingest::IngestTarget,
+        options: copy::CopyOptions,
+    },
     /// A `SET` that changed a setting clients track (`ParameterStatus`).
     SettingChanged { name: String, value: String },
     /// An empty statement.
@@ -75,6 +83,7 @@ impl std::fmt::Debug for QueryOutput {
         match self {
             QueryOutput::Rows { schema, .. } => write!(f, "Rows({schema:?})"),
             QueryOutput::CopyOut { options, .. } => write!(f, "CopyOut({:?})", options.format),
+            QueryOutput::CopyIn { target, .. } => write!(f, "CopyIn({})", target.table),
             QueryOutput::Fetched { schema, .. } => write!(f, "Fetched({schema:?})"),
             QueryOutput::Command { tag } => write!(f, "Command({tag})"),
             QueryOutput::TransactionStart => write!(f, "TransactionStart"),
@@ -100,6 +109,8 @@ pub enum Parsed {
     Hive(hive::HiveStatement),
     /// `COPY ... TO STDOUT`.
     CopyOut(copy::CopyOut),
+    /// `COPY table FROM STDIN`.
+    CopyIn(copy::CopyIn),
     /// DECLARE / FETCH / MOVE / CLOSE of a cursor.
     Cursor(cursor::CursorCommand),
     Empty,
@@ -209,7 +220,7 @@ pub(crate) fn parse_sql(compat: &pg_parse::PgParser, sql: &str) -> Result<Vec<Pa
     // parse differently in sqlparser's Postgres dialect, so they go to DFParser.
     enum Either {
         Statement(DfStatement),
-        Copy(copy::CopyOut),
+        Copy(copy::Copy),
         Cursor(cursor::CursorCommand),
     }
     let statements: Vec<Either> = match compat.parse(sql) {
@@ -256,8 +267,12 @@ pub(crate) fn parse_sql(compat: &pg_parse::PgParser, sql: &str) -> Result<Vec<Pa
     let mut out = Vec::with_capacity(statements.len());
     for statement in statements {
         let statement = match statement {
-            Either::Copy(c) => {
+            Either::Copy(copy::Copy::Out(c)) => {
                 out.push(Parsed::CopyOut(c));
+                continue;
+            }
+            Either::Copy(copy::Copy::In(c)) => {
+                out.push(Parsed::CopyIn(c));
                 continue;
             }
             Either::Cursor(c) => {
@@ -330,7 +345,7 @@ fn lift(statement: DfStatement) -> Parsed {
     }
 }
 
-fn normalize_ident(ident: &datafusion::sql::sqlparser::ast::Ident) -> String {
+pub(crate) fn normalize_ident(ident: &datafusion::sql::sqlparser::ast::Ident) -> String {
     if ident.quote_style.is_some() {
         ident.value.clone()
     } else {

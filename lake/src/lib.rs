@@ -10,6 +10,7 @@
 pub mod cache;
 pub mod config;
 pub mod membership;
+pub mod pg_ident;
 pub mod store;
 
 use std::sync::Arc;
@@ -98,7 +99,7 @@ pub fn pg_row_functions() -> Vec<Arc<datafusion::logical_expr::ScalarUDF>> {
     use datafusion_pg_catalog::pg_catalog::{array_bounds_udf, format_type, quote_ident_udf};
     vec![
         Arc::new(quote_ident_udf::create_quote_ident_udf()),
-        Arc::new(quote_ident_udf::create_parse_ident_udf()),
+        Arc::new(pg_ident::parse_ident_udf()),
         Arc::new(format_type::create_format_type_udf()),
         Arc::new(array_bounds_udf::create_array_upper_udf()),
         Arc::new(array_bounds_udf::create_array_lower_udf()),

@@ -45,6 +45,7 @@ use tracing::Instrument;
 
 mod array_param;
 mod copy;
+mod copy_in;
 mod simple;
 
 use crate::auth::{AuthError, Authenticator, SCRAM_ITERATIONS};
@@ -305,45 +306,52 @@ fn command_tag(tag: &str) -> Tag {
     }
 }
 
-async fn to_response<C>(client: &mut C, output: QueryOutput, format: &Format) -> PgWireResult<Response>
-where
-    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-{
-    Ok(match output {
-        QueryOutput::Rows { schema, stream } => Response::Query(encode_rows(&schema, stream, format)?),
-        QueryOutput::Fetched { schema, stream } => {
-            let mut response = encode_rows(&schema, stream, format)?;
-            response.set_command_tag("FETCH");
-            Response::Query(response)
-        }
-        QueryOutput::CopyOut {
-            schema,
-            stream,
-            options,
-        } => Response::CopyOut(copy::copy_out(&schema, stream, &options)?),
-        QueryOutput::Command { tag } => Response::Execution(command_tag(&tag)),
-        QueryOutput::TransactionStart => Response::TransactionStart(Tag::new("BEGIN")),
-        QueryOutput::TransactionEnd { tag } => Response::TransactionEnd(Tag::new(&tag)),
-        QueryOutput::SettingChanged { name, value } => {
-            if let Some(reported) = REPORTED.iter().find(|r| **r == name) {
-                let shown = match *reported {
-                    "datestyle" => "DateStyle",
-                    "intervalstyle" => "IntervalStyle",
-                    "timezone" => "TimeZone",
-                    other => other,
-                };
-                client
-                    .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
-                        shown.to_owned(),
-                        value,
-                    )))
-                    .await?;
+impl Queries {
+    async fn to_response<C>(&self, client: &mut C, output: QueryOutput, format: &Format) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        Ok(match output {
+            QueryOutput::CopyIn {
+                schema,
+                target,
+                options,
+            } => Response::CopyIn(self.start_copy_in(client, schema, target, options).await?),
+            QueryOutput::Rows { schema, stream } => Response::Query(encode_rows(&schema, stream, format)?),
+            QueryOutput::Fetched { schema, stream } => {
+                let mut response = encode_rows(&schema, stream, format)?;
+                response.set_command_tag("FETCH");
+                Response::Query(response)
             }
-            Response::Execution(Tag::new("SET"))
-        }
-        QueryOutput::Empty => Response::EmptyQuery,
-    })
+            QueryOutput::CopyOut {
+                schema,
+                stream,
+                options,
+            } => Response::CopyOut(copy::copy_out(&schema, stream, &options)?),
+            QueryOutput::Command { tag } => Response::Execution(command_tag(&tag)),
+            QueryOutput::TransactionStart => Response::TransactionStart(Tag::new("BEGIN")),
+            QueryOutput::TransactionEnd { tag } => Response::TransactionEnd(Tag::new(&tag)),
+            QueryOutput::SettingChanged { name, value } => {
+                if let Some(reported) = REPORTED.iter().find(|r| **r == name) {
+                    let shown = match *reported {
+                        "datestyle" => "DateStyle",
+                        "intervalstyle" => "IntervalStyle",
+                        "timezone" => "TimeZone",
+                        other => other,
+                    };
+                    client
+                        .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                            shown.to_owned(),
+                            value,
+                        )))
+                        .await?;
+                }
+                Response::Execution(Tag::new("SET"))
+            }
+            QueryOutput::Empty => Response::EmptyQuery,
+        })
+    }
 }
 
 #[async_trait]
@@ -539,7 +547,7 @@ impl ExtendedQueryHandler for Queries {
             .await
             .inspect_err(|e| log_statement_error(e, &prepared.sql))
             .map_err(pg_error)?;
-        to_response(client, output, &portal.result_column_format).await
+        self.to_response(client, output, &portal.result_column_format).await
     }
 }
 
@@ -559,6 +567,9 @@ impl PgWireServerHandlers for Handlers {
     }
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         Arc::clone(&self.startup)
+    }
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        Arc::clone(&self.queries)
     }
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
         Arc::clone(&self.cancel)

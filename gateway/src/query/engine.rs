@@ -91,6 +91,11 @@ impl Engine {
         let sluice = Arc::new(SluiceCatalog::new(Arc::clone(&catalog), Arc::clone(&services)));
         ctx.register_catalog(CATALOG_NAME, Arc::clone(&sluice) as _);
         setup_pg_catalog(&ctx, CATALOG_NAME, pg_functions::Roles::new(roles)).map_err(|e| QueryError::from(*e))?;
+        // The row functions the cluster runs win over datafusion-pg-catalog's
+        // (one definition wherever a plan runs; parse_ident is Sluice's own).
+        for f in sluice_lake::pg_row_functions() {
+            ctx.register_udf(f.as_ref().clone());
+        }
         ctx.register_udf(pg_functions::version_udf());
         ctx.register_udf(pg_functions::pg_my_temp_schema_udf());
         ctx.register_udf(pg_functions::pg_get_serial_sequence_udf());
@@ -254,6 +259,7 @@ impl Engine {
             Parsed::Session(cmd) => self.session_command(session, cmd).await,
             Parsed::Hive(stmt) => self.hive_statement(session, stmt).await,
             Parsed::Cursor(cmd) => self.cursor_command(session, cmd).await,
+            Parsed::CopyIn(copy) => self.copy_in(session, copy),
             Parsed::CopyOut(copy) => {
                 let state = session.state();
                 let plan = state.statement_to_plan((*copy.query).clone()).await?;

@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::ScalarValue;
 use datafusion::datasource::provider_as_source;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::{LogicalPlanBuilder, cast, col};
+use datafusion::logical_expr::{LogicalPlanBuilder, cast, col, lit};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 
@@ -136,20 +137,26 @@ impl Engine {
                         stream: Mutex::new(Some(stream)),
                     })],
                 )?;
+                // PostgreSQL's INSERT with a column list: a table column the
+                // data lacks is NULL; a column the table lacks is an error.
+                if let Some(extra) = incoming
+                    .fields()
+                    .iter()
+                    .find(|f| columns.field_with_name(f.name()).is_err())
+                {
+                    return Err(QueryError::new(
+                        ErrorKind::UndefinedColumn,
+                        format!("column \"{}\" of relation \"{db}.{name}\" does not exist", extra.name()),
+                    ));
+                }
                 let mut exprs = Vec::with_capacity(columns.fields().len());
                 for field in columns.fields() {
-                    if incoming.field_with_name(field.name()).is_err() {
-                        return Err(QueryError::new(
-                            ErrorKind::UndefinedColumn,
-                            format!(
-                                "column \"{}\" of \"{db}.{name}\" is missing from the ingested data",
-                                field.name()
-                            ),
-                        ));
-                    }
-                    exprs.push(
-                        cast(col(format!("\"{}\"", field.name())), field.data_type().clone()).alias(field.name()),
-                    );
+                    let value = if incoming.field_with_name(field.name()).is_ok() {
+                        col(format!("\"{}\"", field.name()))
+                    } else {
+                        lit(ScalarValue::Null)
+                    };
+                    exprs.push(cast(value, field.data_type().clone()).alias(field.name()));
                 }
                 let plan = LogicalPlanBuilder::scan("ingest", provider_as_source(Arc::new(source)), None)?
                     .project(exprs)?

@@ -47,9 +47,12 @@ impl Engine {
                 None,
             ),
             Parsed::Cursor(CursorCommand::Fetch { name, .. }) => (session.cursors().schema(name).await?, vec![], None),
-            Parsed::Session(_) | Parsed::Hive(_) | Parsed::CopyOut(_) | Parsed::Cursor(_) | Parsed::Empty => {
-                (no_rows(), vec![], None)
-            }
+            Parsed::Session(_)
+            | Parsed::Hive(_)
+            | Parsed::CopyOut(_)
+            | Parsed::CopyIn(_)
+            | Parsed::Cursor(_)
+            | Parsed::Empty => (no_rows(), vec![], None),
             Parsed::Sql { .. } => {
                 let plan = self
                     .plan_parsed(&state, &parsed)

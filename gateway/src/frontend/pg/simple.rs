@@ -7,7 +7,7 @@
 use std::fmt::Debug;
 
 use futures::{Sink, SinkExt};
-use pgwire::api::copy::send_copy_out_response;
+use pgwire::api::copy::{send_copy_in_response, send_copy_out_response};
 use pgwire::api::portal::Format;
 use pgwire::api::query::{send_execution_response, send_query_response, send_ready_for_query};
 use pgwire::api::results::Response;
@@ -17,7 +17,10 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::response::EmptyQueryResponse;
 use pgwire::messages::simplequery::Query;
 
-use super::{Queries, error_info, log_statement_error, session_of, to_response};
+use crate::error::{ErrorKind, QueryError};
+use crate::query::Parsed;
+
+use super::{Queries, error_info, log_statement_error, session_of};
 
 impl Queries {
     pub(super) async fn simple_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
@@ -33,7 +36,7 @@ impl Queries {
         client.set_state(PgWireConnectionState::QueryInProgress);
         let session = session_of(client)?;
         let sql = query.query;
-        let parsed = match self.handler.parse(&sql) {
+        let parsed = match self.handler.parse(&sql).and_then(copy_in_last) {
             Ok(p) => p,
             Err(e) => {
                 log_statement_error(&e, &sql);
@@ -46,7 +49,7 @@ impl Queries {
         };
         for p in &parsed {
             let response = match self.handler.run(&session, p).await {
-                Ok(output) => to_response(client, output, &Format::UnifiedText).await?,
+                Ok(output) => self.to_response(client, output, &Format::UnifiedText).await?,
                 Err(e) => {
                     log_statement_error(&e, &sql);
                     Response::Error(Box::new(error_info(e)))
@@ -74,10 +77,18 @@ impl Queries {
                     status = status.to_error_state();
                 }
                 Response::CopyOut(result) => send_copy_out_response(client, result).await?,
-                Response::CopyIn(_) | Response::CopyBoth(_) => {
+                Response::CopyIn(result) => {
+                    // The client's CopyData now goes to the copy handler,
+                    // whose CopyDone answers with ReadyForQuery.
+                    client.set_transaction_status(status);
+                    client.set_state(PgWireConnectionState::CopyInProgress(false));
+                    send_copy_in_response(client, result).await?;
+                    return Ok(());
+                }
+                Response::CopyBoth(_) => {
                     client
                         .feed(PgWireBackendMessage::ErrorResponse(
-                            error_info(crate::error::QueryError::unsupported("COPY FROM STDIN")).into(),
+                            error_info(QueryError::unsupported("COPY BOTH")).into(),
                         ))
                         .await?;
                     status = status.to_error_state();
@@ -94,4 +105,17 @@ impl Queries {
         send_ready_for_query(client, status).await?;
         Ok(())
     }
+}
+
+/// A `COPY ... FROM STDIN` ends the statements of its query string (the
+/// data that follows belongs to it).
+fn copy_in_last(parsed: Vec<Parsed>) -> Result<Vec<Parsed>, QueryError> {
+    let last = parsed.len().saturating_sub(1);
+    if parsed.iter().take(last).any(|p| matches!(p, Parsed::CopyIn(_))) {
+        return Err(QueryError::new(
+            ErrorKind::FeatureNotSupported,
+            "COPY FROM STDIN must be the last statement of a query string",
+        ));
+    }
+    Ok(parsed)
 }

@@ -1,0 +1,443 @@
+//! COPY FROM data in PostgreSQL's text and CSV formats, read as it
+//! arrives: CopyData messages split rows anywhere, so bytes are kept until
+//! a whole row is there. Values are collected as text per column and cast
+//! to the column's type once per batch (arrays as `{...}` literals).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, ListArray, StringArray, new_null_array};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
+use datafusion::arrow::datatypes::{DataType, FieldRef, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::FormatOptions;
+
+use super::binary::{BinaryColumn, BinaryReader, Step};
+use crate::error::{ErrorKind, QueryError};
+use crate::frontend::pg::array_param::parse_array_literal;
+use crate::query::copy::{CopyFormat, CopyOptions};
+
+/// Rows per batch handed to the ingest.
+const BATCH_ROWS: usize = 8192;
+
+pub(super) fn bad_format(msg: impl Into<String>) -> QueryError {
+    QueryError::new(ErrorKind::BadCopyFormat, msg)
+}
+
+/// Values of one column of the batch being built.
+pub(super) enum Column {
+    Text(Vec<Option<String>>),
+    Binary(BinaryColumn),
+}
+
+/// Decodes the COPY data of one statement into batches of `schema`.
+pub(super) struct Decoder {
+    schema: SchemaRef,
+    format: CopyFormat,
+    delimiter: u8,
+    quote: u8,
+    escape: u8,
+    null: Vec<u8>,
+    buf: Vec<u8>,
+    columns: Vec<Column>,
+    rows: usize,
+    /// Lines (records) read, for error messages.
+    line: u64,
+    header_pending: bool,
+    binary: Option<BinaryReader>,
+    /// The end-of-data marker (`\.` or the binary trailer) was read.
+    ended: bool,
+}
+
+impl Decoder {
+    pub(super) fn new(schema: SchemaRef, o: &CopyOptions) -> Result<Self, QueryError> {
+        let csv = o.format == CopyFormat::Csv;
+        let byte = |c: Option<char>, default: u8| c.map_or(default, |c| c as u8);
+        let quote = byte(o.quote, b'"');
+        let binary = (o.format == CopyFormat::Binary)
+            .then(|| BinaryReader::new(&schema))
+            .transpose()?;
+        let mut d = Decoder {
+            format: o.format,
+            delimiter: byte(o.delimiter, if csv { b',' } else { b'\t' }),
+            quote,
+            escape: byte(o.escape, quote),
+            null: o
+                .null
+                .clone()
+                .unwrap_or_else(|| if csv { String::new() } else { "\\N".to_owned() })
+                .into_bytes(),
+            buf: Vec::new(),
+            columns: Vec::new(),
+            rows: 0,
+            line: 0,
+            header_pending: o.header,
+            binary,
+            ended: false,
+            schema,
+        };
+        d.reset_columns();
+        Ok(d)
+    }
+
+    fn reset_columns(&mut self) {
+        self.columns = match &self.binary {
+            Some(b) => b.columns(),
+            None => self.schema.fields().iter().map(|_| Column::Text(Vec::new())).collect(),
+        };
+        self.rows = 0;
+    }
+
+    /// Reads the whole rows `data` completes.
+    pub(super) fn feed(&mut self, data: &[u8]) -> Result<(), QueryError> {
+        if self.ended {
+            return Ok(());
+        }
+        self.buf.extend_from_slice(data);
+        let consumed = self.read_rows(false)?;
+        self.buf.drain(..consumed);
+        Ok(())
+    }
+
+    /// The end of the data: a last row without a newline is read.
+    pub(super) fn finish(&mut self) -> Result<Option<RecordBatch>, QueryError> {
+        if !self.ended {
+            let consumed = self.read_rows(true)?;
+            self.buf.drain(..consumed);
+            if self.binary.is_some() && !self.buf.is_empty() {
+                return Err(bad_format("unexpected EOF in COPY data"));
+            }
+        }
+        if self.rows == 0 {
+            return Ok(None);
+        }
+        self.take_batch().map(Some)
+    }
+
+    /// A full batch, when one is ready.
+    pub(super) fn ready_batch(&mut self) -> Option<Result<RecordBatch, QueryError>> {
+        (self.rows >= BATCH_ROWS).then(|| self.take_batch())
+    }
+
+    fn read_rows(&mut self, at_end: bool) -> Result<usize, QueryError> {
+        let mut pos = 0;
+        while !self.ended {
+            let used = match self.format {
+                CopyFormat::Binary => {
+                    let reader = self.binary.as_mut().expect("binary reader");
+                    match reader.read_row(&self.buf[pos..], &mut self.columns)? {
+                        Some((used, step)) => {
+                            match step {
+                                Step::Header => {}
+                                Step::Row => self.rows += 1,
+                                Step::Trailer => self.ended = true,
+                            }
+                            used
+                        }
+                        None => break,
+                    }
+                }
+                CopyFormat::Text | CopyFormat::Csv => {
+                    let rest = &self.buf[pos..];
+                    let Some((record, used)) = self.next_record(rest, at_end) else {
+                        break;
+                    };
+                    let record = record.to_vec();
+                    self.line += 1;
+                    self.text_row(&record)?;
+                    used
+                }
+            };
+            pos += used;
+        }
+        Ok(pos)
+    }
+
+    /// The next record of `rest` and the bytes it takes with its newline.
+    fn next_record<'a>(&self, rest: &'a [u8], at_end: bool) -> Option<(&'a [u8], usize)> {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = if self.format == CopyFormat::Csv {
+            // A newline inside quotes is data.
+            let mut in_quote = false;
+            let mut i = 0;
+            let mut found = None;
+            while i < rest.len() {
+                let b = rest[i];
+                if in_quote {
+                    if b == self.escape && self.escape != self.quote && i + 1 < rest.len() {
+                        i += 2;
+                        continue;
+                    }
+                    if b == self.quote {
+                        in_quote = false;
+                    }
+                } else if b == self.quote {
+                    in_quote = true;
+                } else if b == b'\n' {
+                    found = Some(i);
+                    break;
+                }
+                i += 1;
+            }
+            found
+        } else {
+            rest.iter().position(|b| *b == b'\n')
+        };
+        match end {
+            Some(i) => Some((&rest[..i], i + 1)),
+            None if at_end => Some((rest, rest.len())),
+            None => None,
+        }
+    }
+
+    fn text_row(&mut self, record: &[u8]) -> Result<(), QueryError> {
+        let record = record.strip_suffix(b"\r").unwrap_or(record);
+        if record == b"\\." {
+            self.ended = true;
+            return Ok(());
+        }
+        if std::mem::take(&mut self.header_pending) {
+            return Ok(());
+        }
+        let fields = if self.format == CopyFormat::Csv {
+            self.csv_fields(record)?
+        } else {
+            self.text_fields(record)?
+        };
+        let expected = self.schema.fields().len();
+        if fields.len() < expected {
+            let missing = self.schema.field(fields.len()).name();
+            return Err(bad_format(format!(
+                "missing data for column \"{missing}\" (COPY line {})",
+                self.line
+            )));
+        }
+        if fields.len() > expected {
+            return Err(bad_format(format!(
+                "extra data after last expected column (COPY line {})",
+                self.line
+            )));
+        }
+        for (column, value) in self.columns.iter_mut().zip(fields) {
+            if let Column::Text(values) = column {
+                values.push(value);
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn utf8(&self, bytes: Vec<u8>) -> Result<String, QueryError> {
+        String::from_utf8(bytes).map_err(|_| {
+            QueryError::new(
+                ErrorKind::InvalidEncoding,
+                format!("invalid byte sequence for encoding \"UTF8\" (COPY line {})", self.line),
+            )
+        })
+    }
+
+    /// Text format: delimiter-separated, backslash escapes, `\N` for NULL
+    /// (the NULL marker is matched before escapes are read).
+    fn text_fields(&self, record: &[u8]) -> Result<Vec<Option<String>>, QueryError> {
+        let mut out = Vec::with_capacity(self.schema.fields().len());
+        let mut start = 0;
+        let mut i = 0;
+        loop {
+            if i == record.len() || record[i] == self.delimiter {
+                let raw = &record[start..i];
+                out.push(if raw == self.null.as_slice() {
+                    None
+                } else {
+                    Some(self.utf8(unescape(raw))?)
+                });
+                if i == record.len() {
+                    return Ok(out);
+                }
+                start = i + 1;
+            } else if record[i] == b'\\' {
+                i += 1;
+            }
+            i += 1;
+            if i > record.len() {
+                return Err(bad_format(format!(
+                    "end-of-copy marker corrupt (COPY line {})",
+                    self.line
+                )));
+            }
+        }
+    }
+
+    /// CSV: quoted fields may hold delimiters, newlines and doubled quotes;
+    /// an unquoted field equal to the NULL string is NULL.
+    fn csv_fields(&self, record: &[u8]) -> Result<Vec<Option<String>>, QueryError> {
+        let mut out = Vec::with_capacity(self.schema.fields().len());
+        let mut i = 0;
+        loop {
+            let mut value = Vec::new();
+            let mut quoted = false;
+            while i < record.len() && record[i] != self.delimiter {
+                let b = record[i];
+                if b == self.quote {
+                    quoted = true;
+                    i += 1;
+                    loop {
+                        if i >= record.len() {
+                            return Err(bad_format(format!(
+                                "unterminated CSV quoted field (COPY line {})",
+                                self.line
+                            )));
+                        }
+                        let c = record[i];
+                        let next = record.get(i + 1).copied();
+                        let escaped = c == self.escape
+                            && (next == Some(self.quote) || next == Some(self.escape))
+                            && (self.escape != self.quote || next == Some(self.quote));
+                        if escaped {
+                            value.push(next.unwrap_or_default());
+                            i += 2;
+                        } else if c == self.quote {
+                            i += 1;
+                            break;
+                        } else {
+                            value.push(c);
+                            i += 1;
+                        }
+                    }
+                } else {
+                    value.push(b);
+                    i += 1;
+                }
+            }
+            let is_null = !quoted && value == self.null;
+            out.push(if is_null { None } else { Some(self.utf8(value)?) });
+            if i >= record.len() {
+                return Ok(out);
+            }
+            i += 1;
+        }
+    }
+
+    fn take_batch(&mut self) -> Result<RecordBatch, QueryError> {
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
+        let columns = std::mem::take(&mut self.columns);
+        let rows = self.rows;
+        for (column, field) in columns.into_iter().zip(self.schema.fields().iter()) {
+            arrays.push(match column {
+                Column::Text(values) => text_array(values, field)?,
+                Column::Binary(b) => b.finish(field)?,
+            });
+        }
+        self.reset_columns();
+        let options = datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows));
+        RecordBatch::try_new_with_options(Arc::clone(&self.schema), arrays, &options)
+            .map_err(|e| QueryError::new(ErrorKind::DataException, e.to_string()))
+    }
+}
+
+/// Backslash escapes of the text format: `\n`, `\t`, octal `\NNN`, hex
+/// `\xHH`, and any other character taken as itself.
+fn unescape(raw: &[u8]) -> Vec<u8> {
+    if !raw.contains(&b'\\') {
+        return raw.to_vec();
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        i += 1;
+        if b != b'\\' || i == raw.len() {
+            out.push(b);
+            continue;
+        }
+        let c = raw[i];
+        i += 1;
+        match c {
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'v' => out.push(11),
+            b'0'..=b'7' => {
+                let mut v = u32::from(c - b'0');
+                for _ in 0..2 {
+                    match raw.get(i) {
+                        Some(d @ b'0'..=b'7') => {
+                            v = v * 8 + u32::from(d - b'0');
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                out.push((v & 0xff) as u8);
+            }
+            b'x' if raw.get(i).is_some_and(u8::is_ascii_hexdigit) => {
+                let mut v = 0u8;
+                for _ in 0..2 {
+                    match raw.get(i).and_then(|d| (*d as char).to_digit(16)) {
+                        Some(d) => {
+                            v = v * 16 + d as u8;
+                            i += 1;
+                        }
+                        None => break,
+                    }
+                }
+                out.push(v);
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// One column's text values as an array of its type.
+fn text_array(values: Vec<Option<String>>, field: &FieldRef) -> Result<ArrayRef, QueryError> {
+    let target = field.data_type();
+    let invalid = |e: String| {
+        QueryError::new(
+            ErrorKind::InvalidTextRepresentation,
+            format!("invalid input for column \"{}\" of type {target}: {e}", field.name()),
+        )
+    };
+    if let DataType::List(item) | DataType::LargeList(item) = target {
+        let mut offsets = Vec::with_capacity(values.len() + 1);
+        offsets.push(0i32);
+        let mut items = Vec::new();
+        let mut nulls = Vec::with_capacity(values.len());
+        for v in &values {
+            match v {
+                Some(text) => {
+                    items.extend(parse_array_literal(text).map_err(invalid)?);
+                    nulls.push(true);
+                }
+                None => nulls.push(false),
+            }
+            offsets.push(i32::try_from(items.len()).map_err(|_| invalid("array too large".to_owned()))?);
+        }
+        let items = text_array(items, item)?;
+        let list = ListArray::try_new(
+            Arc::clone(item),
+            OffsetBuffer::new(offsets.into()),
+            items,
+            Some(nulls.into()),
+        )
+        .map_err(|e| invalid(e.to_string()))?;
+        return cast_with_options(&list, target, &CastOptions::default()).map_err(|e| invalid(e.to_string()));
+    }
+    if matches!(target, DataType::Null) {
+        return Ok(new_null_array(target, values.len()));
+    }
+    let strings: ArrayRef = Arc::new(StringArray::from(values));
+    let options = CastOptions {
+        safe: false,
+        format_options: FormatOptions::default(),
+    };
+    let array = cast_with_options(&strings, target, &options).map_err(|e| invalid(e.to_string()))?;
+    debug_assert_eq!(array.len(), strings.len());
+    Ok(array)
+}
+
+#[cfg(test)]
+mod tests;
