@@ -46,6 +46,7 @@ use tracing::Instrument;
 mod array_param;
 mod copy;
 mod copy_in;
+mod present;
 mod simple;
 
 use crate::auth::{AuthError, Authenticator, SCRAM_ITERATIONS};
@@ -278,15 +279,16 @@ fn encode_rows(
     schema: &Schema,
     stream: datafusion::execution::SendableRecordBatchStream,
     format: &Format,
+    presentation: present::Presentation,
 ) -> PgWireResult<QueryResponse> {
     let fields = Arc::new(arrow_schema_to_pg_fields(schema, format, None)?);
     let f = Arc::clone(&fields);
     let rows = stream
         .map(move |batch| {
             let rows: Box<dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync> =
-                match batch {
+                match batch.map_err(|e| pg_error(QueryError::from(e))).and_then(|b| presentation.apply(b, &f)) {
                     Ok(b) => encode_recordbatch(Arc::clone(&f), b),
-                    Err(e) => Box::new(std::iter::once(Err(pg_error(QueryError::from(e))))),
+                    Err(e) => Box::new(std::iter::once(Err(e))),
                 };
             stream::iter(rows)
         })
@@ -312,15 +314,16 @@ impl Queries {
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let presentation = || session_of(client).map(|s| present::Presentation::new(s.guc("timezone")));
         Ok(match output {
             QueryOutput::CopyIn {
                 schema,
                 target,
                 options,
             } => Response::CopyIn(self.start_copy_in(client, schema, target, options).await?),
-            QueryOutput::Rows { schema, stream } => Response::Query(encode_rows(&schema, stream, format)?),
+            QueryOutput::Rows { schema, stream } => Response::Query(encode_rows(&schema, stream, format, presentation()?)?),
             QueryOutput::Fetched { schema, stream } => {
-                let mut response = encode_rows(&schema, stream, format)?;
+                let mut response = encode_rows(&schema, stream, format, presentation()?)?;
                 response.set_command_tag("FETCH");
                 Response::Query(response)
             }
@@ -328,7 +331,7 @@ impl Queries {
                 schema,
                 stream,
                 options,
-            } => Response::CopyOut(copy::copy_out(&schema, stream, &options)?),
+            } => Response::CopyOut(copy::copy_out(&schema, stream, &options, presentation()?)?),
             QueryOutput::Command { tag } => Response::Execution(command_tag(&tag)),
             QueryOutput::TransactionStart => Response::TransactionStart(Tag::new("BEGIN")),
             QueryOutput::TransactionEnd { tag } => Response::TransactionEnd(Tag::new(&tag)),

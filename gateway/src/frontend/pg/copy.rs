@@ -84,6 +84,7 @@ pub(super) fn copy_out(
     schema: &SchemaRef,
     batches: SendableRecordBatchStream,
     o: &CopyOptions,
+    presentation: super::present::Presentation,
 ) -> PgWireResult<CopyResponse> {
     let format = if o.format == CopyFormat::Binary {
         Format::UnifiedBinary
@@ -92,11 +93,14 @@ pub(super) fn copy_out(
     };
     let fields = Arc::new(arrow_schema_to_pg_fields(schema, &format, None)?);
     let columns = fields.len();
-    let head = (o.header && o.format == CopyFormat::Csv).then(|| header(&fields, o));
+    let head = (o.header && o.format != CopyFormat::Binary).then(|| header(&fields, o));
     let mut enc = encoder(Arc::clone(&fields), o);
     let rows = batches.flat_map(move |batch| {
+        let batch = batch
+            .map_err(|e| pg_error(QueryError::from(e)))
+            .and_then(|b| presentation.apply(b, &fields));
         let rows: Vec<PgWireResult<CopyData>> = match batch {
-            Err(e) => vec![Err(pg_error(QueryError::from(e)))],
+            Err(e) => vec![Err(e)],
             Ok(b) => {
                 let schema = b.schema();
                 let mut out = Vec::with_capacity(b.num_rows());

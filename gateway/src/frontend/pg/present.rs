@@ -1,0 +1,242 @@
+//! What a result batch needs before arrow-pg encodes it, so values read as
+//! PostgreSQL prints them:
+//! - `timestamptz` columns are shown in the session's `TimeZone` (the
+//!   engine computes in UTC; the instant is the same, the offset is the
+//!   client's). In text they are written here, as PostgreSQL writes them
+//!   (`2024-01-01 15:30:00+05:30`): pgwire 0.41 drops the minutes of an
+//!   offset, which moves the instant for half-hour zones;
+//! - structs in text format become record literals written here, with a
+//!   NULL field left empty (`(1,)`) — arrow-pg 0.16 writes `""` for it,
+//!   which every client reads as an empty string.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use arrow_pg::datatypes::field_into_pg_type;
+use arrow_pg::encoder::{Encoder, encode_value};
+use bytes::BytesMut;
+use datafusion::arrow::array::timezone::Tz;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit, TimestampMicrosecondType};
+use datafusion::arrow::record_batch::RecordBatch;
+use pgwire::api::results::{FieldFormat, FieldInfo};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::types::ToSqlText;
+use postgres_types::ToSql;
+
+/// How one connection shows values.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Presentation {
+    /// The session's `TimeZone` when arrow can read it.
+    time_zone: Option<Arc<str>>,
+}
+
+impl Presentation {
+    pub(super) fn new(time_zone: Option<String>) -> Self {
+        let time_zone = time_zone
+            .filter(|tz| Tz::from_str(tz).is_ok())
+            .map(|tz| Arc::from(tz.as_str()));
+        Presentation { time_zone }
+    }
+
+    /// `batch` with its columns readied for `fields` (same order).
+    pub(super) fn apply(&self, batch: RecordBatch, fields: &[FieldInfo]) -> PgWireResult<RecordBatch> {
+        let schema = batch.schema();
+        if !schema.fields().iter().any(|f| self.touches(f.data_type())) {
+            return Ok(batch);
+        }
+        let mut columns = Vec::with_capacity(batch.num_columns());
+        let mut out_fields = Vec::with_capacity(batch.num_columns());
+        for ((array, field), pg) in batch.columns().iter().zip(schema.fields()).zip(fields) {
+            let array = match array.data_type() {
+                DataType::Timestamp(_, Some(tz)) if pg.format() == FieldFormat::Text => {
+                    timestamptz_text(array, self.time_zone.as_deref().unwrap_or(tz))?
+                }
+                DataType::Timestamp(unit, Some(tz)) if self.time_zone.as_deref().is_some_and(|s| s != tz.as_ref()) => {
+                    let shown = DataType::Timestamp(*unit, self.time_zone.clone());
+                    cast(array, &shown).map_err(|e| PgWireError::ApiError(Box::new(e)))?
+                }
+                DataType::Struct(_) if pg.format() == FieldFormat::Text => record_text(array, field, pg)?,
+                _ => Arc::clone(array),
+            };
+            out_fields.push(Field::new(field.name(), array.data_type().clone(), true));
+            columns.push(array);
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(out_fields)), columns).map_err(|e| PgWireError::ApiError(Box::new(e)))
+    }
+
+    fn touches(&self, t: &DataType) -> bool {
+        match t {
+            DataType::Timestamp(_, Some(_)) => true,
+            DataType::Struct(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// `timestamptz` text as PostgreSQL's ISO DateStyle writes it, in `zone`:
+/// fraction only when there is one (trailing zeros dropped), offset
+/// minutes only when not zero.
+fn timestamptz_text(array: &ArrayRef, zone: &str) -> PgWireResult<ArrayRef> {
+    use chrono::{Offset, Timelike};
+    let err = |e: datafusion::arrow::error::ArrowError| PgWireError::ApiError(Box::new(e));
+    let tz = Tz::from_str(zone).map_err(err)?;
+    let micros = cast(array, &DataType::Timestamp(TimeUnit::Microsecond, Some(zone.into()))).map_err(err)?;
+    let micros = micros.as_primitive::<TimestampMicrosecondType>();
+    let mut out = StringBuilder::with_capacity(micros.len(), micros.len() * 26);
+    for i in 0..micros.len() {
+        let Some(dt) = (!micros.is_null(i)).then(|| micros.value_as_datetime_with_tz(i, tz)).flatten() else {
+            out.append_null();
+            continue;
+        };
+        let mut text = dt.format("%Y-%m-%d %H:%M:%S").to_string();
+        let frac = dt.nanosecond() / 1000;
+        if frac != 0 {
+            let f = format!(".{frac:06}");
+            text.push_str(f.trim_end_matches('0'));
+        }
+        let offset = dt.offset().fix().local_minus_utc();
+        let (sign, abs) = if offset < 0 { ('-', -offset) } else { ('+', offset) };
+        text.push_str(&format!("{sign}{:02}", abs / 3600));
+        if abs % 3600 != 0 {
+            text.push_str(&format!(":{:02}", abs % 3600 / 60));
+        }
+        out.append_value(text);
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// The text of one value, as arrow-pg encodes it.
+struct Capture {
+    text: BytesMut,
+}
+
+impl Encoder for Capture {
+    type Item = BytesMut;
+
+    fn encode_field<T>(&mut self, value: &T, pg_field: &FieldInfo) -> PgWireResult<()>
+    where
+        T: ToSql + ToSqlText + Sized,
+    {
+        value
+            .to_sql_text(pg_field.datatype(), &mut self.text, pg_field.format_options().as_ref())
+            .map_err(PgWireError::ApiError)?;
+        Ok(())
+    }
+
+    fn take_row(&mut self) -> BytesMut {
+        std::mem::take(&mut self.text)
+    }
+}
+
+/// PostgreSQL's `record_out`: fields comma-separated in parentheses, NULL
+/// as nothing, quoted when empty or holding quotes, backslashes,
+/// parentheses, commas or blanks (quotes and backslashes doubled).
+fn record_text(array: &ArrayRef, field: &Field, pg: &FieldInfo) -> PgWireResult<ArrayRef> {
+    let structs = array.as_struct();
+    let DataType::Struct(children) = field.data_type() else {
+        return Ok(Arc::clone(array));
+    };
+    let child_pg = children
+        .iter()
+        .map(|f| {
+            field_into_pg_type(f).map(|t| {
+                FieldInfo::new(f.name().clone(), None, None, t, FieldFormat::Text)
+                    .with_format_options(Arc::clone(pg.format_options()))
+            })
+        })
+        .collect::<PgWireResult<Vec<_>>>()?;
+    let mut out = StringBuilder::new();
+    let mut capture = Capture { text: BytesMut::new() };
+    for row in 0..structs.len() {
+        if structs.is_null(row) {
+            out.append_null();
+            continue;
+        }
+        let mut text = String::from("(");
+        for (i, child) in structs.columns().iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            if child.is_null(row) {
+                continue;
+            }
+            encode_value(&mut capture, child, row, &children[i], &child_pg[i])?;
+            let value = String::from_utf8_lossy(&capture.take_row()).into_owned();
+            let quote = value.is_empty()
+                || value
+                    .chars()
+                    .any(|c| matches!(c, '"' | '\\' | '(' | ')' | ',') || c.is_whitespace());
+            if quote {
+                text.push('"');
+                for c in value.chars() {
+                    if c == '"' || c == '\\' {
+                        text.push(c);
+                    }
+                    text.push(c);
+                }
+                text.push('"');
+            } else {
+                text.push_str(&value);
+            }
+        }
+        text.push(')');
+        out.append_value(text);
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, StringArray, StructArray, TimestampMicrosecondArray};
+    use datafusion::arrow::datatypes::Fields;
+
+    fn fields_of(schema: &Schema) -> Vec<FieldInfo> {
+        arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, &pgwire::api::portal::Format::UnifiedText, None).unwrap()
+    }
+
+    #[test]
+    fn struct_text_keeps_nulls_null_and_quotes_like_record_out() {
+        let children = Fields::from(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Utf8, true),
+            Field::new("c", DataType::Utf8, true),
+        ]);
+        let s = StructArray::new(
+            children.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![Some(1), None])),
+                Arc::new(StringArray::from(vec![None, Some("x")])),
+                Arc::new(StringArray::from(vec![Some("a \"q\", (b)"), Some("")])),
+            ],
+            None,
+        );
+        let schema = Schema::new(vec![Field::new("s", DataType::Struct(children), true)]);
+        let batch = RecordBatch::try_new(Arc::new(schema.clone()), vec![Arc::new(s)]).unwrap();
+        let out = Presentation::default().apply(batch, &fields_of(&schema)).unwrap();
+        let text = out.column(0).as_string::<i32>();
+        assert_eq!(text.value(0), r#"(1,,"a ""q"", (b)")"#);
+        assert_eq!(text.value(1), r#"(,x,"")"#);
+    }
+
+    #[test]
+    fn timestamptz_is_shown_in_the_session_zone() {
+        let ts = TimestampMicrosecondArray::from(vec![0]).with_timezone("+00:00");
+        let schema = Schema::new(vec![Field::new(
+            "t",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            true,
+        )]);
+        let batch = RecordBatch::try_new(Arc::new(schema.clone()), vec![Arc::new(ts)]).unwrap();
+        let text = |zone: &str| {
+            let out = Presentation::new(Some(zone.to_owned())).apply(batch.clone(), &fields_of(&schema)).unwrap();
+            out.column(0).as_string::<i32>().value(0).to_owned()
+        };
+        assert_eq!(text("America/New_York"), "1969-12-31 19:00:00-05");
+        assert_eq!(text("Asia/Kolkata"), "1970-01-01 05:30:00+05:30");
+        assert_eq!(text("UTC"), "1970-01-01 00:00:00+00");
+        assert!(Presentation::new(Some("not a zone".to_owned())).time_zone.is_none());
+    }
+}

@@ -1,0 +1,37 @@
+"""Values as PostgreSQL prints them in text: timestamptz in the session's
+TimeZone, records with NULL fields left empty (not empty strings)."""
+
+import datetime
+
+import psycopg
+
+
+def test_timestamptz_text_follows_set_time_zone(gateway):
+    out = gateway.psql(
+        "SET TIME ZONE 'America/New_York'",
+        "SELECT TIMESTAMPTZ '2024-07-01 10:00:00.25+00', TIMESTAMPTZ '2024-01-01 10:00:00+00'",
+        "SET TIME ZONE 'Asia/Kolkata'",
+        "\\copy (SELECT TIMESTAMPTZ '2024-01-01 10:00:00+00') to stdout",
+    )
+    # As PostgreSQL prints them: fraction only when there is one, offset
+    # minutes only when not zero.
+    assert out.splitlines() == [
+        "SET",
+        "2024-07-01 06:00:00.25-04|2024-01-01 05:00:00-05",
+        "SET",
+        "2024-01-01 15:30:00+05:30",
+    ], out
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        conn.execute("SET TIME ZONE 'Asia/Kolkata'")
+        for binary in (False, True):
+            (t,) = conn.cursor(binary=binary).execute("SELECT TIMESTAMPTZ '2024-01-01 10:00:00+00'").fetchone()
+            assert t == datetime.datetime(2024, 1, 1, 10, tzinfo=datetime.timezone.utc)
+            assert t.utcoffset() == datetime.timedelta(hours=5, minutes=30), t
+
+
+def test_record_null_fields_stay_null(gateway):
+    sql = "SELECT named_struct('a', 1, 'b', CAST(NULL AS VARCHAR), 'c', 'x y', 'd', '') AS s"
+    assert gateway.psql(sql).strip() == '(1,,"x y","")'
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        assert conn.cursor(binary=False).execute(sql).fetchone() == (("1", None, "x y", ""),)
+        assert conn.cursor(binary=True).execute(sql).fetchone() == ((1, None, "x y", ""),)
