@@ -6,7 +6,9 @@
 //! ([`sluice_proto::StatementHandle`]): any gateway with the same key serves a
 //! DoGet without a lookup, and a forged or altered ticket is refused.
 
+mod cancel;
 mod ingest;
+mod service;
 
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -21,15 +23,18 @@ use arrow_flight::sql::metadata::{
 };
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
+    ActionBeginSavepointRequest, ActionBeginSavepointResult, ActionBeginTransactionRequest,
+    ActionBeginTransactionResult, ActionCancelQueryRequest, ActionCancelQueryResult,
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
-    CommandGetCatalogs, CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys,
-    CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
-    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementIngest, CommandStatementQuery,
-    CommandStatementUpdate, DoPutPreparedStatementResult, Nullable, ProstMessageExt, Searchable, SqlInfo,
-    TicketStatementQuery, XdbcDataType,
+    ActionEndSavepointRequest, ActionEndTransactionRequest, CommandGetCatalogs, CommandGetCrossReference,
+    CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys, CommandGetPrimaryKeys, CommandGetSqlInfo,
+    CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo, CommandPreparedStatementQuery,
+    CommandPreparedStatementUpdate, CommandStatementIngest, CommandStatementQuery, CommandStatementUpdate,
+    DoPutPreparedStatementResult, Nullable, ProstMessageExt, Searchable, SqlInfo, TicketStatementQuery, XdbcDataType,
 };
 use arrow_flight::{
-    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
+    Action, ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor,
+    FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
 };
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -63,6 +68,7 @@ pub struct FlightSqlServer {
     handler: Arc<dyn QueryHandler>,
     sql_info: Arc<SqlInfoData>,
     xdbc: Arc<XdbcTypeInfoData>,
+    running: Arc<cancel::Running>,
 }
 
 impl std::fmt::Debug for FlightSqlServer {
@@ -212,6 +218,7 @@ impl FlightSqlServer {
             handler,
             sql_info: Arc::new(sql_info()?),
             xdbc: Arc::new(xdbc_info()?),
+            running: Arc::new(cancel::Running::default()),
         })
     }
 
@@ -234,7 +241,7 @@ impl FlightSqlServer {
             builder = builder.tls_config(tls)?;
         }
         builder
-            .add_service(FlightServiceServer::new(self).max_decoding_message_size(64 * 1024 * 1024))
+            .add_service(FlightServiceServer::new(service::Service(self)).max_decoding_message_size(64 * 1024 * 1024))
             .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
             .await
     }
@@ -345,6 +352,7 @@ impl FlightSqlServer {
         &self,
         principal: &Principal,
         handle: StatementHandle,
+        ticket: bytes::Bytes,
     ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
         if handle.executed {
             let schema = Arc::new(Schema::empty());
@@ -355,6 +363,8 @@ impl FlightSqlServer {
             return Ok(Response::new(Box::pin(stream)));
         }
         let session = self.session(principal)?;
+        // Registered before planning, so a cancel finds it from the start.
+        let registration = self.running.register(ticket, &session)?;
         let prepared = self.prepare(&session, &handle.sql).await?;
         let params = params_from_ipc(&handle.params_ipc)?;
         let schema = Arc::clone(&prepared.schema);
@@ -365,6 +375,7 @@ impl FlightSqlServer {
         let target = Arc::clone(&schema);
         // The DoGet schema must equal the FlightInfo schema, nullability included.
         let batches = stream.map(move |b| {
+            let _registered = &registration;
             let b = b.map_err(|e| FlightError::Tonic(Box::new(Status::from(QueryError::from(e)))))?;
             conform(b, &target).map_err(|e| FlightError::Tonic(Box::new(Status::from(e))))
         });
@@ -442,6 +453,45 @@ fn foreign_keys_schema() -> Schema {
     ])
 }
 
+/// The Flight RPC action that cancels a FlightInfo's query.
+const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
+
+/// Flight SQL transactions: every statement commits on its own (SqlInfo
+/// says `FLIGHT_SQL_SERVER_TRANSACTION = NONE`), as an autocommit
+/// PostgreSQL session does.
+fn no_transactions() -> Status {
+    Status::unimplemented(
+        "transactions are not supported: Sluice runs each Flight SQL statement in autocommit mode \
+         (SqlInfo FLIGHT_SQL_SERVER_TRANSACTION = NONE)",
+    )
+}
+
+impl FlightSqlServer {
+    /// Cancels the query behind `info`'s tickets (issued to `principal`).
+    fn cancel_info(&self, principal: &Principal, info: &FlightInfo) -> Result<CancelStatus, Status> {
+        let mut status = CancelStatus::Unspecified;
+        for endpoint in &info.endpoint {
+            let Some(ticket) = &endpoint.ticket else { continue };
+            let any = arrow_flight::sql::Any::decode(ticket.ticket.as_ref())
+                .map_err(|_| Status::invalid_argument("malformed ticket"))?;
+            let malformed = |_| Status::invalid_argument("malformed ticket");
+            let handle = if let Some(t) = any.unpack::<TicketStatementQuery>().map_err(malformed)? {
+                self.unseal(&t.statement_handle, principal)?
+            } else if let Some(t) = any.unpack::<CommandPreparedStatementQuery>().map_err(malformed)? {
+                self.unseal(&t.prepared_statement_handle, principal)?
+            } else {
+                return Ok(CancelStatus::NotCancellable);
+            };
+            status = if handle.executed {
+                CancelStatus::NotCancellable
+            } else {
+                self.running.cancel(ticket.ticket.clone())
+            };
+        }
+        Ok(status)
+    }
+}
+
 fn peer_ip<T>(req: &Request<T>) -> Option<IpAddr> {
     req.remote_addr().map(|a| a.ip())
 }
@@ -503,7 +553,8 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let principal = self.principal(&request)?;
         let handle = self.unseal(&ticket.statement_handle, &principal)?;
-        self.stream_handle(&principal, handle).await
+        let raw = request.get_ref().ticket.clone();
+        self.stream_handle(&principal, handle, raw).await
     }
 
     async fn do_get_prepared_statement(
@@ -513,7 +564,8 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let principal = self.principal(&request)?;
         let handle = self.unseal(&cmd.prepared_statement_handle, &principal)?;
-        self.stream_handle(&principal, handle).await
+        let raw = request.get_ref().ticket.clone();
+        self.stream_handle(&principal, handle, raw).await
     }
 
     async fn do_put_statement_update(
@@ -828,6 +880,85 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.empty_key_rows(foreign_keys_schema(), request).await
+    }
+
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        if request.get_ref().r#type != CANCEL_FLIGHT_INFO {
+            return Err(Status::unimplemented(format!(
+                "action \"{}\" is not supported",
+                request.get_ref().r#type
+            )));
+        }
+        let principal = self.principal(&request)?;
+        let cmd = CancelFlightInfoRequest::decode(request.get_ref().body.as_ref())
+            .map_err(|_| Status::invalid_argument("malformed CancelFlightInfoRequest"))?;
+        let info = cmd
+            .info
+            .ok_or_else(|| Status::invalid_argument("CancelFlightInfoRequest without a FlightInfo"))?;
+        let status = self.cancel_info(&principal, &info)?;
+        let body = CancelFlightInfoResult { status: status as i32 }.encode_to_vec();
+        let result = arrow_flight::Result { body: body.into() };
+        Ok(Response::new(Box::pin(futures::stream::iter(vec![Ok(result)]))))
+    }
+
+    async fn list_custom_actions(&self) -> Option<Vec<Result<ActionType, Status>>> {
+        Some(vec![Ok(ActionType {
+            r#type: CANCEL_FLIGHT_INFO.to_owned(),
+            description: "Cancel the query of a FlightInfo (stops its job)".to_owned(),
+        })])
+    }
+
+    async fn do_action_cancel_query(
+        &self,
+        query: ActionCancelQueryRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCancelQueryResult, Status> {
+        let principal = self.principal(&request)?;
+        let info =
+            FlightInfo::decode(query.info.as_ref()).map_err(|_| Status::invalid_argument("malformed FlightInfo"))?;
+        // CancelResult (not exported by arrow-flight) numbers its values as
+        // CancelStatus does.
+        let status = self.cancel_info(&principal, &info)?;
+        Ok(ActionCancelQueryResult { result: status as i32 })
+    }
+
+    async fn do_action_begin_transaction(
+        &self,
+        _query: ActionBeginTransactionRequest,
+        request: Request<Action>,
+    ) -> Result<ActionBeginTransactionResult, Status> {
+        self.principal(&request)?;
+        Err(no_transactions())
+    }
+
+    async fn do_action_end_transaction(
+        &self,
+        _query: ActionEndTransactionRequest,
+        request: Request<Action>,
+    ) -> Result<(), Status> {
+        self.principal(&request)?;
+        Err(no_transactions())
+    }
+
+    async fn do_action_begin_savepoint(
+        &self,
+        _query: ActionBeginSavepointRequest,
+        request: Request<Action>,
+    ) -> Result<ActionBeginSavepointResult, Status> {
+        self.principal(&request)?;
+        Err(no_transactions())
+    }
+
+    async fn do_action_end_savepoint(
+        &self,
+        _query: ActionEndSavepointRequest,
+        request: Request<Action>,
+    ) -> Result<(), Status> {
+        self.principal(&request)?;
+        Err(no_transactions())
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

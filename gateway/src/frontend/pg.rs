@@ -286,7 +286,10 @@ fn encode_rows(
     let rows = stream
         .map(move |batch| {
             let rows: Box<dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync> =
-                match batch.map_err(|e| pg_error(QueryError::from(e))).and_then(|b| presentation.apply(b, &f)) {
+                match batch
+                    .map_err(|e| pg_error(QueryError::from(e)))
+                    .and_then(|b| presentation.apply(b, &f))
+                {
                     Ok(b) => encode_recordbatch(Arc::clone(&f), b),
                     Err(e) => Box::new(std::iter::once(Err(e))),
                 };
@@ -321,7 +324,9 @@ impl Queries {
                 target,
                 options,
             } => Response::CopyIn(self.start_copy_in(client, schema, target, options).await?),
-            QueryOutput::Rows { schema, stream } => Response::Query(encode_rows(&schema, stream, format, presentation()?)?),
+            QueryOutput::Rows { schema, stream } => {
+                Response::Query(encode_rows(&schema, stream, format, presentation()?)?)
+            }
             QueryOutput::Fetched { schema, stream } => {
                 let mut response = encode_rows(&schema, stream, format, presentation()?)?;
                 response.set_command_tag("FETCH");

@@ -67,11 +67,7 @@ impl Presentation {
     }
 
     fn touches(&self, t: &DataType) -> bool {
-        match t {
-            DataType::Timestamp(_, Some(_)) => true,
-            DataType::Struct(_) => true,
-            _ => false,
-        }
+        matches!(t, DataType::Timestamp(_, Some(_)) | DataType::Struct(_))
     }
 }
 
@@ -86,7 +82,10 @@ fn timestamptz_text(array: &ArrayRef, zone: &str) -> PgWireResult<ArrayRef> {
     let micros = micros.as_primitive::<TimestampMicrosecondType>();
     let mut out = StringBuilder::with_capacity(micros.len(), micros.len() * 26);
     for i in 0..micros.len() {
-        let Some(dt) = (!micros.is_null(i)).then(|| micros.value_as_datetime_with_tz(i, tz)).flatten() else {
+        let Some(dt) = (!micros.is_null(i))
+            .then(|| micros.value_as_datetime_with_tz(i, tz))
+            .flatten()
+        else {
             out.append_null();
             continue;
         };
@@ -231,7 +230,9 @@ mod tests {
         )]);
         let batch = RecordBatch::try_new(Arc::new(schema.clone()), vec![Arc::new(ts)]).unwrap();
         let text = |zone: &str| {
-            let out = Presentation::new(Some(zone.to_owned())).apply(batch.clone(), &fields_of(&schema)).unwrap();
+            let out = Presentation::new(Some(zone.to_owned()))
+                .apply(batch.clone(), &fields_of(&schema))
+                .unwrap();
             out.column(0).as_string::<i32>().value(0).to_owned()
         };
         assert_eq!(text("America/New_York"), "1969-12-31 19:00:00-05");

@@ -1,0 +1,91 @@
+//! Cancelling Flight SQL queries: `CancelFlightInfo` (and the older
+//! `CancelQuery` action) name a FlightInfo; its ticket finds the DoGet
+//! streaming it, whose statement is cancelled (the Ballista job stops, the
+//! stream ends with CANCELLED). A ticket cancelled before its DoGet is
+//! remembered for a while so the DoGet is refused instead of run.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use arrow_flight::CancelStatus;
+use bytes::Bytes;
+use tonic::Status;
+
+use crate::session::Session;
+
+/// How long a ticket cancelled before its DoGet stays refused.
+const REMEMBER: Duration = Duration::from_secs(600);
+
+/// The DoGets streaming now, by ticket.
+pub(super) struct Running {
+    streams: Mutex<HashMap<Bytes, Weak<Session>>>,
+    cancelled: moka::sync::Cache<Bytes, ()>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").finish_non_exhaustive()
+    }
+}
+
+impl Default for Running {
+    fn default() -> Self {
+        Running {
+            streams: Mutex::new(HashMap::new()),
+            cancelled: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(REMEMBER)
+                .build(),
+        }
+    }
+}
+
+/// Keeps a ticket registered while its stream lives.
+pub(super) struct Registration {
+    running: Arc<Running>,
+    ticket: Bytes,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.running
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.ticket);
+    }
+}
+
+impl Running {
+    /// Registers the DoGet of `ticket`; refused when it was cancelled.
+    pub(super) fn register(self: &Arc<Self>, ticket: Bytes, session: &Arc<Session>) -> Result<Registration, Status> {
+        if self.cancelled.contains_key(&ticket) {
+            return Err(Status::cancelled("the query was cancelled (CancelFlightInfo)"));
+        }
+        self.streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ticket.clone(), Arc::downgrade(session));
+        Ok(Registration {
+            running: Arc::clone(self),
+            ticket,
+        })
+    }
+
+    /// Cancels the query of `ticket`, running or not yet fetched.
+    pub(super) fn cancel(&self, ticket: Bytes) -> CancelStatus {
+        let session = self
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&ticket)
+            .and_then(Weak::upgrade);
+        if let Some(s) = session {
+            tracing::info!(session_id = s.id(), "flight query cancelled");
+            s.cancel_current();
+        }
+        self.cancelled.insert(ticket, ());
+        CancelStatus::Cancelled
+    }
+}
