@@ -35,3 +35,14 @@ def test_record_null_fields_stay_null(gateway):
     with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
         assert conn.cursor(binary=False).execute(sql).fetchone() == (("1", None, "x y", ""),)
         assert conn.cursor(binary=True).execute(sql).fetchone() == ((1, None, "x y", ""),)
+
+
+def test_types_without_a_wire_encoding_are_0a000(gateway):
+    import pytest
+
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        for binary in (False, True):
+            with pytest.raises(psycopg.Error) as e:
+                conn.cursor(binary=binary).execute("SELECT [[1, 2], [3, 4]] AS grid").fetchall()
+            assert e.value.sqlstate == "0A000" and "grid" in str(e.value), e.value
+        assert conn.execute("SELECT 1").fetchone() == (1,)

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 
 use arrow_pg::datatypes::df::deserialize_parameters;
-use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
+use arrow_pg::datatypes::{encode_recordbatch, into_pg_type};
 use async_trait::async_trait;
 use bytes::Bytes;
 use datafusion::arrow::datatypes::Schema;
@@ -265,7 +265,7 @@ impl QueryParser for Parser {
     }
 
     fn get_result_schema(&self, stmt: &Stmt, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
-        arrow_schema_to_pg_fields(&stmt.schema, format.unwrap_or(&Format::UnifiedText), None)
+        present::pg_fields(&stmt.schema, format.unwrap_or(&Format::UnifiedText))
     }
 }
 
@@ -281,7 +281,7 @@ fn encode_rows(
     format: &Format,
     presentation: present::Presentation,
 ) -> PgWireResult<QueryResponse> {
-    let fields = Arc::new(arrow_schema_to_pg_fields(schema, format, None)?);
+    let fields = Arc::new(present::pg_fields(schema, format)?);
     let f = Arc::clone(&fields);
     let rows = stream
         .map(move |batch| {
@@ -478,7 +478,7 @@ impl ExtendedQueryHandler for Queries {
         {
             let session = session_of(client)?;
             if let Some(schema) = self.handler.cursor_schema(&session, &name).await {
-                let fields = arrow_schema_to_pg_fields(&schema, &Format::UnifiedText, None)?;
+                let fields = present::pg_fields(&schema, &Format::UnifiedText)?;
                 pgwire::api::query::send_describe_response(client, &DescribePortalResponse::new(fields)).await?;
                 return Ok(());
             }

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use arrow_pg::encoder::encode_value;
 use bytes::Bytes;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -91,7 +90,7 @@ pub(super) fn copy_out(
     } else {
         Format::UnifiedText
     };
-    let fields = Arc::new(arrow_schema_to_pg_fields(schema, &format, None)?);
+    let fields = Arc::new(super::present::pg_fields(schema, &format)?);
     let columns = fields.len();
     let head = (o.header && o.format != CopyFormat::Binary).then(|| header(&fields, o));
     let mut enc = encoder(Arc::clone(&fields), o);

@@ -25,6 +25,25 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::types::ToSqlText;
 use postgres_types::ToSql;
 
+/// The Postgres fields of `schema`; a column whose Arrow type has no
+/// Postgres wire encoding (multi-dimensional arrays: lists of lists) is
+/// 0A000 naming the column, not an internal error.
+pub(super) fn pg_fields(schema: &Schema, format: &pgwire::api::portal::Format) -> PgWireResult<Vec<FieldInfo>> {
+    arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, None).map_err(|e| {
+        let column = schema
+            .fields()
+            .iter()
+            .find(|f| arrow_pg::datatypes::field_into_pg_type(f).is_err())
+            .map_or_else(String::new, |f| {
+                format!(" (column \"{}\" of type {})", f.name(), f.data_type())
+            });
+        super::pg_error(crate::error::QueryError::new(
+            crate::error::ErrorKind::FeatureNotSupported,
+            format!("a result type has no PostgreSQL wire encoding{column}: {e}"),
+        ))
+    })
+}
+
 /// How one connection shows values.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Presentation {
@@ -193,7 +212,7 @@ mod tests {
     use datafusion::arrow::datatypes::Fields;
 
     fn fields_of(schema: &Schema) -> Vec<FieldInfo> {
-        arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, &pgwire::api::portal::Format::UnifiedText, None).unwrap()
+        pg_fields(schema, &pgwire::api::portal::Format::UnifiedText).unwrap()
     }
 
     #[test]
@@ -218,6 +237,19 @@ mod tests {
         let text = out.column(0).as_string::<i32>();
         assert_eq!(text.value(0), r#"(1,,"a ""q"", (b)")"#);
         assert_eq!(text.value(1), r#"(,x,"")"#);
+    }
+
+    #[test]
+    fn nested_lists_are_refused_with_0a000() {
+        let inner = DataType::new_list(DataType::Int64, true);
+        let schema = Schema::new(vec![Field::new("a", DataType::new_list(inner, true), true)]);
+        match pg_fields(&schema, &pgwire::api::portal::Format::UnifiedText) {
+            Err(PgWireError::UserError(info)) => {
+                assert_eq!(info.code, "0A000");
+                assert!(info.message.contains("column \"a\""), "{}", info.message);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
