@@ -7,8 +7,14 @@
 //! DoGet without a lookup, and a forged or altered ticket is refused.
 
 mod cancel;
+mod info;
 mod ingest;
+mod params;
 mod service;
+
+use cancel::{CANCEL_FLIGHT_INFO, no_transactions};
+use info::{sql_info, xdbc_info};
+use params::{parameter_schema, params_from_ipc, params_of, params_to_ipc};
 
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -18,9 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
-use arrow_flight::sql::metadata::{
-    SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
-};
+use arrow_flight::sql::metadata::{SqlInfoData, XdbcTypeInfoData};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionBeginSavepointRequest, ActionBeginSavepointResult, ActionBeginTransactionRequest,
@@ -30,20 +34,17 @@ use arrow_flight::sql::{
     CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys, CommandGetPrimaryKeys, CommandGetSqlInfo,
     CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo, CommandPreparedStatementQuery,
     CommandPreparedStatementUpdate, CommandStatementIngest, CommandStatementQuery, CommandStatementUpdate,
-    DoPutPreparedStatementResult, Nullable, ProstMessageExt, Searchable, SqlInfo, TicketStatementQuery, XdbcDataType,
+    DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
-    Action, ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor,
-    FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
+    Action, ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, FlightDescriptor, FlightEndpoint, FlightInfo,
+    HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
 };
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::ipc::reader::StreamReader;
-use datafusion::arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
-use datafusion::common::ParamValues;
-use datafusion::scalar::ScalarValue;
+use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use tokio::net::TcpListener;
@@ -87,67 +88,6 @@ fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(e.to_string())
 }
 
-fn sql_info() -> Result<SqlInfoData, Status> {
-    let mut b = SqlInfoDataBuilder::new();
-    b.append(SqlInfo::FlightSqlServerName, "Sluice");
-    b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
-    b.append(SqlInfo::FlightSqlServerArrowVersion, "59");
-    b.append(SqlInfo::FlightSqlServerReadOnly, false);
-    b.append(SqlInfo::FlightSqlServerSql, true);
-    b.append(SqlInfo::FlightSqlServerSubstrait, false);
-    b.append(SqlInfo::FlightSqlServerTransaction, 0i32);
-    b.append(SqlInfo::FlightSqlServerCancel, false);
-    b.append(SqlInfo::FlightSqlServerStatementTimeout, 0i32);
-    b.append(SqlInfo::FlightSqlServerTransactionTimeout, 0i32);
-    b.append(SqlInfo::SqlDdlCatalog, false);
-    b.append(SqlInfo::SqlDdlSchema, true);
-    b.append(SqlInfo::SqlDdlTable, true);
-    b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
-    b.append(SqlInfo::SqlQuotedIdentifierCase, 1i32);
-    b.build().map_err(internal)
-}
-
-fn xdbc_info() -> Result<XdbcTypeInfoData, Status> {
-    let mut b = XdbcTypeInfoDataBuilder::new();
-    let types: &[(&str, XdbcDataType, Option<i32>)] = &[
-        ("BOOLEAN", XdbcDataType::XdbcBit, Some(1)),
-        ("SMALLINT", XdbcDataType::XdbcSmallint, Some(16)),
-        ("INTEGER", XdbcDataType::XdbcInteger, Some(32)),
-        ("BIGINT", XdbcDataType::XdbcBigint, Some(64)),
-        ("REAL", XdbcDataType::XdbcFloat, Some(24)),
-        ("DOUBLE PRECISION", XdbcDataType::XdbcDouble, Some(53)),
-        ("DECIMAL", XdbcDataType::XdbcDecimal, Some(38)),
-        ("VARCHAR", XdbcDataType::XdbcVarchar, None),
-        ("DATE", XdbcDataType::XdbcDate, None),
-        ("TIMESTAMP", XdbcDataType::XdbcTimestamp, None),
-        ("VARBINARY", XdbcDataType::XdbcVarbinary, None),
-    ];
-    for (name, t, size) in types {
-        b.append(XdbcTypeInfo {
-            type_name: (*name).to_owned(),
-            data_type: *t,
-            column_size: *size,
-            literal_prefix: matches!(t, XdbcDataType::XdbcVarchar).then(|| "'".to_owned()),
-            literal_suffix: matches!(t, XdbcDataType::XdbcVarchar).then(|| "'".to_owned()),
-            create_params: None,
-            nullable: Nullable::NullabilityNullable,
-            case_sensitive: matches!(t, XdbcDataType::XdbcVarchar),
-            searchable: Searchable::Full,
-            unsigned_attribute: size.map(|_| false),
-            fixed_prec_scale: false,
-            auto_increment: Some(false),
-            local_type_name: Some((*name).to_owned()),
-            minimum_scale: None,
-            maximum_scale: None,
-            sql_data_type: *t,
-            datetime_subcode: None,
-            num_prec_radix: size.map(|_| 2),
-            interval_precision: None,
-        });
-    }
-    b.build().map_err(internal)
-}
-
 fn schema_ipc(schema: &Schema) -> Result<bytes::Bytes, Status> {
     let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
         .try_into()
@@ -161,54 +101,6 @@ fn affected(output: &QueryOutput) -> i64 {
         QueryOutput::Command { tag } => tag.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0),
         _ => 0,
     }
-}
-
-/// Schema of the parameters of a prepared statement, as Flight SQL wants it.
-fn parameter_schema(p: &Prepared) -> Schema {
-    Schema::new(
-        p.param_types
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Field::new(format!("${}", i + 1), t.clone().unwrap_or(DataType::Utf8), true))
-            .collect::<Vec<_>>(),
-    )
-}
-
-fn params_to_ipc(batch: &RecordBatch) -> Result<Vec<u8>, Status> {
-    let mut buf = Vec::new();
-    {
-        let mut w = StreamWriter::try_new(&mut buf, &batch.schema()).map_err(internal)?;
-        w.write(batch).map_err(internal)?;
-        w.finish().map_err(internal)?;
-    }
-    Ok(buf)
-}
-
-fn params_from_ipc(bytes: &[u8]) -> Result<Option<ParamValues>, Status> {
-    if bytes.is_empty() {
-        return Ok(None);
-    }
-    let mut reader = StreamReader::try_new(bytes, None).map_err(internal)?;
-    let Some(batch) = reader.next().transpose().map_err(internal)? else {
-        return Ok(None);
-    };
-    params_of(&batch).map(Some)
-}
-
-fn params_of(batch: &RecordBatch) -> Result<ParamValues, Status> {
-    if batch.num_rows() != 1 {
-        return Err(Status::invalid_argument(format!(
-            "exactly one row of parameters is supported, got {}",
-            batch.num_rows()
-        )));
-    }
-    let values = batch
-        .columns()
-        .iter()
-        .map(|c| ScalarValue::try_from_array(c, 0))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
-    Ok(ParamValues::List(values.into_iter().map(Into::into).collect()))
 }
 
 impl FlightSqlServer {
@@ -451,45 +343,6 @@ fn foreign_keys_schema() -> Schema {
         Field::new("update_rule", DataType::UInt8, false),
         Field::new("delete_rule", DataType::UInt8, false),
     ])
-}
-
-/// The Flight RPC action that cancels a FlightInfo's query.
-const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
-
-/// Flight SQL transactions: every statement commits on its own (SqlInfo
-/// says `FLIGHT_SQL_SERVER_TRANSACTION = NONE`), as an autocommit
-/// PostgreSQL session does.
-fn no_transactions() -> Status {
-    Status::unimplemented(
-        "transactions are not supported: Sluice runs each Flight SQL statement in autocommit mode \
-         (SqlInfo FLIGHT_SQL_SERVER_TRANSACTION = NONE)",
-    )
-}
-
-impl FlightSqlServer {
-    /// Cancels the query behind `info`'s tickets (issued to `principal`).
-    fn cancel_info(&self, principal: &Principal, info: &FlightInfo) -> Result<CancelStatus, Status> {
-        let mut status = CancelStatus::Unspecified;
-        for endpoint in &info.endpoint {
-            let Some(ticket) = &endpoint.ticket else { continue };
-            let any = arrow_flight::sql::Any::decode(ticket.ticket.as_ref())
-                .map_err(|_| Status::invalid_argument("malformed ticket"))?;
-            let malformed = |_| Status::invalid_argument("malformed ticket");
-            let handle = if let Some(t) = any.unpack::<TicketStatementQuery>().map_err(malformed)? {
-                self.unseal(&t.statement_handle, principal)?
-            } else if let Some(t) = any.unpack::<CommandPreparedStatementQuery>().map_err(malformed)? {
-                self.unseal(&t.prepared_statement_handle, principal)?
-            } else {
-                return Ok(CancelStatus::NotCancellable);
-            };
-            status = if handle.executed {
-                CancelStatus::NotCancellable
-            } else {
-                self.running.cancel(ticket.ticket.clone())
-            };
-        }
-        Ok(status)
-    }
 }
 
 fn peer_ip<T>(req: &Request<T>) -> Option<IpAddr> {

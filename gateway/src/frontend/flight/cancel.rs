@@ -8,10 +8,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use arrow_flight::CancelStatus;
+use arrow_flight::sql::{CommandPreparedStatementQuery, TicketStatementQuery};
+use arrow_flight::{CancelStatus, FlightInfo};
 use bytes::Bytes;
+use prost::Message;
 use tonic::Status;
 
+use super::FlightSqlServer;
+use crate::auth::Principal;
 use crate::session::Session;
 
 /// How long a ticket cancelled before its DoGet stays refused.
@@ -87,5 +91,44 @@ impl Running {
         }
         self.cancelled.insert(ticket, ());
         CancelStatus::Cancelled
+    }
+}
+
+/// The Flight RPC action that cancels a FlightInfo's query.
+pub(super) const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
+
+/// Flight SQL transactions: every statement commits on its own (SqlInfo
+/// says `FLIGHT_SQL_SERVER_TRANSACTION = NONE`), as an autocommit
+/// PostgreSQL session does.
+pub(super) fn no_transactions() -> Status {
+    Status::unimplemented(
+        "transactions are not supported: Sluice runs each Flight SQL statement in autocommit mode \
+         (SqlInfo FLIGHT_SQL_SERVER_TRANSACTION = NONE)",
+    )
+}
+
+impl FlightSqlServer {
+    /// Cancels the query behind `info`'s tickets (issued to `principal`).
+    pub(super) fn cancel_info(&self, principal: &Principal, info: &FlightInfo) -> Result<CancelStatus, Status> {
+        let mut status = CancelStatus::Unspecified;
+        for endpoint in &info.endpoint {
+            let Some(ticket) = &endpoint.ticket else { continue };
+            let any = arrow_flight::sql::Any::decode(ticket.ticket.as_ref())
+                .map_err(|_| Status::invalid_argument("malformed ticket"))?;
+            let malformed = |_| Status::invalid_argument("malformed ticket");
+            let handle = if let Some(t) = any.unpack::<TicketStatementQuery>().map_err(malformed)? {
+                self.unseal(&t.statement_handle, principal)?
+            } else if let Some(t) = any.unpack::<CommandPreparedStatementQuery>().map_err(malformed)? {
+                self.unseal(&t.prepared_statement_handle, principal)?
+            } else {
+                return Ok(CancelStatus::NotCancellable);
+            };
+            status = if handle.executed {
+                CancelStatus::NotCancellable
+            } else {
+                self.running.cancel(ticket.ticket.clone())
+            };
+        }
+        Ok(status)
     }
 }
