@@ -119,13 +119,23 @@ impl Decoder {
         (self.rows >= BATCH_ROWS).then(|| self.take_batch())
     }
 
+    /// Reads the whole rows of the buffer; the bytes they took.
     fn read_rows(&mut self, at_end: bool) -> Result<usize, QueryError> {
+        // Taken out while rows are read, so a record is parsed where it lies
+        // rather than copied out of `self` first.
+        let buf = std::mem::take(&mut self.buf);
+        let read = self.read_rows_of(&buf, at_end);
+        self.buf = buf;
+        read
+    }
+
+    fn read_rows_of(&mut self, buf: &[u8], at_end: bool) -> Result<usize, QueryError> {
         let mut pos = 0;
         while !self.ended {
             let used = match self.format {
                 CopyFormat::Binary => {
                     let reader = self.binary.as_mut().expect("binary reader");
-                    match reader.read_row(&self.buf[pos..], &mut self.columns)? {
+                    match reader.read_row(&buf[pos..], &mut self.columns)? {
                         Some((used, step)) => {
                             match step {
                                 Step::Header => {}
@@ -138,13 +148,11 @@ impl Decoder {
                     }
                 }
                 CopyFormat::Text | CopyFormat::Csv => {
-                    let rest = &self.buf[pos..];
-                    let Some((record, used)) = self.next_record(rest, at_end) else {
+                    let Some((record, used)) = self.next_record(&buf[pos..], at_end) else {
                         break;
                     };
-                    let record = record.to_vec();
                     self.line += 1;
-                    self.text_row(&record)?;
+                    self.text_row(record)?;
                     used
                 }
             };
