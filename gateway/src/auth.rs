@@ -155,7 +155,10 @@ impl Authenticator for StaticAuthenticator {
             .checked_add(self.token_ttl)
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs());
-        let payload = format!("{expires}:{}", principal.user);
+        // A nonce makes each login's token its own (Flight sessions are
+        // keyed by it): `expires.nonce:user`.
+        let nonce: u64 = rand::random();
+        let payload = format!("{expires}.{nonce:016x}:{}", principal.user);
         URL_SAFE_NO_PAD.encode(self.sign(payload.as_bytes()))
     }
 
@@ -163,7 +166,8 @@ impl Authenticator for StaticAuthenticator {
         let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| AuthError::InvalidToken)?;
         let payload = self.open(&raw).ok_or(AuthError::InvalidToken)?;
         let payload = String::from_utf8(payload).map_err(|_| AuthError::InvalidToken)?;
-        let (expires, user) = payload.split_once(':').ok_or(AuthError::InvalidToken)?;
+        let (stamp, user) = payload.split_once(':').ok_or(AuthError::InvalidToken)?;
+        let expires = stamp.split_once('.').map_or(stamp, |(e, _nonce)| e);
         let expires: u64 = expires.parse().map_err(|_| AuthError::InvalidToken)?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -218,6 +222,11 @@ mod tests {
         ));
         let t = a.issue_token(&Principal { user: "admin".into() });
         assert_eq!(a.verify_token(&t).unwrap().user, "admin");
+        assert_ne!(
+            t,
+            a.issue_token(&Principal { user: "admin".into() }),
+            "each login gets its own token"
+        );
         let other = StaticAuthenticator::new("admin", &AdminAuth::Password("s3cret".into()), b"other".to_vec());
         assert!(other.verify_token(&t).is_err(), "a token from another key is refused");
         let mut forged = URL_SAFE_NO_PAD.decode(&t).unwrap();

@@ -1,6 +1,9 @@
 //! Wire messages Sluice defines itself. No logic lives here: the gateway
 //! signs, verifies and interprets them. Source of truth for field numbers:
-//! `protos/sluice/v1/flight.proto`.
+//! `protos/sluice/v1/flight.proto`; [`flight_session`] holds messages of
+//! Arrow's `Flight.proto` that arrow-flight 59 does not generate.
+
+pub mod flight_session;
 
 /// A statement to run, carried inside Flight SQL tickets and prepared
 /// statement handles (see `protos/sluice/v1/flight.proto`).
@@ -21,4 +24,25 @@ pub struct StatementHandle {
     /// The statement already ran at GetFlightInfo (DDL/DML): no rows to stream.
     #[prost(bool, tag = "5")]
     pub executed: bool,
+    /// Session options the statement was planned with (it runs with them).
+    #[prost(message, optional, tag = "6")]
+    pub session: Option<FlightSession>,
+}
+
+/// Flight SQL session options, carried signed after the bearer token so any
+/// gateway serves the session without a lookup.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct FlightSession {
+    /// Random id; a closed session's id is refused afterwards.
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    /// Authenticated user the session belongs to.
+    #[prost(string, tag = "2")]
+    pub user: String,
+    /// Default schema (`search_path`); unset means `default`.
+    #[prost(string, optional, tag = "3")]
+    pub schema: Option<String>,
+    /// Session time zone; unset means UTC.
+    #[prost(string, optional, tag = "4")]
+    pub time_zone: Option<String>,
 }

@@ -11,10 +11,12 @@ mod info;
 mod ingest;
 mod params;
 mod service;
+mod session;
 
 use cancel::{CANCEL_FLIGHT_INFO, no_transactions};
 use info::{sql_info, xdbc_info};
 use params::{parameter_schema, params_from_ipc, params_of, params_to_ipc};
+use session::{CLOSE_SESSION, GET_SESSION_OPTIONS, SET_SESSION_OPTIONS, shown_schema};
 
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -58,7 +60,7 @@ use crate::error::QueryError;
 use crate::query::write::conform;
 use crate::query::{Prepared, QueryHandler, QueryOutput, positional_placeholders};
 use crate::session::Session;
-use sluice_proto::StatementHandle;
+use sluice_proto::{FlightSession, StatementHandle};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -70,6 +72,7 @@ pub struct FlightSqlServer {
     sql_info: Arc<SqlInfoData>,
     xdbc: Arc<XdbcTypeInfoData>,
     running: Arc<cancel::Running>,
+    sessions: Arc<session::Sessions>,
 }
 
 impl std::fmt::Debug for FlightSqlServer {
@@ -111,6 +114,7 @@ impl FlightSqlServer {
             sql_info: Arc::new(sql_info()?),
             xdbc: Arc::new(xdbc_info()?),
             running: Arc::new(cancel::Running::default()),
+            sessions: Arc::new(session::Sessions::default()),
         })
     }
 
@@ -145,16 +149,24 @@ impl FlightSqlServer {
             .ok_or_else(|| Status::unauthenticated("missing authorization header"))?
             .to_str()
             .map_err(|_| Status::unauthenticated("malformed authorization header"))?;
-        if let Some(token) = header.strip_prefix("Bearer ") {
+        if let Some(bearer) = header.strip_prefix("Bearer ") {
+            let (token, _session) = session::split_bearer(bearer.trim());
             return self
                 .auth
-                .verify_token(token.trim())
+                .verify_token(token)
                 .map_err(|e| Status::unauthenticated(e.to_string()));
         }
         if let Some(basic) = header.strip_prefix("Basic ") {
             return self.basic(basic, peer_ip(req));
         }
         Err(Status::unauthenticated("unsupported authorization scheme"))
+    }
+
+    /// The principal and the Flight session a request names.
+    fn caller<T>(&self, req: &Request<T>) -> Result<(Principal, Option<FlightSession>), Status> {
+        let principal = self.principal(req)?;
+        let session = self.flight_session(req, &principal)?;
+        Ok((principal, session))
     }
 
     fn basic(&self, b64: &str, peer: Option<IpAddr>) -> Result<Principal, Status> {
@@ -173,10 +185,6 @@ impl FlightSqlServer {
         self.auth
             .verify_password(user, password, peer)
             .map_err(|e| Status::unauthenticated(e.to_string()))
-    }
-
-    fn session(&self, principal: &Principal) -> Result<Arc<Session>, Status> {
-        self.handler.open_session(&principal.user).map_err(Status::from)
     }
 
     /// Plans a statement written with Flight/JDBC `?` markers.
@@ -220,10 +228,11 @@ impl FlightSqlServer {
     async fn plan_statement(
         &self,
         principal: &Principal,
+        options: Option<FlightSession>,
         sql: &str,
         params_ipc: Vec<u8>,
     ) -> Result<(SchemaRef, StatementHandle), Status> {
-        let session = self.session(principal)?;
+        let session = self.open_session(principal, options.as_ref()).await?;
         let prepared = self.prepare(&session, sql).await?;
         let mut handle = StatementHandle {
             sql: sql.to_owned(),
@@ -231,13 +240,14 @@ impl FlightSqlServer {
             user: principal.user.clone(),
             issued_at: now(),
             executed: false,
+            session: options,
         };
         if prepared.plan.is_none() || prepared.schema.fields().is_empty() {
             let params = params_from_ipc(&handle.params_ipc)?;
             drop(self.handler.execute(&session, &prepared, params).await?);
             handle.executed = true;
         }
-        Ok((Arc::clone(&prepared.schema), handle))
+        Ok((shown_schema(&prepared.schema, handle.session.as_ref()), handle))
     }
 
     async fn stream_handle(
@@ -254,12 +264,12 @@ impl FlightSqlServer {
                 .map_err(Status::from);
             return Ok(Response::new(Box::pin(stream)));
         }
-        let session = self.session(principal)?;
+        let session = self.open_session(principal, handle.session.as_ref()).await?;
         // Registered before planning, so a cancel finds it from the start.
         let registration = self.running.register(ticket, &session)?;
         let prepared = self.prepare(&session, &handle.sql).await?;
         let params = params_from_ipc(&handle.params_ipc)?;
-        let schema = Arc::clone(&prepared.schema);
+        let schema = shown_schema(&prepared.schema, handle.session.as_ref());
         let output = self.handler.execute(&session, &prepared, params).await?;
         let QueryOutput::Rows { stream, .. } = output else {
             return Err(Status::internal("statement produced no rows"));
@@ -377,8 +387,10 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let principal = self.principal(&request)?;
-        let (schema, handle) = self.plan_statement(&principal, &query.query, Vec::new()).await?;
+        let (principal, options) = self.caller(&request)?;
+        let (schema, handle) = self
+            .plan_statement(&principal, options, &query.query, Vec::new())
+            .await?;
         let ticket = TicketStatementQuery {
             statement_handle: self.seal(&handle),
         };
@@ -390,9 +402,13 @@ impl FlightSqlService for FlightSqlServer {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let principal = self.principal(&request)?;
+        // A prepared statement runs with the session's options as they are
+        // now (PostgreSQL re-plans one when search_path changes).
+        let (principal, options) = self.caller(&request)?;
         let handle = self.unseal(&cmd.prepared_statement_handle, &principal)?;
-        let (schema, handle) = self.plan_statement(&principal, &handle.sql, handle.params_ipc).await?;
+        let (schema, handle) = self
+            .plan_statement(&principal, options, &handle.sql, handle.params_ipc)
+            .await?;
         let ticket = TicketStatementQuery {
             statement_handle: self.seal(&handle),
         };
@@ -415,8 +431,9 @@ impl FlightSqlService for FlightSqlServer {
         cmd: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let principal = self.principal(&request)?;
-        let handle = self.unseal(&cmd.prepared_statement_handle, &principal)?;
+        let (principal, options) = self.caller(&request)?;
+        let mut handle = self.unseal(&cmd.prepared_statement_handle, &principal)?;
+        handle.session = options;
         let raw = request.get_ref().ticket.clone();
         self.stream_handle(&principal, handle, raw).await
     }
@@ -426,8 +443,8 @@ impl FlightSqlService for FlightSqlServer {
         cmd: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        let principal = self.principal(&request)?;
-        let session = self.session(&principal)?;
+        let (principal, options) = self.caller(&request)?;
+        let session = self.open_session(&principal, options.as_ref()).await?;
         let prepared = self.prepare(&session, &cmd.query).await?;
         let out = self.handler.execute(&session, &prepared, None).await?;
         Ok(affected(&out))
@@ -438,8 +455,8 @@ impl FlightSqlService for FlightSqlServer {
         cmd: CommandStatementIngest,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        let principal = self.principal(&request)?;
-        let session = self.session(&principal)?;
+        let (principal, options) = self.caller(&request)?;
+        let session = self.open_session(&principal, options.as_ref()).await?;
         let target = ingest::target(&cmd)?;
         let stream = ingest::batches(request.into_inner()).await?;
         let rows = self.handler.ingest(&session, target, stream).await?;
@@ -451,8 +468,8 @@ impl FlightSqlService for FlightSqlServer {
         query: ActionCreatePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let principal = self.principal(&request)?;
-        let session = self.session(&principal)?;
+        let (principal, options) = self.caller(&request)?;
+        let session = self.open_session(&principal, options.as_ref()).await?;
         let prepared = self.prepare(&session, &query.query).await?;
         let handle = StatementHandle {
             sql: query.query.clone(),
@@ -460,10 +477,11 @@ impl FlightSqlService for FlightSqlServer {
             user: principal.user.clone(),
             issued_at: now(),
             executed: false,
+            session: options,
         };
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: self.seal(&handle),
-            dataset_schema: schema_ipc(&prepared.schema)?,
+            dataset_schema: schema_ipc(&shown_schema(&prepared.schema, handle.session.as_ref()))?,
             parameter_schema: schema_ipc(&parameter_schema(&prepared))?,
         })
     }
@@ -499,7 +517,7 @@ impl FlightSqlService for FlightSqlServer {
         cmd: CommandPreparedStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        let principal = self.principal(&request)?;
+        let (principal, options) = self.caller(&request)?;
         let handle = self.unseal(&cmd.prepared_statement_handle, &principal)?;
         let batches: Vec<RecordBatch> = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
             request.into_inner().map_err(FlightError::from),
@@ -507,7 +525,7 @@ impl FlightSqlService for FlightSqlServer {
         .try_collect()
         .await
         .map_err(|e| Status::invalid_argument(format!("cannot read parameters: {e}")))?;
-        let session = self.session(&principal)?;
+        let session = self.open_session(&principal, options.as_ref()).await?;
         let prepared = self.prepare(&session, &handle.sql).await?;
         let mut total = 0;
         let param_rows: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
@@ -739,6 +757,12 @@ impl FlightSqlService for FlightSqlServer {
         &self,
         request: Request<Action>,
     ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        if matches!(
+            request.get_ref().r#type.as_str(),
+            SET_SESSION_OPTIONS | GET_SESSION_OPTIONS | CLOSE_SESSION
+        ) {
+            return self.do_session_action(request).await;
+        }
         if request.get_ref().r#type != CANCEL_FLIGHT_INFO {
             return Err(Status::unimplemented(format!(
                 "action \"{}\" is not supported",
@@ -758,10 +782,18 @@ impl FlightSqlService for FlightSqlServer {
     }
 
     async fn list_custom_actions(&self) -> Option<Vec<Result<ActionType, Status>>> {
-        Some(vec![Ok(ActionType {
-            r#type: CANCEL_FLIGHT_INFO.to_owned(),
-            description: "Cancel the query of a FlightInfo (stops its job)".to_owned(),
-        })])
+        let action = |name: &str, description: &str| {
+            Ok(ActionType {
+                r#type: name.to_owned(),
+                description: description.to_owned(),
+            })
+        };
+        Some(vec![
+            action(CANCEL_FLIGHT_INFO, "Cancel the query of a FlightInfo (stops its job)"),
+            action(SET_SESSION_OPTIONS, "Set session options: catalog, schema, time_zone"),
+            action(GET_SESSION_OPTIONS, "Get the session options"),
+            action(CLOSE_SESSION, "Close the session (its options are dropped)"),
+        ])
     }
 
     async fn do_action_cancel_query(
