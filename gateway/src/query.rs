@@ -14,6 +14,7 @@ pub mod ingest;
 mod lake_ddl;
 pub mod managed;
 mod pg_functions;
+mod pg_oids;
 mod pg_parse;
 mod pg_rewrite;
 mod prepare;

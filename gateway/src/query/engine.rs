@@ -91,6 +91,19 @@ impl Engine {
         let sluice = Arc::new(SluiceCatalog::new(Arc::clone(&catalog), Arc::clone(&services)));
         ctx.register_catalog(CATALOG_NAME, Arc::clone(&sluice) as _);
         setup_pg_catalog(&ctx, CATALOG_NAME, pg_functions::Roles::new(roles)).map_err(|e| QueryError::from(*e))?;
+        // Its pg_namespace/pg_class/pg_attribute/pg_database with OIDs that
+        // survive restarts (see pg_oids).
+        if let Some(pg) = sluice.schema("pg_catalog") {
+            let snapshot_of = Arc::clone(&catalog);
+            let ids: super::pg_oids::TableIds = Arc::new(move |schema: &str, name: &str| {
+                let snapshot = snapshot_of.snapshot();
+                snapshot
+                    .tables
+                    .get(&(schema.to_owned(), name.to_owned()))
+                    .map(|t| t.id.clone())
+            });
+            sluice.register_schema("pg_catalog", Arc::new(super::pg_oids::StablePgCatalog::new(pg, ids)))?;
+        }
         // The row functions the cluster runs win over datafusion-pg-catalog's
         // (one definition wherever a plan runs; parse_ident is Sluice's own).
         for f in sluice_lake::pg_row_functions() {
