@@ -621,6 +621,12 @@ mod tests {
             named("SELECT sign(x), CASE WHEN x THEN 1 END, (r.k).n FROM t"),
             "SELECT signum(x) AS \"sign\", CASE WHEN x THEN 1 END AS \"case\", get_field(r.k, 'n') AS \"n\" FROM t"
         );
+        // A cast is named after its type unless what it casts has a name.
+        assert_eq!(
+            named("SELECT 1::int, 'a'::varchar(3), (x + 1)::double precision, count(*)::int8, x::text FROM t"),
+            "SELECT 1::INT AS \"int4\", 'a'::VARCHAR(3) AS \"varchar\", (x + 1)::DOUBLE PRECISION AS \"float8\", \
+             count(*)::INT8 AS \"count\", x::TEXT FROM t"
+        );
     }
 
     #[test]

@@ -29,6 +29,8 @@ use postgres_types::ToSql;
 /// Postgres wire encoding (multi-dimensional arrays: lists of lists) is
 /// 0A000 naming the column, not an internal error.
 pub(super) fn pg_fields(schema: &Schema, format: &pgwire::api::portal::Format) -> PgWireResult<Vec<FieldInfo>> {
+    let typed = without_stale_aliases(schema);
+    let schema = typed.as_ref().unwrap_or(schema);
     arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, None).map_err(|e| {
         let column = schema
             .fields()
@@ -42,6 +44,32 @@ pub(super) fn pg_fields(schema: &Schema, format: &pgwire::api::portal::Format) -
             format!("a result type has no PostgreSQL wire encoding{column}: {e}"),
         ))
     })
+}
+
+/// `schema` without the oid-alias marks of columns that are no longer
+/// `Int32` (`attrelid::int8` keeps the `regclass` mark through the cast, and
+/// arrow-pg 0.16 would announce the int8 as `regclass`); `None` when no
+/// column has one.
+fn without_stale_aliases(schema: &Schema) -> Option<Schema> {
+    let key = arrow_pg::datatypes::PG_OID_ALIAS_KEY;
+    let stale = |f: &Field| f.metadata().contains_key(key) && f.data_type() != &DataType::Int32;
+    if !schema.fields().iter().any(|f| stale(f)) {
+        return None;
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut f = f.as_ref().clone();
+            if stale(&f) {
+                let mut metadata = f.metadata().clone();
+                metadata.remove(key);
+                f = f.with_metadata(metadata);
+            }
+            f
+        })
+        .collect();
+    Some(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 /// How one connection shows values.
@@ -213,6 +241,20 @@ mod tests {
 
     fn fields_of(schema: &Schema) -> Vec<FieldInfo> {
         pg_fields(schema, &pgwire::api::portal::Format::UnifiedText).unwrap()
+    }
+
+    #[test]
+    fn a_cast_oid_column_is_announced_by_its_type() {
+        let alias = |t: DataType| {
+            Field::new("c", t, false).with_metadata(std::collections::HashMap::from([(
+                arrow_pg::datatypes::PG_OID_ALIAS_KEY.to_owned(),
+                "regclass".to_owned(),
+            )]))
+        };
+        let schema = Schema::new(vec![alias(DataType::Int32), alias(DataType::Int64)]);
+        let fields = pg_fields(&schema, &pgwire::api::portal::Format::UnifiedText).unwrap();
+        assert_eq!(fields[0].datatype(), &pgwire::api::Type::REGCLASS);
+        assert_eq!(fields[1].datatype(), &pgwire::api::Type::INT8);
     }
 
     #[test]

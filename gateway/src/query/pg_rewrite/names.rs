@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use datafusion::sql::sqlparser::ast::{Expr, Ident, Query, SelectItem, SetExpr};
+use datafusion::sql::sqlparser::ast::{DataType, Expr, Ident, Query, SelectItem, SetExpr};
 
 use super::last_name;
 
@@ -23,10 +23,15 @@ fn pg_name(e: &Expr) -> Option<String> {
             Some(datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(id))) => Some(id.value.clone()),
             _ => Some("?column?".to_owned()),
         },
-        Expr::Cast { expr, .. } => match &**expr {
+        // A cast keeps a strong name (a column's, a function's) and is
+        // otherwise named after its type: `1::int` is `int4`.
+        Expr::Cast { expr, data_type, .. } => match &**expr {
             Expr::Identifier(_) | Expr::CompoundIdentifier(_) => None,
-            Expr::Value(_) => Some("?column?".to_owned()),
-            inner => pg_name(inner),
+            inner => match pg_name(inner) {
+                Some(n) if n != "?column?" && n != "case" => Some(n),
+                None if !matches!(inner, Expr::Value(_) | Expr::Subquery(_)) => None,
+                _ => Some(type_name(data_type)),
+            },
         },
         Expr::Function(f) => Some(last_name(&f.name).to_ascii_lowercase()),
         Expr::Case { .. } => Some("case".to_owned()),
@@ -38,6 +43,31 @@ fn pg_name(e: &Expr) -> Option<String> {
         Expr::Position { .. } => Some("position".to_owned()),
         _ => Some("?column?".to_owned()),
     }
+}
+
+/// PostgreSQL's name of a cast's target type (`int` is `int4`, `double
+/// precision` is `float8`, `pg_catalog.regclass` is `regclass`).
+fn type_name(t: &DataType) -> String {
+    let text = t.to_string().to_ascii_lowercase();
+    let base = text.split('(').next().unwrap_or(&text).trim_end_matches("[]").trim();
+    let name = match base {
+        "int" | "integer" | "int4" => "int4",
+        "bigint" | "int8" => "int8",
+        "smallint" | "int2" => "int2",
+        "real" | "float4" => "float4",
+        "double precision" | "double" | "float" | "float8" => "float8",
+        "boolean" | "bool" => "bool",
+        "character varying" | "varchar" => "varchar",
+        "character" | "char" | "bpchar" => "bpchar",
+        "decimal" | "numeric" => "numeric",
+        "timestamp with time zone" | "timestamptz" => "timestamptz",
+        "timestamp" | "timestamp without time zone" => "timestamp",
+        "time with time zone" | "timetz" => "timetz",
+        "time" | "time without time zone" => "time",
+        b if b.starts_with("interval") => "interval",
+        b => b.rsplit('.').next().unwrap_or(b).trim_matches('"'),
+    };
+    name.to_owned()
 }
 
 fn item_name(item: &SelectItem) -> Option<String> {
