@@ -87,6 +87,9 @@ pub fn session_config() -> SessionConfig {
         .with_create_default_catalog_and_schema(false);
     // `timestamptz` must carry a zone, as in Postgres (sessions run in UTC).
     config.options_mut().execution.time_zone = Some("+00:00".to_owned());
+    // `1.5` is numeric in Postgres, exact to every digit written; as float8
+    // `0.1 + 0.2` would not be 0.3 and long literals would lose digits.
+    config.options_mut().sql_parser.parse_float_as_decimal = true;
     config
 }
 
