@@ -283,6 +283,7 @@ fn encode_rows(
 ) -> PgWireResult<QueryResponse> {
     let fields = Arc::new(present::pg_fields(schema, format)?);
     let f = Arc::clone(&fields);
+    let wire = present::wire_fields(schema, &fields);
     let rows = stream
         .map(move |batch| {
             let rows: Box<dyn Iterator<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + Sync> =
@@ -290,7 +291,7 @@ fn encode_rows(
                     .map_err(|e| pg_error(QueryError::from(e)))
                     .and_then(|b| presentation.apply(b, &f))
                 {
-                    Ok(b) => encode_recordbatch(Arc::clone(&f), b),
+                    Ok(b) => encode_recordbatch(Arc::clone(&wire), b),
                     Err(e) => Box::new(std::iter::once(Err(e))),
                 };
             stream::iter(rows)

@@ -93,7 +93,8 @@ pub(super) fn copy_out(
     let fields = Arc::new(super::present::pg_fields(schema, &format)?);
     let columns = fields.len();
     let head = (o.header && o.format != CopyFormat::Binary).then(|| header(&fields, o));
-    let mut enc = encoder(Arc::clone(&fields), o);
+    let wire = super::present::wire_fields(schema, &fields);
+    let mut enc = encoder(Arc::clone(&wire), o);
     let rows = batches.flat_map(move |batch| {
         let batch = batch
             .map_err(|e| pg_error(QueryError::from(e)))
@@ -104,7 +105,7 @@ pub(super) fn copy_out(
                 let schema = b.schema();
                 let mut out = Vec::with_capacity(b.num_rows());
                 'rows: for row in 0..b.num_rows() {
-                    for (col, field) in fields.iter().enumerate() {
+                    for (col, field) in wire.iter().enumerate() {
                         if let Err(e) = encode_value(&mut enc, b.column(col), row, schema.field(col), field) {
                             out.push(Err(e));
                             break 'rows;

@@ -25,11 +25,13 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::types::ToSqlText;
 use postgres_types::ToSql;
 
+mod multidim;
+
 /// The Postgres fields of `schema`; a column whose Arrow type has no
-/// Postgres wire encoding (multi-dimensional arrays: lists of lists) is
-/// 0A000 naming the column, not an internal error.
+/// Postgres wire encoding (unions) is 0A000 naming the column, not an
+/// internal error.
 pub(super) fn pg_fields(schema: &Schema, format: &pgwire::api::portal::Format) -> PgWireResult<Vec<FieldInfo>> {
-    let typed = without_stale_aliases(schema);
+    let typed = announced_schema(schema);
     let schema = typed.as_ref().unwrap_or(schema);
     arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, None).map_err(|e| {
         let column = schema
@@ -46,21 +48,25 @@ pub(super) fn pg_fields(schema: &Schema, format: &pgwire::api::portal::Format) -
     })
 }
 
-/// `schema` without the oid-alias marks of columns that are no longer
-/// `Int32` (`attrelid::int8` keeps the `regclass` mark through the cast, and
-/// arrow-pg 0.16 would announce the int8 as `regclass`); `None` when no
-/// column has one.
-fn without_stale_aliases(schema: &Schema) -> Option<Schema> {
+/// `schema` as announced to the client, `None` when that is `schema`
+/// itself:
+/// - a column that is no longer `Int32` loses the oid-alias mark it kept
+///   through a cast (`attrelid::int8` keeps `regclass`, and arrow-pg 0.16
+///   would announce the int8 as `regclass`);
+/// - a list of lists is the one-level array of its innermost element
+///   (written by [`multidim`]).
+fn announced_schema(schema: &Schema) -> Option<Schema> {
     let key = arrow_pg::datatypes::PG_OID_ALIAS_KEY;
     let stale = |f: &Field| f.metadata().contains_key(key) && f.data_type() != &DataType::Int32;
-    if !schema.fields().iter().any(|f| stale(f)) {
+    let nested = |f: &Field| multidim::nested(f.data_type()).is_some();
+    if !schema.fields().iter().any(|f| stale(f) || nested(f)) {
         return None;
     }
     let fields: Vec<Field> = schema
         .fields()
         .iter()
         .map(|f| {
-            let mut f = f.as_ref().clone();
+            let mut f = multidim::announced(f).unwrap_or_else(|| f.as_ref().clone());
             if stale(&f) {
                 let mut metadata = f.metadata().clone();
                 metadata.remove(key);
@@ -70,6 +76,40 @@ fn without_stale_aliases(schema: &Schema) -> Option<Schema> {
         })
         .collect();
     Some(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// The fields to encode [`Presentation::apply`]'s batches with: those of
+/// `fields`, except that a multi-dimensional array written here in text is
+/// encoded as the finished text it is (pgwire would quote the whole value
+/// as one array element). The client still sees `fields`.
+pub(super) fn wire_fields(schema: &Schema, fields: &Arc<Vec<FieldInfo>>) -> Arc<Vec<FieldInfo>> {
+    let rendered = |(f, pg): (&Arc<Field>, &FieldInfo)| {
+        multidim::nested(f.data_type()).is_some() && pg.format() == FieldFormat::Text
+    };
+    if !schema.fields().iter().zip(fields.iter()).any(rendered) {
+        return Arc::clone(fields);
+    }
+    Arc::new(
+        schema
+            .fields()
+            .iter()
+            .zip(fields.iter())
+            .map(|(f, pg)| {
+                if rendered((f, pg)) {
+                    FieldInfo::new(
+                        pg.name().to_owned(),
+                        None,
+                        None,
+                        pgwire::api::Type::TEXT,
+                        FieldFormat::Text,
+                    )
+                    .with_format_options(Arc::clone(pg.format_options()))
+                } else {
+                    pg.clone()
+                }
+            })
+            .collect(),
+    )
 }
 
 /// How one connection shows values.
@@ -105,6 +145,7 @@ impl Presentation {
                     cast(array, &shown).map_err(|e| PgWireError::ApiError(Box::new(e)))?
                 }
                 DataType::Struct(_) if pg.format() == FieldFormat::Text => record_text(array, field, pg)?,
+                t if multidim::nested(t).is_some() => multidim::encode(array, field, pg)?,
                 _ => Arc::clone(array),
             };
             out_fields.push(Field::new(field.name(), array.data_type().clone(), true));
@@ -114,7 +155,7 @@ impl Presentation {
     }
 
     fn touches(&self, t: &DataType) -> bool {
-        matches!(t, DataType::Timestamp(_, Some(_)) | DataType::Struct(_))
+        matches!(t, DataType::Timestamp(_, Some(_)) | DataType::Struct(_)) || multidim::nested(t).is_some()
     }
 }
 
@@ -153,7 +194,7 @@ fn timestamptz_text(array: &ArrayRef, zone: &str) -> PgWireResult<ArrayRef> {
     Ok(Arc::new(out.finish()))
 }
 
-/// The text of one value, as arrow-pg encodes it.
+/// One value as arrow-pg encodes it (text, or binary for a binary field).
 struct Capture {
     text: BytesMut,
 }
@@ -165,13 +206,26 @@ impl Encoder for Capture {
     where
         T: ToSql + ToSqlText + Sized,
     {
-        value
-            .to_sql_text(pg_field.datatype(), &mut self.text, pg_field.format_options().as_ref())
-            .map_err(PgWireError::ApiError)?;
+        if pg_field.format() == FieldFormat::Binary {
+            value
+                .to_sql(pg_field.datatype(), &mut self.text)
+                .map_err(PgWireError::ApiError)?;
+        } else {
+            value
+                .to_sql_text(pg_field.datatype(), &mut self.text, pg_field.format_options().as_ref())
+                .map_err(PgWireError::ApiError)?;
+        }
         Ok(())
     }
 
     fn take_row(&mut self) -> BytesMut {
+        self.take()
+    }
+}
+
+impl Capture {
+    /// The value captured since the last take.
+    fn take(&mut self) -> BytesMut {
         std::mem::take(&mut self.text)
     }
 }
@@ -282,9 +336,21 @@ mod tests {
     }
 
     #[test]
-    fn nested_lists_are_refused_with_0a000() {
+    fn nested_lists_are_announced_as_arrays_of_their_element() {
         let inner = DataType::new_list(DataType::Int64, true);
         let schema = Schema::new(vec![Field::new("a", DataType::new_list(inner, true), true)]);
+        let fields = pg_fields(&schema, &pgwire::api::portal::Format::UnifiedText).unwrap();
+        assert_eq!(fields[0].datatype(), &pgwire::api::Type::INT8_ARRAY);
+    }
+
+    #[test]
+    fn unencodable_types_are_refused_with_0a000() {
+        let union = DataType::Union(
+            datafusion::arrow::datatypes::UnionFields::try_new(vec![0], vec![Field::new("i", DataType::Int32, true)])
+                .unwrap(),
+            datafusion::arrow::datatypes::UnionMode::Dense,
+        );
+        let schema = Schema::new(vec![Field::new("a", union, true)]);
         match pg_fields(&schema, &pgwire::api::portal::Format::UnifiedText) {
             Err(PgWireError::UserError(info)) => {
                 assert_eq!(info.code, "0A000");
