@@ -63,3 +63,22 @@ def test_multidimensional_arrays(gateway):
             assert e.value.sqlstate == "2202E", e.value
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
+
+
+def test_timestamptz_inside_records_and_lists_follows_the_session_zone(gateway):
+    out = gateway.psql(
+        "SET TIME ZONE 'Asia/Kolkata'",
+        "SELECT named_struct('t', TIMESTAMPTZ '2024-01-01 10:00:00+00', 'n', 1) AS r",
+        "SELECT [TIMESTAMPTZ '2024-01-01 10:00:00.5+00', NULL], [[TIMESTAMPTZ '2024-01-01 10:00:00+00']]",
+    )
+    # As PostgreSQL writes them: offset minutes kept, elements quoted.
+    assert out.splitlines()[1:] == [
+        '("2024-01-01 15:30:00+05:30",1)',
+        '{"2024-01-01 15:30:00.5+05:30",NULL}|{{"2024-01-01 15:30:00+05:30"}}',
+    ], out
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        conn.execute("SET TIME ZONE 'America/New_York'")
+        (ts,) = conn.execute("SELECT [TIMESTAMPTZ '2024-01-01 10:00:00+00', NULL] AS l").fetchone()
+        assert ts[0] == datetime.datetime(2024, 1, 1, 10, tzinfo=datetime.timezone.utc)
+        assert ts[0].utcoffset() == datetime.timedelta(hours=-5), ts
+        assert ts[1] is None

@@ -84,7 +84,8 @@ fn announced_schema(schema: &Schema) -> Option<Schema> {
 /// as one array element). The client still sees `fields`.
 pub(super) fn wire_fields(schema: &Schema, fields: &Arc<Vec<FieldInfo>>) -> Arc<Vec<FieldInfo>> {
     let rendered = |(f, pg): (&Arc<Field>, &FieldInfo)| {
-        multidim::nested(f.data_type()).is_some() && pg.format() == FieldFormat::Text
+        (multidim::nested(f.data_type()).is_some() || multidim::zoned(f.data_type()))
+            && pg.format() == FieldFormat::Text
     };
     if !schema.fields().iter().zip(fields.iter()).any(rendered) {
         return Arc::clone(fields);
@@ -136,6 +137,17 @@ impl Presentation {
         let mut columns = Vec::with_capacity(batch.num_columns());
         let mut out_fields = Vec::with_capacity(batch.num_columns());
         for ((array, field), pg) in batch.columns().iter().zip(schema.fields()).zip(fields) {
+            // Timestamps with a zone inside lists and records are shown in
+            // the session's zone too.
+            let (array, field) = match self.time_zone.as_ref().filter(|_| nested_zone(array.data_type())) {
+                Some(zone) => {
+                    let shown = in_zone(array.data_type(), zone);
+                    let array = cast(array, &shown).map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+                    (array, Arc::new(field.as_ref().clone().with_data_type(shown)))
+                }
+                None => (Arc::clone(array), Arc::clone(field)),
+            };
+            let (array, field) = (&array, &field);
             let array = match array.data_type() {
                 DataType::Timestamp(_, Some(tz)) if pg.format() == FieldFormat::Text => {
                     timestamptz_text(array, self.time_zone.as_deref().unwrap_or(tz))?
@@ -145,6 +157,13 @@ impl Presentation {
                     cast(array, &shown).map_err(|e| PgWireError::ApiError(Box::new(e)))?
                 }
                 DataType::Struct(_) if pg.format() == FieldFormat::Text => record_text(array, field, pg)?,
+                t if pg.format() == FieldFormat::Text && multidim::zoned(t) => {
+                    let text = multidim::map_leaves(array, &|values| match values.data_type() {
+                        DataType::Timestamp(_, Some(tz)) => timestamptz_text(values, tz),
+                        _ => Ok(Arc::clone(values)),
+                    })?;
+                    multidim::encode(&text, field, pg)?
+                }
                 t if multidim::nested(t).is_some() => multidim::encode(array, field, pg)?,
                 _ => Arc::clone(array),
             };
@@ -155,7 +174,36 @@ impl Presentation {
     }
 
     fn touches(&self, t: &DataType) -> bool {
-        matches!(t, DataType::Timestamp(_, Some(_)) | DataType::Struct(_)) || multidim::nested(t).is_some()
+        matches!(t, DataType::Timestamp(_, Some(_)) | DataType::Struct(_))
+            || multidim::nested(t).is_some()
+            || multidim::zoned(t)
+            || (self.time_zone.is_some() && nested_zone(t))
+    }
+}
+
+/// Whether `t` holds timestamps with a zone inside lists or records.
+fn nested_zone(t: &DataType) -> bool {
+    fn inside(t: &DataType) -> bool {
+        match t {
+            DataType::Timestamp(_, Some(_)) => true,
+            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => inside(f.data_type()),
+            DataType::Struct(fields) => fields.iter().any(|f| inside(f.data_type())),
+            _ => false,
+        }
+    }
+    !matches!(t, DataType::Timestamp(..)) && inside(t)
+}
+
+/// `t` with every timestamp-with-zone in it moved to `zone`.
+fn in_zone(t: &DataType, zone: &Arc<str>) -> DataType {
+    let field = |f: &Arc<Field>| Arc::new(f.as_ref().clone().with_data_type(in_zone(f.data_type(), zone)));
+    match t {
+        DataType::Timestamp(unit, Some(_)) => DataType::Timestamp(*unit, Some(Arc::clone(zone))),
+        DataType::List(f) => DataType::List(field(f)),
+        DataType::LargeList(f) => DataType::LargeList(field(f)),
+        DataType::FixedSizeList(f, n) => DataType::FixedSizeList(field(f), *n),
+        DataType::Struct(fields) => DataType::Struct(fields.iter().map(field).collect()),
+        other => other.clone(),
     }
 }
 
@@ -247,6 +295,22 @@ fn record_text(array: &ArrayRef, field: &Field, pg: &FieldInfo) -> PgWireResult<
             })
         })
         .collect::<PgWireResult<Vec<_>>>()?;
+    // A timestamptz field is written as the top-level ones are (in the
+    // zone the cast in `apply` moved it to, offset minutes kept).
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(children.len());
+    let mut fields: Vec<Field> = Vec::with_capacity(children.len());
+    for (child, f) in structs.columns().iter().zip(children.iter()) {
+        match child.data_type() {
+            DataType::Timestamp(_, Some(tz)) => {
+                columns.push(timestamptz_text(child, tz)?);
+                fields.push(Field::new(f.name(), DataType::Utf8, true));
+            }
+            _ => {
+                columns.push(Arc::clone(child));
+                fields.push(f.as_ref().clone());
+            }
+        }
+    }
     let mut out = StringBuilder::new();
     let mut capture = Capture { text: BytesMut::new() };
     for row in 0..structs.len() {
@@ -255,14 +319,14 @@ fn record_text(array: &ArrayRef, field: &Field, pg: &FieldInfo) -> PgWireResult<
             continue;
         }
         let mut text = String::from("(");
-        for (i, child) in structs.columns().iter().enumerate() {
+        for (i, child) in columns.iter().enumerate() {
             if i > 0 {
                 text.push(',');
             }
             if child.is_null(row) {
                 continue;
             }
-            encode_value(&mut capture, child, row, &children[i], &child_pg[i])?;
+            encode_value(&mut capture, child, row, &fields[i], &child_pg[i])?;
             let value = String::from_utf8_lossy(&capture.take_row()).into_owned();
             let quote = value.is_empty()
                 || value

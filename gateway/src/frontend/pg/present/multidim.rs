@@ -1,5 +1,6 @@
 //! Multi-dimensional arrays: Arrow lists of lists, which arrow-pg 0.16 has
-//! no Postgres type or encoding for. PostgreSQL has one array type per
+//! no Postgres type or encoding for (and, in text, lists of timestamptz,
+//! whose offset minutes pgwire drops). PostgreSQL has one array type per
 //! element type whatever the number of dimensions, so such a column is
 //! announced as the one-level array of its innermost element (`int8[]`)
 //! and written here, in text as `array_out` writes it (`{{1,2},{3,4}}`) and
@@ -13,7 +14,9 @@ use std::sync::Arc;
 use arrow_pg::datatypes::field_into_pg_type;
 use arrow_pg::encoder::encode_value;
 use bytes::{BufMut, BytesMut};
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, StringBuilder};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryBuilder, FixedSizeListArray, LargeListArray, ListArray, StringBuilder,
+};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
@@ -27,16 +30,59 @@ fn child(t: &DataType) -> Option<&FieldRef> {
     }
 }
 
-/// The innermost element of a list nested at least two deep, and the
-/// number of dimensions.
-pub(super) fn nested(t: &DataType) -> Option<(&FieldRef, usize)> {
+/// The innermost element of a list and the number of dimensions.
+fn levels(t: &DataType) -> Option<(&FieldRef, usize)> {
     let mut element = child(t)?;
     let mut dims = 1;
     while let Some(inner) = child(element.data_type()) {
         element = inner;
         dims += 1;
     }
-    (dims >= 2).then_some((element, dims))
+    Some((element, dims))
+}
+
+/// The innermost element of a list nested at least two deep, and the
+/// number of dimensions.
+pub(super) fn nested(t: &DataType) -> Option<(&FieldRef, usize)> {
+    levels(t).filter(|(_, dims)| *dims >= 2)
+}
+
+/// Whether `t` is a list (of any depth) of timestamps with a zone, which
+/// are written here in text (pgwire drops offset minutes).
+pub(super) fn zoned(t: &DataType) -> bool {
+    levels(t).is_some_and(|(e, _)| matches!(e.data_type(), DataType::Timestamp(_, Some(_))))
+}
+
+/// `array` (a list) with its innermost values replaced by `f(values)`.
+pub(super) fn map_leaves(array: &ArrayRef, f: &dyn Fn(&ArrayRef) -> PgWireResult<ArrayRef>) -> PgWireResult<ArrayRef> {
+    let err = |e: datafusion::arrow::error::ArrowError| PgWireError::ApiError(Box::new(e));
+    let rebuilt = |values: &ArrayRef| -> PgWireResult<(ArrayRef, FieldRef)> {
+        let inner = if child(values.data_type()).is_some() {
+            map_leaves(values, f)?
+        } else {
+            f(values)?
+        };
+        let field = Arc::new(Field::new("item", inner.data_type().clone(), true));
+        Ok((inner, field))
+    };
+    Ok(match array.data_type() {
+        DataType::List(_) => {
+            let l = array.as_list::<i32>();
+            let (values, field) = rebuilt(l.values())?;
+            Arc::new(ListArray::try_new(field, l.offsets().clone(), values, l.nulls().cloned()).map_err(err)?)
+        }
+        DataType::LargeList(_) => {
+            let l = array.as_list::<i64>();
+            let (values, field) = rebuilt(l.values())?;
+            Arc::new(LargeListArray::try_new(field, l.offsets().clone(), values, l.nulls().cloned()).map_err(err)?)
+        }
+        DataType::FixedSizeList(_, n) => {
+            let l = array.as_fixed_size_list();
+            let (values, field) = rebuilt(l.values())?;
+            Arc::new(FixedSizeListArray::try_new(field, *n, values, l.nulls().cloned()).map_err(err)?)
+        }
+        _ => Arc::clone(array),
+    })
 }
 
 /// The field a nested list is announced as: a one-level list of its
@@ -102,12 +148,14 @@ fn walk(values: &ArrayRef, level: usize, depth: usize, out: &mut Value) -> PgWir
     Ok(())
 }
 
-/// `array`'s column readied for `pg`: text or binary array values.
+/// `array`'s column readied for `pg`: text or binary array values. The
+/// element type is `field`'s (what the client was told); the values are
+/// `array`'s, whose leaves may already be text.
 pub(super) fn encode(array: &ArrayRef, field: &Field, pg: &FieldInfo) -> PgWireResult<ArrayRef> {
-    let Some((element, depth)) = nested(field.data_type()) else {
+    let (Some((announced, depth)), Some((element, _))) = (levels(field.data_type()), levels(array.data_type())) else {
         return Ok(Arc::clone(array));
     };
-    let element_type = field_into_pg_type(element)?;
+    let element_type = field_into_pg_type(announced)?;
     let element_pg = FieldInfo::new(element.name().clone(), None, None, element_type.clone(), pg.format())
         .with_format_options(Arc::clone(pg.format_options()));
     let mut capture = Capture { text: BytesMut::new() };
