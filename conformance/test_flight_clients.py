@@ -1,5 +1,5 @@
 """Flight SQL clients: ADBC Flight SQL (get_objects with filters,
-parameters, adbc_ingest into a new and an existing table), pyarrow.flight
+parameters, adbc_ingest into a new and an existing table, session options), pyarrow.flight
 directly, and flightsql-dbapi, an independent second client."""
 
 import adbc_driver_flightsql.dbapi as flight_sql
@@ -73,6 +73,22 @@ def test_adbc_flight_sql(gateway, sales, matrix):
                 with pytest.raises(adbc_driver_manager.Error) as e:
                     cur.execute("SELECT * FROM no_such_flight_table")
                 assert "NOT_FOUND" in str(e.value).upper() or "not found" in str(e.value)
+        with matrix.cell(client, "session options: schema and time_zone"):
+            with conn.cursor() as cur:
+                cur.execute("CREATE SCHEMA IF NOT EXISTS fl_conf_session")
+                cur.execute("CREATE TABLE IF NOT EXISTS fl_conf_session.only_here AS SELECT 1 AS one")
+            conn.adbc_connection.set_options(
+                **{
+                    "adbc.flight.sql.session.option.schema": "fl_conf_session",
+                    "adbc.flight.sql.session.option.time_zone": "Europe/Paris",
+                }
+            )
+            with conn.cursor() as cur:
+                cur.execute("SELECT one, TIMESTAMPTZ '2024-01-01 00:00:00+00' AS t FROM only_here")
+                t = cur.fetch_arrow_table()
+                assert t.column("one").to_pylist() == [1]
+                assert t.schema.field("t").type == pa.timestamp("ns", tz="Europe/Paris")
+            conn.adbc_connection.set_options(**{"adbc.flight.sql.session.optionerase.schema": ""})
 
 
 def test_pyarrow_flight(gateway, sales, matrix):
