@@ -79,6 +79,18 @@ def _pb_len(field, payload: bytes) -> bytes:
             return out + payload
 
 
+def _varint(buf, i):
+    """A protobuf varint at buf[i]: (value, index after it)."""
+    n = shift = 0
+    while True:
+        b = buf[i]
+        n |= (b & 0x7F) << shift
+        shift += 7
+        i += 1
+        if not b & 0x80:
+            return n, i
+
+
 def _statement_descriptor(sql):
     import pyarrow.flight as fl
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.flight as fl
 import pytest
 
-from test_flight import _pb_len, _statement_descriptor
+from test_flight import _pb_len, _statement_descriptor, _varint
 
 SLOW = "SELECT count(*) FROM generate_series(1, 3000000000) AS t(v) WHERE v % 7 = 3"
 
@@ -77,14 +77,7 @@ def test_poll_flight_info_returns_the_complete_info(gateway):
     reply = poll(descriptor.serialize(), metadata=[("authorization", token.decode())], timeout=30)
     # PollInfo { FlightInfo info = 1; FlightDescriptor flight_descriptor = 2; double progress = 3; ... }
     assert reply[0] == 0x0A
-    n, shift, i = 0, 0, 1
-    while True:
-        b = reply[i]
-        n |= (b & 0x7F) << shift
-        shift += 7
-        i += 1
-        if not b & 0x80:
-            break
+    n, i = _varint(reply, 1)
     info = fl.FlightInfo.deserialize(reply[i : i + n])
     rest = reply[i + n :]
     assert not rest.startswith(b"\x12"), "a complete query has no descriptor to poll again"

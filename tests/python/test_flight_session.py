@@ -7,23 +7,12 @@ import json
 import pyarrow as pa
 import pytest
 
-from test_flight import _pb_len, connect
+from test_flight import _pb_len, _varint, connect
 
 grpc = pytest.importorskip("grpc")
 
 ACTION = "/arrow.flight.protocol.FlightService/DoAction"
 INVALID_NAME, INVALID_VALUE = 1, 2
-
-
-def _varint(buf, i):
-    n = shift = 0
-    while True:
-        b = buf[i]
-        n |= (b & 0x7F) << shift
-        shift += 7
-        i += 1
-        if not b & 0x80:
-            return n, i
 
 
 def _fields(buf):

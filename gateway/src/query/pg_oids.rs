@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int32Array, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{Int32Type, SchemaRef};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::datasource::TableType;
@@ -127,11 +127,7 @@ impl StablePgCatalog {
         let namespaces = self.rows(state, "pg_namespace").await?;
         let mut ns_names: HashMap<i32, String> = HashMap::new();
         for b in &namespaces {
-            let (oids, names) = (
-                int32(b, "oid")?,
-                b.column_by_name("nspname").map(|c| c.as_string::<i32>()),
-            );
-            let names = names.ok_or_else(|| missing("nspname"))?;
+            let (oids, names) = (int32(b, "oid")?, utf8(b, "nspname")?);
             for i in 0..b.num_rows() {
                 ns_names.insert(oids.value(i), names.value(i).to_owned());
             }
@@ -142,10 +138,7 @@ impl StablePgCatalog {
         let mut system: HashMap<String, i32> = HashMap::new();
         for b in &self.rows(state, "pg_type").await? {
             let (relids, namespaces) = (int32(b, "typrelid")?, int32(b, "typnamespace")?);
-            let names = b
-                .column_by_name("typname")
-                .map(|c| c.as_string::<i32>())
-                .ok_or_else(|| missing("typname"))?;
+            let names = utf8(b, "typname")?;
             for i in 0..b.num_rows() {
                 if namespaces.value(i) == 11 && relids.value(i) != 0 {
                     system.insert(names.value(i).to_owned(), relids.value(i));
@@ -157,10 +150,7 @@ impl StablePgCatalog {
         let mut fixed_relations: HashMap<i32, i32> = HashMap::new();
         for b in &classes {
             let (oids, nsps) = (int32(b, "oid")?, int32(b, "relnamespace")?);
-            let names = b
-                .column_by_name("relname")
-                .map(|c| c.as_string::<i32>())
-                .ok_or_else(|| missing("relname"))?;
+            let names = utf8(b, "relname")?;
             for i in 0..b.num_rows() {
                 let schema = ns_names.get(&nsps.value(i)).map_or("", String::as_str);
                 let name = names.value(i);
@@ -179,10 +169,7 @@ impl StablePgCatalog {
         let mut db_keys: Vec<(i32, String)> = Vec::new();
         for b in &databases {
             let oids = int32(b, "oid")?;
-            let names = b
-                .column_by_name("datname")
-                .map(|c| c.as_string::<i32>())
-                .ok_or_else(|| missing("datname"))?;
+            let names = utf8(b, "datname")?;
             for i in 0..b.num_rows() {
                 db_keys.push((oids.value(i), format!("database\0{}", names.value(i))));
             }
@@ -214,6 +201,13 @@ impl StablePgCatalog {
 
 fn missing(column: &str) -> DataFusionError {
     DataFusionError::Internal(format!("pg_catalog column {column} is missing"))
+}
+
+fn utf8<'a>(batch: &'a RecordBatch, column: &str) -> Result<&'a StringArray> {
+    batch
+        .column_by_name(column)
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or_else(|| missing(column))
 }
 
 fn int32<'a>(batch: &'a RecordBatch, column: &str) -> Result<&'a Int32Array> {

@@ -131,6 +131,18 @@ struct Value {
     leaves: Vec<(ArrayRef, usize)>,
 }
 
+impl Value {
+    /// The value of one row (`values`: its outermost elements).
+    fn of(values: &ArrayRef, depth: usize) -> PgWireResult<Value> {
+        let mut value = Value {
+            dims: Vec::new(),
+            leaves: Vec::new(),
+        };
+        walk(values, 0, depth, &mut value)?;
+        Ok(value)
+    }
+}
+
 fn walk(values: &ArrayRef, level: usize, depth: usize, out: &mut Value) -> PgWireResult<()> {
     let n = values.len();
     match out.dims.get(level) {
@@ -167,11 +179,7 @@ pub(super) fn encode(array: &ArrayRef, field: &Field, pg: &FieldInfo) -> PgWireR
                 out.append_null();
                 continue;
             };
-            let mut value = Value {
-                dims: Vec::new(),
-                leaves: Vec::new(),
-            };
-            walk(&values, 0, depth, &mut value)?;
+            let value = Value::of(&values, depth)?;
             let mut buf = BytesMut::new();
             let empty = value.leaves.is_empty();
             buf.put_i32(if empty { 0 } else { depth as i32 });
@@ -203,11 +211,7 @@ pub(super) fn encode(array: &ArrayRef, field: &Field, pg: &FieldInfo) -> PgWireR
             out.append_null();
             continue;
         };
-        let mut value = Value {
-            dims: Vec::new(),
-            leaves: Vec::new(),
-        };
-        walk(&values, 0, depth, &mut value)?;
+        let value = Value::of(&values, depth)?;
         if value.leaves.is_empty() {
             out.append_value("{}");
             continue;
