@@ -477,11 +477,13 @@ impl FlightSqlService for FlightSqlServer {
             user: principal.user.clone(),
             issued_at: now(),
             executed: false,
-            session: options,
+            // Executions use the session's options at the time (see
+            // get_flight_info_prepared_statement), so the handle keeps none.
+            session: None,
         };
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: self.seal(&handle),
-            dataset_schema: schema_ipc(&shown_schema(&prepared.schema, handle.session.as_ref()))?,
+            dataset_schema: schema_ipc(&shown_schema(&prepared.schema, options.as_ref()))?,
             parameter_schema: schema_ipc(&parameter_schema(&prepared))?,
         })
     }
