@@ -47,6 +47,41 @@ pub fn default_guc(name: &str) -> Option<String> {
         .map(|(_, v)| (*v).to_owned())
 }
 
+/// `value` as a `TimeZone` setting, spelled as PostgreSQL shows it, or
+/// `None` when PostgreSQL would refuse it: an IANA zone name in any case
+/// (`europe/paris` → `Europe/Paris`), an ISO offset (`+05:30`), a number
+/// of hours east of UTC (`SET TIME ZONE -7`, `5.5`), or `LOCAL`/`DEFAULT`
+/// (UTC, the server's zone).
+pub fn time_zone_setting(value: &str) -> Option<String> {
+    use std::str::FromStr;
+    let v = value.trim();
+    if v.eq_ignore_ascii_case("local") || v.eq_ignore_ascii_case("default") {
+        return Some("UTC".to_owned());
+    }
+    if let Some(tz) = chrono_tz::TZ_VARIANTS
+        .iter()
+        .find(|tz| tz.name().eq_ignore_ascii_case(v))
+    {
+        return Some(tz.name().to_owned());
+    }
+    if let Ok(hours) = v.parse::<f64>() {
+        // PostgreSQL takes up to ±15:59 (and rejects NaN and infinities).
+        let minutes = (hours * 60.0).round();
+        if !minutes.is_finite() || minutes.abs() >= 16.0 * 60.0 {
+            return None;
+        }
+        let (sign, m) = if minutes < 0.0 {
+            ('-', -minutes as i32)
+        } else {
+            ('+', minutes as i32)
+        };
+        return Some(format!("{sign}{:02}:{:02}", m / 60, m % 60));
+    }
+    datafusion::arrow::array::timezone::Tz::from_str(v)
+        .ok()
+        .map(|_| v.to_owned())
+}
+
 /// One client session.
 #[derive(Debug)]
 pub struct Session {
@@ -148,5 +183,23 @@ impl Session {
     /// Cancels the statement running now, if any (Postgres CancelRequest).
     pub fn cancel_current(&self) {
         self.current.lock().unwrap_or_else(|e| e.into_inner()).cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::time_zone_setting as tz;
+
+    #[test]
+    fn time_zone_settings_are_checked_and_spelled_as_postgresql_shows_them() {
+        assert_eq!(tz("europe/PARIS").as_deref(), Some("Europe/Paris"));
+        assert_eq!(tz("UTC").as_deref(), Some("UTC"));
+        assert_eq!(tz("+05:30").as_deref(), Some("+05:30"));
+        assert_eq!(tz("-7").as_deref(), Some("-07:00"));
+        assert_eq!(tz("5.5").as_deref(), Some("+05:30"));
+        assert_eq!(tz("DEFAULT").as_deref(), Some("UTC"));
+        for bad in ["garbage", "99", "NaN", "Europe/Nowhere", ""] {
+            assert_eq!(tz(bad), None, "{bad}");
+        }
     }
 }

@@ -1,4 +1,5 @@
-"""Values as PostgreSQL prints them: timestamptz in the session's TimeZone,
+"""Values as PostgreSQL prints them: timestamptz in the session's TimeZone (a
+zone PostgreSQL would refuse is refused), BC dates,
 records with NULL fields left empty (not empty strings), lists of lists as
 multi-dimensional arrays."""
 
@@ -82,3 +83,33 @@ def test_timestamptz_inside_records_and_lists_follows_the_session_zone(gateway):
         assert ts[0] == datetime.datetime(2024, 1, 1, 10, tzinfo=datetime.timezone.utc)
         assert ts[0].utcoffset() == datetime.timedelta(hours=-5), ts
         assert ts[1] is None
+
+
+def test_dates_outside_years_1_to_9999_as_postgresql_writes_them(gateway):
+    out = gateway.psql(
+        "SELECT DATE '0001-01-01' - 1, DATE '0001-01-01' - 45 * 365, DATE '9999-12-31' + 1, DATE '2024-02-29'",
+        "\\copy (SELECT DATE '0001-01-01' - 1) to stdout",
+    )
+    assert out.splitlines() == ["0001-12-31 BC|0045-01-13 BC|10000-01-01|2024-02-29", "0001-12-31 BC"], out
+
+
+def test_time_zone_settings_are_checked_and_spelled_as_postgresql_shows_them(gateway):
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        for bad in ("garbage", "99", "Europe/Nowhere"):
+            try:
+                conn.execute(f"SET TIME ZONE '{bad}'")
+            except psycopg.errors.InvalidParameterValue as e:
+                assert e.sqlstate == "22023"
+                assert f'"TimeZone": "{bad}"' in str(e), e
+            else:
+                raise AssertionError(f"{bad} accepted")
+        # The session keeps working, on the zone it had.
+        assert conn.execute("SHOW timezone").fetchone() == ("UTC",)
+        conn.execute("SET timezone = 'europe/PARIS'")
+        assert conn.info.parameter_status("TimeZone") == "Europe/Paris"
+        assert conn.execute("SHOW timezone").fetchone() == ("Europe/Paris",)
+        conn.execute("SET TIME ZONE LOCAL")
+        assert conn.execute("SHOW timezone").fetchone() == ("UTC",)
+    # A number of hours east of UTC.
+    out = gateway.psql("SET TIME ZONE -7", "SELECT TIMESTAMPTZ '2024-01-01 10:00:00+00'")
+    assert out.splitlines() == ["SET", "2024-01-01 03:00:00-07"], out

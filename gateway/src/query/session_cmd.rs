@@ -221,6 +221,19 @@ impl Engine {
             result?;
             return Ok(QueryOutput::Command { tag: "SET".into() });
         }
+        if name == "timezone" {
+            let Some(zone) = crate::session::time_zone_setting(value) else {
+                return Err(QueryError::new(
+                    ErrorKind::InvalidParameter,
+                    format!("invalid value for parameter \"TimeZone\": \"{value}\""),
+                ));
+            };
+            session.set_guc(name, &zone);
+            return Ok(QueryOutput::SettingChanged {
+                name: name.to_owned(),
+                value: zone,
+            });
+        }
         if name == "search_path" {
             let first = value
                 .split(',')

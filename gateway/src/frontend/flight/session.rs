@@ -10,7 +10,6 @@
 //! planned with.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,6 @@ use arrow_flight::Action;
 use arrow_flight::flight_service_server::FlightService;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use datafusion::arrow::array::timezone::Tz;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use prost::Message;
 use tonic::metadata::MetadataValue;
@@ -306,11 +304,13 @@ impl FlightSqlServer {
                         session.time_zone = None;
                         true
                     }
-                    Some(z) if Tz::from_str(&z).is_ok() => {
-                        session.time_zone = Some(z);
-                        true
-                    }
-                    Some(_) => false,
+                    Some(z) => match crate::session::time_zone_setting(&z) {
+                        Some(zone) => {
+                            session.time_zone = Some(zone);
+                            true
+                        }
+                        None => false,
+                    },
                 },
                 _ => {
                     errors.insert(name, error(SetSessionOptionErrorValue::InvalidName));

@@ -5,6 +5,8 @@
 //!   client's). In text they are written here, as PostgreSQL writes them
 //!   (`2024-01-01 15:30:00+05:30`): pgwire 0.41 drops the minutes of an
 //!   offset, which moves the instant for half-hour zones;
+//! - dates and timestamps before year 1 carry PostgreSQL's ` BC`
+//!   ([`datetime`]);
 //! - structs in text format become record literals written here, with a
 //!   NULL field left empty (`(1,)`) — arrow-pg 0.16 writes `""` for it,
 //!   which every client reads as an empty string.
@@ -18,14 +20,17 @@ use bytes::BytesMut;
 use datafusion::arrow::array::timezone::Tz;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::types::ToSqlText;
 use postgres_types::ToSql;
 
+mod datetime;
 mod multidim;
+
+use datetime::timestamptz_text;
 
 /// The Postgres fields of `schema`; a column whose Arrow type has no
 /// Postgres wire encoding (unions) is 0A000 naming the column, not an
@@ -165,6 +170,11 @@ impl Presentation {
                     multidim::encode(&text, field, pg)?
                 }
                 t if multidim::nested(t).is_some() => multidim::encode(array, field, pg)?,
+                DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, None)
+                    if pg.format() == FieldFormat::Text && datetime::outside_iso_years(array)? =>
+                {
+                    datetime::datetime_text(array)?
+                }
                 _ => Arc::clone(array),
             };
             out_fields.push(Field::new(field.name(), array.data_type().clone(), true));
@@ -174,8 +184,10 @@ impl Presentation {
     }
 
     fn touches(&self, t: &DataType) -> bool {
-        matches!(t, DataType::Timestamp(_, Some(_)) | DataType::Struct(_))
-            || multidim::nested(t).is_some()
+        matches!(
+            t,
+            DataType::Timestamp(..) | DataType::Struct(_) | DataType::Date32 | DataType::Date64
+        ) || multidim::nested(t).is_some()
             || multidim::zoned(t)
             || (self.time_zone.is_some() && nested_zone(t))
     }
@@ -205,41 +217,6 @@ fn in_zone(t: &DataType, zone: &Arc<str>) -> DataType {
         DataType::Struct(fields) => DataType::Struct(fields.iter().map(field).collect()),
         other => other.clone(),
     }
-}
-
-/// `timestamptz` text as PostgreSQL's ISO DateStyle writes it, in `zone`:
-/// fraction only when there is one (trailing zeros dropped), offset
-/// minutes only when not zero.
-fn timestamptz_text(array: &ArrayRef, zone: &str) -> PgWireResult<ArrayRef> {
-    use chrono::{Offset, Timelike};
-    let err = |e: datafusion::arrow::error::ArrowError| PgWireError::ApiError(Box::new(e));
-    let tz = Tz::from_str(zone).map_err(err)?;
-    let micros = cast(array, &DataType::Timestamp(TimeUnit::Microsecond, Some(zone.into()))).map_err(err)?;
-    let micros = micros.as_primitive::<TimestampMicrosecondType>();
-    let mut out = StringBuilder::with_capacity(micros.len(), micros.len() * 26);
-    for i in 0..micros.len() {
-        let Some(dt) = (!micros.is_null(i))
-            .then(|| micros.value_as_datetime_with_tz(i, tz))
-            .flatten()
-        else {
-            out.append_null();
-            continue;
-        };
-        let mut text = dt.format("%Y-%m-%d %H:%M:%S").to_string();
-        let frac = dt.nanosecond() / 1000;
-        if frac != 0 {
-            let f = format!(".{frac:06}");
-            text.push_str(f.trim_end_matches('0'));
-        }
-        let offset = dt.offset().fix().local_minus_utc();
-        let (sign, abs) = if offset < 0 { ('-', -offset) } else { ('+', offset) };
-        text.push_str(&format!("{sign}{:02}", abs / 3600));
-        if abs % 3600 != 0 {
-            text.push_str(&format!(":{:02}", abs % 3600 / 60));
-        }
-        out.append_value(text);
-    }
-    Ok(Arc::new(out.finish()))
 }
 
 /// One value as arrow-pg encodes it (text, or binary for a binary field).
@@ -355,7 +332,7 @@ fn record_text(array: &ArrayRef, field: &Field, pg: &FieldInfo) -> PgWireResult<
 mod tests {
     use super::*;
     use datafusion::arrow::array::{Int64Array, StringArray, StructArray, TimestampMicrosecondArray};
-    use datafusion::arrow::datatypes::Fields;
+    use datafusion::arrow::datatypes::{Fields, TimeUnit};
 
     fn fields_of(schema: &Schema) -> Vec<FieldInfo> {
         pg_fields(schema, &pgwire::api::portal::Format::UnifiedText).unwrap()
