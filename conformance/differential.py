@@ -133,6 +133,8 @@ OTHER = [
     "SELECT 9223372036854775807::bigint + 1",
     "SELECT 1 / 0",
     "SELECT 'abc'::int",
+    "SELECT 'pg_class'::regclass::oid, 'pg_class'::regclass AS rel",
+    "SELECT 'int4'::regtype AS typ",
 ]
 
 

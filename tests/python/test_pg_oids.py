@@ -78,3 +78,24 @@ def test_oids_survive_restarts_and_other_ddl(workdir):
             other.stop()
     finally:
         g.stop()
+
+
+def test_regclass_casts_resolve_as_postgresql_does(gateway):
+    """`'name'::regclass` finds pg_catalog's relations before the current
+    schema's, and its column is named `regclass` (two in one select list are
+    named after their text)."""
+    gateway.psql("DROP TABLE IF EXISTS pg_lookalike", "CREATE TABLE pg_lookalike AS SELECT 1 AS a")
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        cur = conn.execute("SELECT 'pg_class'::regclass::oid::int8")
+        assert cur.fetchone() == (1259,)
+        cur = conn.execute("SELECT 'pg_type'::regclass")
+        assert [d.name for d in cur.description] == ["regclass"]
+        cur = conn.execute("SELECT 'pg_lookalike'::regclass::oid::int8, c.oid::int8 FROM pg_catalog.pg_class c "
+                           "WHERE c.relname = 'pg_lookalike'")
+        (by_cast, by_row), = cur.fetchall()
+        assert by_cast == by_row and by_cast >= 16384
+        cur = conn.execute("SELECT 'pg_class'::regclass, 'no_such_relation'::regclass")
+        assert len({d.name for d in cur.description}) == 2
+        assert cur.fetchone()[1] is None
+        (n,) = conn.execute("SELECT count(*) FROM pg_catalog.pg_attribute WHERE attrelid = 'pg_class'::regclass").fetchone()
+        assert n > 20

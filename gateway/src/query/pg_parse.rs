@@ -77,11 +77,13 @@ impl PgParser {
             .into_iter()
             .zip(plain)
             .map(|(c, p)| {
-                if reads_user_relation(&p) {
-                    self.user_rules.iter().fold(p, |s, rule| rule.rewrite(s))
+                let mut rewritten = if reads_user_relation(&p) {
+                    self.user_rules.iter().fold(p.clone(), |s, rule| rule.rewrite(s))
                 } else {
                     c
-                }
+                };
+                super::pg_rewrite::name_rewritten_casts(&mut rewritten, &p);
+                rewritten
             })
             .collect())
     }
@@ -147,5 +149,23 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(s.contains("NULL"), "{s}");
+    }
+
+    #[test]
+    fn regclass_casts_search_pg_catalog_first_and_are_named_regclass() {
+        let p = PgParser::new();
+        let parse = |sql: &str| {
+            let s = p.parse(sql).unwrap().pop().unwrap();
+            super::super::pg_rewrite::rewrite(s).to_string()
+        };
+        let one = parse("SELECT 'pg_class'::regclass");
+        assert!(one.contains("n.nspname IN ('pg_catalog', current_schema())"), "{one}");
+        assert!(one.contains("ORDER BY n.nspname <> 'pg_catalog' LIMIT 1"), "{one}");
+        assert!(one.ends_with(r#"AS "regclass""#), "{one}");
+        let two = parse("SELECT 'a'::regclass, 'b'::regclass FROM t");
+        assert!(
+            two.contains(r#"AS "'a'::REGCLASS""#) && two.contains(r#"AS "'b'::REGCLASS""#),
+            "{two}"
+        );
     }
 }

@@ -22,6 +22,8 @@
 //!   datafusion-pg-catalog) → `unnest(_pg_int2_array(indkey))`;
 //! - `generate_subscripts(a, d)` → `unnest(range(1, array_length(a, d) + 1))`;
 //! - `to_regtype(name)` / `to_regclass(name)` → oid lookups (NULL when none);
+//!   `'name'::regclass` (an oid lookup the compatibility parser wrote)
+//!   searches `pg_catalog` before the current schema, as PostgreSQL does;
 //! - `pg_get_viewdef(oid)` → a lookup of the view's name by oid handed to
 //!   `_sluice_viewdef(schema, name)`, which answers from Sluice's catalog;
 //! - `to_char(t, 'YYYY-MM-DD')`: Postgres patterns → the chrono format
@@ -43,8 +45,8 @@ mod lookups;
 mod names;
 
 use lookups::{
-    aggregate_catalog_lookup, fold_guarded_lookup, reads_empty_relation, to_regclass_lookup, to_regtype_lookup,
-    viewdef_lookup,
+    aggregate_catalog_lookup, fold_guarded_lookup, reads_empty_relation, regclass_search_path, to_regclass_lookup,
+    to_regtype_lookup, viewdef_lookup,
 };
 
 /// Applies every rewrite of this module to `statement`: result columns
@@ -53,6 +55,13 @@ use lookups::{
 pub(crate) fn rewrite(mut statement: Statement) -> Statement {
     let _ = statement.visit(&mut Namer);
     rewrite_expressions(statement)
+}
+
+/// Names `rewritten`'s select items that the compatibility parser turned
+/// from casts of constants into lookups as PostgreSQL names the casts in
+/// `original` (the client's text).
+pub(crate) fn name_rewritten_casts(rewritten: &mut Statement, original: &Statement) {
+    names::name_rewritten_casts(rewritten, original);
 }
 
 fn rewrite_expressions(mut statement: Statement) -> Statement {
@@ -87,6 +96,7 @@ impl VisitorMut for Rewriter {
             *expr = folded;
         }
         if let Expr::Subquery(query) = expr {
+            regclass_search_path(query);
             aggregate_catalog_lookup(query);
         }
         ControlFlow::Continue(())

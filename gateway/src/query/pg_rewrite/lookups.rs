@@ -39,6 +39,70 @@ pub(super) fn to_regclass_lookup(name: Expr) -> Expr {
     )
 }
 
+/// datafusion-pg-catalog's `'name'::regclass` lookup (recognised by its
+/// `parse_ident(...) AS parts` join) finds an unqualified name in
+/// `current_schema()` only; PostgreSQL searches `pg_catalog` first, so
+/// `'pg_class'::regclass` was NULL. The lookup's `n.nspname =
+/// current_schema()` becomes `n.nspname IN ('pg_catalog',
+/// current_schema())`, `pg_catalog`'s relation first.
+pub(super) fn regclass_search_path(query: &mut Query) {
+    use datafusion::sql::sqlparser::ast::{VisitMut, VisitorMut};
+    struct SearchPath(bool);
+    impl VisitorMut for SearchPath {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            if let Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } = expr
+                && matches!(left.as_ref(), Expr::CompoundIdentifier(ids)
+                    if ids.len() == 2 && ids[0].value == "n" && ids[1].value == "nspname")
+                && matches!(right.as_ref(), Expr::Function(f) if last_name(&f.name) == "current_schema")
+            {
+                let schema = std::mem::replace(right.as_mut(), Expr::Value(Value::Null.into()));
+                *expr = Expr::InList {
+                    expr: left.clone(),
+                    list: vec![
+                        Expr::Value(Value::SingleQuotedString("pg_catalog".into()).into()),
+                        schema,
+                    ],
+                    negated: false,
+                };
+                self.0 = true;
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return;
+    };
+    let joins_parts = select.from.iter().flat_map(|f| &f.joins).any(|j| {
+        matches!(&j.relation, TableFactor::Derived { subquery, .. }
+            if subquery.to_string().starts_with("SELECT parse_ident(") && subquery.to_string().ends_with("AS parts"))
+    });
+    if !joins_parts || query.order_by.is_some() {
+        return;
+    }
+    let mut search = SearchPath(false);
+    let _ = select.selection.visit(&mut search);
+    if !search.0 {
+        return;
+    }
+    let Ok(mut ordered) = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+        "SELECT 1 ORDER BY n.nspname <> 'pg_catalog' LIMIT 1",
+    ) else {
+        return;
+    };
+    if let Some(Statement::Query(ordered)) = ordered.pop() {
+        query.order_by = ordered.order_by;
+        if query.limit_clause.is_none() {
+            query.limit_clause = ordered.limit_clause;
+        }
+    }
+}
+
 /// The scalar subquery `sql` with the right side of its WHERE comparison
 /// replaced by `arg`.
 fn template_lookup(sql: &str, arg: Expr) -> Expr {

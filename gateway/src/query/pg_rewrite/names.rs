@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use datafusion::sql::sqlparser::ast::{DataType, Expr, Ident, Query, SelectItem, SetExpr};
+use datafusion::sql::sqlparser::ast::{DataType, Expr, Ident, Query, SelectItem, SetExpr, Statement};
 
 use super::last_name;
 
@@ -117,5 +117,49 @@ pub(super) fn name_columns(query: &mut Query) {
                 alias: Ident::with_quote('"', alias),
             };
         }
+    }
+}
+
+/// Aliases the select items of `rewritten` that the compatibility parser
+/// turned from a cast of a constant (`'t'::regclass`) into an oid lookup
+/// as PostgreSQL names the cast (`regclass`), or after the cast's text when
+/// that name repeats: the lookup alone would be named `oid`, or refused as
+/// a duplicate `(<subquery>)` next to a second one. `original` is the same
+/// statement as the client wrote it.
+pub(super) fn name_rewritten_casts(rewritten: &mut Statement, original: &Statement) {
+    let (Statement::Query(rewritten), Statement::Query(original)) = (rewritten, original) else {
+        return;
+    };
+    let (SetExpr::Select(rewritten), SetExpr::Select(original)) = (rewritten.body.as_mut(), original.body.as_ref())
+    else {
+        return;
+    };
+    if rewritten.projection.len() != original.projection.len() {
+        return;
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for item in &original.projection {
+        if let Some(n) = item_name(item) {
+            *seen.entry(n.to_ascii_lowercase()).or_default() += 1;
+        }
+    }
+    for (item, before) in rewritten.projection.iter_mut().zip(&original.projection) {
+        let (SelectItem::UnnamedExpr(e), SelectItem::UnnamedExpr(cast @ Expr::Cast { expr, .. })) = (&*item, before)
+        else {
+            continue;
+        };
+        if !matches!(expr.as_ref(), Expr::Value(_)) || e == cast {
+            continue;
+        }
+        let Some(name) = pg_name(cast) else { continue };
+        let alias = if seen.get(&name).copied() == Some(1) {
+            name
+        } else {
+            cast.to_string()
+        };
+        *item = SelectItem::ExprWithAlias {
+            expr: e.clone(),
+            alias: Ident::with_quote('"', alias),
+        };
     }
 }
