@@ -9,6 +9,7 @@
 //! embedded default, so both paths execute tasks the same way.
 
 pub mod config;
+mod control;
 mod engine;
 pub mod http;
 pub mod node;

@@ -1,6 +1,7 @@
 //! One executor node: a Ballista executor that polls the scheduler for tasks,
 //! serves its shuffle and result partitions over Flight to cluster members
-//! only, heartbeats at a configurable interval, and drains on request.
+//! only (and, on the same listener, the scheduler's task cancellations:
+//! `control`), heartbeats at a configurable interval, and drains on request.
 //!
 //! Drain (spot reclamation notice): the node takes every free task slot so
 //! the scheduler gives it no more tasks (it keeps polling, reporting zero free
@@ -17,6 +18,7 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 use ballista_core::BALLISTA_PROTOCOL_VERSION;
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_core::serde::BallistaCodec;
+use ballista_core::serde::protobuf::executor_grpc_server::ExecutorGrpcServer;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use ballista_core::serde::protobuf::{ExecutorRegistration, ExecutorStoppedParams, PollWorkParams};
 use ballista_core::serde::scheduler::{ExecutorOperatingSystemSpecification, ExecutorSpecification};
@@ -130,7 +132,9 @@ impl ExecutorNode {
             id: id.clone(),
             host: Some(config.advertise_host.clone()),
             port: u32::from(flight_port),
-            grpc_port: 0,
+            // The scheduler's control calls (cancel tasks, remove job data)
+            // share the Flight listener: see `control`.
+            grpc_port: u32::from(flight_port),
             specification: Some(
                 ExecutorSpecification::default()
                     .with_vcores(config.task_slots as u32)
@@ -169,12 +173,17 @@ impl ExecutorNode {
         let flight = FlightServiceServer::new(BallistaFlightService::new(work_dir))
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
+        let control = ExecutorGrpcServer::new(crate::control::Control::new(
+            Arc::clone(&executor),
+            config.work_dir.clone(),
+        ));
         let incoming = membership::incoming(config.listener, server_tls, "executor-flight");
         let token = stop.clone();
         let name = id.clone();
         tokio::spawn(async move {
             let r = create_grpc_server(&GrpcServerConfig::default())
                 .add_service(flight)
+                .add_service(control)
                 .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
                 .await;
             if let Err(e) = r {

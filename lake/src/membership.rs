@@ -173,10 +173,28 @@ impl ClusterCredentials {
     }
 
     /// Ballista's hook for every gRPC endpoint it dials (scheduler, shuffle
-    /// and result fetches): adds the member TLS configuration.
+    /// and result fetches, the scheduler's calls to executors): adds the
+    /// member TLS configuration. The scheduler dials executors at
+    /// `http://` whatever its TLS setting, and tonic speaks TLS only to
+    /// `https://`, so such an endpoint is rebuilt for `https://` (with
+    /// control-call timeouts: these carry no data).
     pub fn endpoint_override(&self) -> EndpointOverrideFn {
         let tls = self.client_tls();
-        Arc::new(move |endpoint: tonic::transport::Endpoint| Ok(endpoint.tls_config(tls.clone())?))
+        Arc::new(move |endpoint: tonic::transport::Endpoint| {
+            let endpoint = match endpoint.uri().scheme_str() {
+                Some("http") => {
+                    let authority = endpoint.uri().authority().map(ToString::to_string).unwrap_or_default();
+                    tonic::transport::Endpoint::from_shared(format!("https://{authority}"))?
+                        .connect_timeout(Duration::from_secs(5))
+                        .timeout(Duration::from_secs(20))
+                        .tcp_nodelay(true)
+                        .http2_keep_alive_interval(Duration::from_secs(10))
+                        .keep_alive_timeout(Duration::from_secs(20))
+                }
+                _ => endpoint,
+            };
+            Ok(endpoint.tls_config(tls.clone())?)
+        })
     }
 
     /// `config` set up so Ballista dials cluster members over mutual TLS.
