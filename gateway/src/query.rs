@@ -34,6 +34,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{HiveDistributionStyle, Statement as SqlStatement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+pub(crate) use distributed::JobHandle;
 pub(crate) use pg_functions::Gucs;
 
 pub use self::engine::{Engine, EngineParts};

@@ -317,3 +317,30 @@ def test_results_lost_after_rows_were_sent_is_a_retryable_error(cluster):
     cluster.executors = []
     cluster.heal()
     assert cluster.run("select count(*) from nation") == [(25,)]
+
+
+def running_tasks(cluster):
+    return sum(e.metrics().get("sluice_executor_tasks_running", 0.0) for e in cluster.alive())
+
+
+def test_a_cancelled_query_frees_the_executors_slots_within_a_second(cluster):
+    """The scheduler's task cancellation reaches pull-mode executors (over
+    the mutual-TLS Flight listener): the tasks of a cancelled query stop
+    instead of running to the end on the executors."""
+    cluster.heal()
+    sql = "SELECT count(*) FROM lineitem a CROSS JOIN orders b WHERE a.l_orderkey + b.o_orderkey = -1"
+    with cluster.connect() as conn:
+        timer = threading.Timer(2.0, conn.cancel)
+        timer.start()
+        busy = []
+        threading.Thread(target=lambda: (time.sleep(1.5), busy.append(running_tasks(cluster))), daemon=True).start()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute(sql)
+        cancelled_at = time.time()
+        assert busy and busy[0] > 0, "the query was running on the executors"
+        while running_tasks(cluster) > 0:
+            assert time.time() - cancelled_at < 1.0, f"{running_tasks(cluster)} tasks still running 1 s after the cancel"
+            time.sleep(0.05)
+        freed = time.time() - cancelled_at
+        print(f"slots freed {freed * 1000:.0f} ms after the cancel")
+    assert cluster.run("select count(*) from nation") == [(25,)]

@@ -33,26 +33,64 @@ pub(crate) const MAX_RERUNS: u32 = 6;
 /// The job currently serving a query; the statement's guard cancels it when
 /// the results are abandoned, a re-run cancels it before resubmitting.
 #[derive(Clone, Default)]
-pub(crate) struct CurrentJob(Arc<Mutex<Option<Arc<DistributedQueryExec<LogicalPlanNode>>>>>);
+pub(crate) struct CurrentJob(Arc<Mutex<Option<Submitted>>>);
+
+/// A submitted job and its name.
+type Submitted = (Arc<DistributedQueryExec<LogicalPlanNode>>, String);
+
+/// How to find a submitted job: its id once Ballista reported it (the
+/// scheduler's status stream may not say it before the job ends), else its
+/// unique name.
+#[derive(Debug, Clone)]
+pub(crate) struct JobHandle {
+    pub id: Option<String>,
+    pub name: String,
+}
 
 impl CurrentJob {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<DistributedQueryExec<LogicalPlanNode>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Submitted>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn set(&self, exec: Arc<DistributedQueryExec<LogicalPlanNode>>) {
-        *self.lock() = Some(exec);
+    fn set(&self, exec: Arc<DistributedQueryExec<LogicalPlanNode>>, name: String) {
+        *self.lock() = Some((exec, name));
     }
 
-    /// Id of the job serving the query now, once it was submitted.
-    pub(crate) fn job_id(&self) -> Option<String> {
-        self.lock().as_ref().and_then(|e| e.job_id()).map(|id| id.to_string())
+    /// The job serving the query now, once it was submitted.
+    pub(crate) fn handle(&self) -> Option<JobHandle> {
+        self.lock().as_ref().map(handle)
     }
 
-    /// Like [`CurrentJob::job_id`], and forgets the job.
-    fn take_job_id(&self) -> Option<String> {
-        self.lock().take().and_then(|e| e.job_id()).map(|id| id.to_string())
+    /// Like [`CurrentJob::handle`], and forgets the job.
+    fn take(&self) -> Option<JobHandle> {
+        self.lock().take().as_ref().map(handle)
     }
+}
+
+fn handle((exec, name): &Submitted) -> JobHandle {
+    JobHandle {
+        id: exec.job_id().map(|id| id.to_string()),
+        name: name.clone(),
+    }
+}
+
+/// `ctx` with the Ballista job name `name` (sent with the job's settings),
+/// by which the gateway can find the job before Ballista reports its id.
+fn named(ctx: &TaskContext, name: &str) -> Arc<TaskContext> {
+    let mut config = ctx.session_config().clone();
+    if let Err(e) = config.options_mut().set(ballista_core::config::BALLISTA_JOB_NAME, name) {
+        tracing::warn!("cannot name a job: {e}");
+    }
+    Arc::new(TaskContext::new(
+        ctx.task_id(),
+        ctx.session_id(),
+        config,
+        ctx.scalar_functions().clone(),
+        ctx.higher_order_functions().clone(),
+        ctx.aggregate_functions().clone(),
+        ctx.window_functions().clone(),
+        ctx.runtime_env(),
+    ))
 }
 
 /// What a query needs to (re)submit its job.
@@ -82,8 +120,8 @@ struct State {
 
 impl State {
     async fn cancel_current(&mut self) {
-        if let Some(job_id) = self.current.take_job_id() {
-            self.spec.cluster.cancel_job(&job_id).await;
+        if let Some(job) = self.current.take() {
+            self.spec.cluster.cancel_job(&job).await;
         }
     }
 }
@@ -175,11 +213,16 @@ pub(crate) fn run(
                         Arc::clone(&st.spec.codec),
                         st.spec.session_id.clone(),
                     ));
-                    let stream = match exec.execute(0, Arc::clone(&st.spec.task_ctx)) {
+                    let name = format!(
+                        "sluice-{}-{}",
+                        st.spec.session_id,
+                        ballista_core::ids::new_instance_id()
+                    );
+                    let stream = match exec.execute(0, named(&st.spec.task_ctx, &name)) {
                         Ok(s) => s,
                         Err(e) => return Some((Err(e), None)),
                     };
-                    st.current.set(exec);
+                    st.current.set(exec, name);
                     stream
                 }
             };

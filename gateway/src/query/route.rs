@@ -217,10 +217,10 @@ impl Drop for JobGuard {
         if self.finished {
             return;
         }
-        if let Some(job_id) = self.current.as_ref().and_then(|c| c.job_id()) {
+        if let Some(job) = self.current.as_ref().and_then(|c| c.handle()) {
             let cluster = self.cluster.clone();
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move { cluster.cancel_job(&job_id).await });
+                handle.spawn(async move { cluster.cancel_job(&job).await });
             }
         }
     }
