@@ -1,6 +1,6 @@
 """COPY table FROM STDIN (text, CSV, binary) with real clients: rows land
 typed, a column list fills the rest with NULL, and a transfer that fails
-(bad data, CopyFail from the client, a dropped connection) leaves the table
+(bad data, CopyFail from the client, a CancelRequest, a dropped connection) leaves the table
 exactly as it was."""
 
 import datetime
@@ -139,3 +139,24 @@ def test_connection_lost_mid_copy_writes_nothing(gateway):
         for _ in range(20):
             assert conn.execute("SELECT count(*) FROM cin_lost").fetchone() == (0,)
             time.sleep(0.05)
+
+
+def test_cancelled_copy_writes_nothing(gateway):
+    """A CancelRequest during COPY FROM ends it with 57014, as PostgreSQL
+    does, and none of the rows sent before or after the cancel land."""
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        fresh(conn, "cin_cancel")
+        cur = conn.cursor()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            with cur.copy("COPY cin_cancel (id, name) FROM STDIN") as copy:
+                for i in range(1000):
+                    copy.write_row((i, f"r{i}"))
+                conn.cancel()
+                time.sleep(0.5)
+                for i in range(1000, 2000):
+                    copy.write_row((i, f"r{i}"))
+        assert rows(conn, "cin_cancel") == []
+        # The connection keeps working.
+        with cur.copy("COPY cin_cancel (id, name) FROM STDIN") as copy:
+            copy.write_row((1, "one"))
+        assert conn.execute("SELECT count(*) FROM cin_cancel").fetchone() == (1,)

@@ -3,8 +3,8 @@
 //! [`QueryHandler::ingest`], which writes them as one atomic commit. The
 //! ingest runs in its own task from CopyInResponse on; CopyData feeds it
 //! through a bounded channel (back-pressure instead of buffering), CopyDone
-//! ends the stream and waits for the commit, CopyFail or a lost connection
-//! aborts it, so no partial data is ever visible.
+//! ends the stream and waits for the commit, CopyFail, a CancelRequest or a
+//! lost connection aborts it, so no partial data is ever visible.
 
 mod binary;
 mod decode;
@@ -27,6 +27,7 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::{Queries, pg_error, session_of};
 use crate::error::{ErrorKind, QueryError};
@@ -66,7 +67,9 @@ impl Queries {
         let columns = schema.fields().len();
         let decoder = decode::Decoder::new(Arc::clone(&schema), &options).map_err(pg_error)?;
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-        let stream = batches(schema, decoder, rx);
+        // The COPY is the session's statement now: a CancelRequest ends it.
+        let token = session.begin_statement();
+        let stream = batches(schema, decoder, rx, token);
         let handler = Arc::clone(&self.handler);
         let ingest = tokio::spawn(async move { handler.ingest(&session, target, stream).await });
         let slot = client.session_extensions().get_or_insert_with(CopySlot::default);
@@ -80,16 +83,30 @@ impl Queries {
 
 /// The decoded batches of the data the channel brings. Only an explicit
 /// CopyDone ends the stream cleanly; a channel closed without it (the
-/// connection was lost) is an error, so the ingest commits nothing.
-fn batches(schema: SchemaRef, decoder: decode::Decoder, rx: mpsc::Receiver<Message>) -> SendableRecordBatchStream {
+/// connection was lost) or a cancelled statement is an error, so the
+/// ingest commits nothing.
+fn batches(
+    schema: SchemaRef,
+    decoder: decode::Decoder,
+    rx: mpsc::Receiver<Message>,
+    token: CancellationToken,
+) -> SendableRecordBatchStream {
     let to_df = |e: QueryError| DataFusionError::External(Box::new(e));
-    let stream = futures::stream::unfold(Some((rx, decoder)), move |state| async move {
-        let (mut rx, mut decoder) = state?;
+    let stream = futures::stream::unfold(Some((rx, decoder, token)), move |state| async move {
+        let (mut rx, mut decoder, token) = state?;
         loop {
-            if let Some(batch) = decoder.ready_batch() {
-                return Some((batch.map_err(to_df), Some((rx, decoder))));
+            if token.is_cancelled() {
+                return Some((Err(to_df(QueryError::cancelled())), None));
             }
-            let failed = match rx.recv().await {
+            if let Some(batch) = decoder.ready_batch() {
+                return Some((batch.map_err(to_df), Some((rx, decoder, token))));
+            }
+            let message = tokio::select! {
+                biased;
+                () = token.cancelled() => return Some((Err(to_df(QueryError::cancelled())), None)),
+                message = rx.recv() => message,
+            };
+            let failed = match message {
                 Some(Message::Data(data)) => match decoder.feed(&data) {
                     Ok(()) => continue,
                     Err(e) => e,
