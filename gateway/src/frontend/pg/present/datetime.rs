@@ -16,32 +16,45 @@ use chrono::{Datelike, NaiveDateTime, Offset, Timelike};
 use datafusion::arrow::array::timezone::Tz;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use datafusion::arrow::compute::{cast, max, min};
-use datafusion::arrow::datatypes::{DataType, Date32Type, TimeUnit, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType};
 use datafusion::arrow::error::ArrowError;
 use pgwire::error::{PgWireError, PgWireResult};
 
 /// Days from 1970-01-01 to 0001-01-01 and to 10000-01-01.
-const FIRST_ISO_DAY: i32 = -719_162;
-const PAST_ISO_DAY: i32 = 2_932_897;
+const FIRST_ISO_DAY: i64 = -719_162;
+const PAST_ISO_DAY: i64 = 2_932_897;
 
 fn err(e: ArrowError) -> PgWireError {
     PgWireError::ApiError(Box::new(e))
 }
 
 /// Whether `array` (a date or a timestamp without zone) holds a year that
-/// chrono and PostgreSQL write differently.
+/// chrono and PostgreSQL write differently. Runs on every such text batch,
+/// so it reads the smallest and largest value as integers (a zero-copy
+/// reinterpretation) instead of converting the column.
 pub(super) fn outside_iso_years(array: &ArrayRef) -> PgWireResult<bool> {
-    if !matches!(
-        array.data_type(),
-        DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, None)
-    ) || array.null_count() == array.len()
-    {
-        return Ok(false);
-    }
-    let days = cast(array, &DataType::Date32).map_err(err)?;
-    let days = days.as_primitive::<Date32Type>();
-    let (lo, hi) = (min(days).unwrap_or(0), max(days).unwrap_or(0));
-    Ok(lo < FIRST_ISO_DAY || hi >= PAST_ISO_DAY)
+    let per_day: i64 = match array.data_type() {
+        DataType::Date32 => 1,
+        DataType::Date64 => 86_400_000,
+        DataType::Timestamp(unit, None) => match unit {
+            TimeUnit::Second => 86_400,
+            TimeUnit::Millisecond => 86_400_000,
+            TimeUnit::Microsecond => 86_400_000_000,
+            TimeUnit::Nanosecond => 86_400_000_000_000,
+        },
+        _ => return Ok(false),
+    };
+    let (lo, hi) = if per_day == 1 {
+        let days = cast(array, &DataType::Int32).map_err(err)?;
+        let days = days.as_primitive::<Int32Type>();
+        (min(days).map(i64::from), max(days).map(i64::from))
+    } else {
+        let values = cast(array, &DataType::Int64).map_err(err)?;
+        let values = values.as_primitive::<Int64Type>();
+        (min(values), max(values))
+    };
+    let day = |v: Option<i64>| v.map(|v| v.div_euclid(per_day));
+    Ok(day(lo).is_some_and(|d| d < FIRST_ISO_DAY) || day(hi).is_some_and(|d| d >= PAST_ISO_DAY))
 }
 
 /// A date or zone-less timestamp column written as text.
