@@ -77,12 +77,15 @@ impl PgParser {
             .into_iter()
             .zip(plain)
             .map(|(c, p)| {
+                let names = super::pg_rewrite::cast_names(&p);
                 let mut rewritten = if reads_user_relation(&p) {
-                    self.user_rules.iter().fold(p.clone(), |s, rule| rule.rewrite(s))
+                    self.user_rules.iter().fold(p, |s, rule| rule.rewrite(s))
                 } else {
                     c
                 };
-                super::pg_rewrite::name_rewritten_casts(&mut rewritten, &p);
+                if let Some(names) = names {
+                    super::pg_rewrite::apply_cast_names(&mut rewritten, names);
+                }
                 rewritten
             })
             .collect())

@@ -57,11 +57,17 @@ pub(crate) fn rewrite(mut statement: Statement) -> Statement {
     rewrite_expressions(statement)
 }
 
-/// Names `rewritten`'s select items that the compatibility parser turned
-/// from casts of constants into lookups as PostgreSQL names the casts in
-/// `original` (the client's text).
-pub(crate) fn name_rewritten_casts(rewritten: &mut Statement, original: &Statement) {
-    names::name_rewritten_casts(rewritten, original);
+pub(crate) use names::CastNames;
+
+/// The names PostgreSQL gives `original`'s casts of constants, which the
+/// compatibility parser rewrites into lookups ([`CastNames`]).
+pub(crate) fn cast_names(original: &Statement) -> Option<CastNames> {
+    names::cast_names(original)
+}
+
+/// Aliases `rewritten`'s select items as [`cast_names`] named them.
+pub(crate) fn apply_cast_names(rewritten: &mut Statement, names: CastNames) {
+    names::apply_cast_names(rewritten, names);
 }
 
 fn rewrite_expressions(mut statement: Statement) -> Statement {

@@ -120,46 +120,83 @@ pub(super) fn name_columns(query: &mut Query) {
     }
 }
 
-/// Aliases the select items of `rewritten` that the compatibility parser
-/// turned from a cast of a constant (`'t'::regclass`) into an oid lookup
-/// as PostgreSQL names the cast (`regclass`), or after the cast's text when
-/// that name repeats: the lookup alone would be named `oid`, or refused as
-/// a duplicate `(<subquery>)` next to a second one. `original` is the same
-/// statement as the client wrote it.
-pub(super) fn name_rewritten_casts(rewritten: &mut Statement, original: &Statement) {
-    let (Statement::Query(rewritten), Statement::Query(original)) = (rewritten, original) else {
-        return;
+/// The names PostgreSQL gives the select items of a statement that are
+/// casts of constants (`'t'::regclass` is `regclass`, or the cast's text
+/// when that name repeats), taken from the statement as the client wrote
+/// it: the compatibility parser turns such casts into oid lookups, which
+/// alone would be named `oid`, or refused as a duplicate `(<subquery>)`
+/// next to a second one.
+pub(crate) struct CastNames {
+    /// Items in the client's select list.
+    items: usize,
+    /// (position, the client's cast, its name).
+    names: Vec<(usize, Expr, String)>,
+}
+
+/// [`CastNames`] of `original`; `None` (nothing allocated) when no select
+/// item is an unnamed cast of a constant.
+pub(super) fn cast_names(original: &Statement) -> Option<CastNames> {
+    let Statement::Query(query) = original else {
+        return None;
     };
-    let (SetExpr::Select(rewritten), SetExpr::Select(original)) = (rewritten.body.as_mut(), original.body.as_ref())
-    else {
-        return;
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
     };
-    if rewritten.projection.len() != original.projection.len() {
-        return;
+    let is_constant_cast = |item: &SelectItem| matches!(item, SelectItem::UnnamedExpr(Expr::Cast { expr, .. }) if matches!(expr.as_ref(), Expr::Value(_)));
+    if !select.projection.iter().any(is_constant_cast) {
+        return None;
     }
     let mut seen: HashMap<String, usize> = HashMap::new();
-    for item in &original.projection {
+    for item in &select.projection {
         if let Some(n) = item_name(item) {
             *seen.entry(n.to_ascii_lowercase()).or_default() += 1;
         }
     }
-    for (item, before) in rewritten.projection.iter_mut().zip(&original.projection) {
-        let (SelectItem::UnnamedExpr(e), SelectItem::UnnamedExpr(cast @ Expr::Cast { expr, .. })) = (&*item, before)
-        else {
-            continue;
-        };
-        if !matches!(expr.as_ref(), Expr::Value(_)) || e == cast {
-            continue;
+    let names = select
+        .projection
+        .iter()
+        .enumerate()
+        .filter(|(_, item)| is_constant_cast(item))
+        .filter_map(|(i, item)| {
+            let SelectItem::UnnamedExpr(cast) = item else {
+                return None;
+            };
+            let name = pg_name(cast)?;
+            let alias = if seen.get(&name).copied() == Some(1) {
+                name
+            } else {
+                cast.to_string()
+            };
+            Some((i, cast.clone(), alias))
+        })
+        .collect();
+    Some(CastNames {
+        items: select.projection.len(),
+        names,
+    })
+}
+
+/// Aliases the items of `rewritten` that `names` names, where a rewrite
+/// replaced the client's cast (an unchanged cast is left to
+/// [`name_columns`]).
+pub(super) fn apply_cast_names(rewritten: &mut Statement, names: CastNames) {
+    let Statement::Query(query) = rewritten else {
+        return;
+    };
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return;
+    };
+    if select.projection.len() != names.items {
+        return;
+    }
+    for (i, cast, alias) in names.names {
+        if let SelectItem::UnnamedExpr(e) = &select.projection[i]
+            && *e != cast
+        {
+            select.projection[i] = SelectItem::ExprWithAlias {
+                expr: e.clone(),
+                alias: Ident::with_quote('"', alias),
+            };
         }
-        let Some(name) = pg_name(cast) else { continue };
-        let alias = if seen.get(&name).copied() == Some(1) {
-            name
-        } else {
-            cast.to_string()
-        };
-        *item = SelectItem::ExprWithAlias {
-            expr: e.clone(),
-            alias: Ident::with_quote('"', alias),
-        };
     }
 }
