@@ -129,6 +129,10 @@ where
 
     let (task_status_sender, mut task_status_receiver) =
         std::sync::mpsc::channel::<TaskStatus>();
+    // Woken when a finished task's status is queued, so that the status is
+    // reported (and the task's successors bound) at once instead of after
+    // the idle sleep.
+    let status_ready = Arc::new(Notify::new());
     info!("Starting poll work loop with scheduler");
 
     let dedicated_executor =
@@ -218,6 +222,7 @@ where
                         executor.clone(),
                         permit,
                         task_status_sender.clone(),
+                        Arc::clone(&status_ready),
                         task.clone(),
                         &codec,
                         &dedicated_executor,
@@ -284,10 +289,14 @@ where
                         () = notify.notified() => {
                             debug!("Received poll_now notification, polling immediately");
                         }
+                        () = status_ready.notified() => {}
                     }
                 }
                 None => {
-                    tokio::time::sleep(IDLE_POLL_INTERVAL).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(IDLE_POLL_INTERVAL) => {}
+                        () = status_ready.notified() => {}
+                    }
                 }
             }
         }
@@ -311,6 +320,7 @@ async fn run_received_task<T: 'static + AsLogicalPlan, U: 'static + AsExecutionP
     executor: Arc<Executor>,
     permit: OwnedSemaphorePermit,
     task_status_sender: Sender<TaskStatus>,
+    status_ready: Arc<Notify>,
     task: TaskDefinition,
     codec: &BallistaCodec<T, U>,
     dedicated_executor: &DedicatedExecutor,
@@ -457,6 +467,7 @@ async fn run_received_task<T: 'static + AsLogicalPlan, U: 'static + AsExecutionP
                 column_stats,
             },
         ));
+        status_ready.notify_one();
 
         // Release the permit after the work is done
         drop(permit);
@@ -485,4 +496,265 @@ async fn sample_tasks_status(
     }
 
     task_status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::poll_loop;
+    use crate::executor::Executor;
+    use crate::health::ExecutorHealth;
+    use ballista_core::RuntimeProducer;
+    use ballista_core::execution_plans::ShuffleWriterExec;
+    use ballista_core::serde::BallistaCodec;
+    use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+    use ballista_core::serde::protobuf::scheduler_grpc_server::{
+        SchedulerGrpc, SchedulerGrpcServer,
+    };
+    use ballista_core::serde::protobuf::*;
+    use ballista_core::serde::scheduler::ExecutorSpecification;
+    use ballista_core::utils::default_config_producer;
+    use datafusion::arrow::datatypes::Schema;
+    use datafusion::physical_plan::empty::EmptyExec;
+    use datafusion::prelude::SessionContext;
+    use datafusion_proto::physical_plan::AsExecutionPlan;
+    use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    use tokio::sync::{Notify, oneshot};
+    use tonic::{Request, Response, Status};
+
+    /// A scheduler that hands out one task on the first poll and records
+    /// when that task's status comes back.
+    struct OneTaskScheduler {
+        task: Mutex<Option<TaskDefinition>>,
+        handed_out: Mutex<Option<Instant>>,
+        reported: Mutex<Option<oneshot::Sender<(Duration, TaskStatus)>>>,
+    }
+
+    impl OneTaskScheduler {
+        /// The scheduler, and a receiver of the task's status and of how
+        /// long it took to come back.
+        fn new(
+            task: TaskDefinition,
+        ) -> (Self, oneshot::Receiver<(Duration, TaskStatus)>) {
+            let (tx, rx) = oneshot::channel();
+            let scheduler = OneTaskScheduler {
+                task: Mutex::new(Some(task)),
+                handed_out: Mutex::new(None),
+                reported: Mutex::new(Some(tx)),
+            };
+            (scheduler, rx)
+        }
+    }
+
+    #[tonic::async_trait]
+    impl SchedulerGrpc for OneTaskScheduler {
+        type ExecuteQueryPushStream = Pin<
+            Box<dyn futures::Stream<Item = Result<GetJobStatusResult, Status>> + Send>,
+        >;
+
+        async fn poll_work(
+            &self,
+            request: Request<PollWorkParams>,
+        ) -> Result<Response<PollWorkResult>, Status> {
+            let request = request.into_inner();
+            if let Some(status) = request.task_status.into_iter().next() {
+                let since = self.handed_out.lock().unwrap().expect("task handed out");
+                if let Some(tx) = self.reported.lock().unwrap().take() {
+                    let _ = tx.send((since.elapsed(), status));
+                }
+            }
+            let mut tasks = vec![];
+            if request.num_free_vcores > 0
+                && let Some(task) = self.task.lock().unwrap().take()
+            {
+                *self.handed_out.lock().unwrap() = Some(Instant::now());
+                tasks.push(task);
+            }
+            Ok(Response::new(PollWorkResult {
+                tasks,
+                jobs_to_clean: vec![],
+            }))
+        }
+
+        async fn register_executor(
+            &self,
+            _: Request<RegisterExecutorParams>,
+        ) -> Result<Response<RegisterExecutorResult>, Status> {
+            Err(Status::unimplemented(""))
+        }
+
+        async fn heart_beat_from_executor(
+            &self,
+            _: Request<HeartBeatParams>,
+        ) -> Result<Response<HeartBeatResult>, Status> {
+            Err(Status::unimplemented(""))
+        }
+
+        async fn update_task_status(
+            &self,
+            _: Request<UpdateTaskStatusParams>,
+        ) -> Result<Response<UpdateTaskStatusResult>, Status> {
+            Err(Status::unimplemented(""))
+        }
+
+        async fn create_update_session(
+            &self,
+            _: Request<CreateUpdateSessionParams>,
+        ) -> Result<Response<CreateUpdateSessionResult>, Status> {
+            Err(Status::unimplemented(""))
+        }
+
+        async fn remove_session(
+            &self,
+            _: Request<RemoveSessionParams>,
+        ) -> Result<Response<RemoveSessionResult>, Status> {
+            Err(Status::unimplemented(""))
+        }
+
+        async fn execute_query_push(
+            &self,
+            _: Request<ExecuteQueryParams>,
+        ) -> Result<Response<Self::ExecuteQueryPushStream>, Status> {
+            Err(Status::unimplemented(""))
+        }
+
+        async fn execute_query(
+            &self,
+            _: Request<ExecuteQueryParams>,
+        ) -> Result<Response<ExecuteQueryResult>, Status> {
+            Err(Status::unimplemented(""))
+        }
+
+        async fn get_job_status(
+            &self,
+            _: Request<GetJobStatusParams>,
+        ) -> Result<Response<GetJobStatusResult>, Status> {
+            Err(Status::unimplemented(""))
+        }
+
+        async fn get_job_metrics(
+            &self,
+            _: Request<GetJobMetricsParams>,
+        ) -> Result<Response<GetJobMetricsResult>, Status> {
+            Err(Status::unimplemented(""))
+        }
+
+        async fn executor_stopped(
+            &self,
+            _: Request<ExecutorStoppedParams>,
+        ) -> Result<Response<ExecutorStoppedResult>, Status> {
+            Err(Status::unimplemented(""))
+        }
+
+        async fn cancel_job(
+            &self,
+            _: Request<CancelJobParams>,
+        ) -> Result<Response<CancelJobResult>, Status> {
+            Err(Status::unimplemented(""))
+        }
+
+        async fn clean_job_data(
+            &self,
+            _: Request<CleanJobDataParams>,
+        ) -> Result<Response<CleanJobDataResult>, Status> {
+            Err(Status::unimplemented(""))
+        }
+    }
+
+    /// A finished task's status must reach the scheduler as soon as the task
+    /// ends. In 55.0.0 it waited for the loop's idle sleep (1 s when a
+    /// `poll_now_notify` is wired), delaying the successors of every task.
+    #[tokio::test]
+    async fn finished_task_is_reported_without_waiting_for_the_idle_poll() {
+        let work_dir = tempfile::TempDir::new().unwrap();
+        let work_dir = work_dir.path().to_str().unwrap().to_string();
+        let writer = ShuffleWriterExec::try_new(
+            "job".into(),
+            1,
+            Arc::new(EmptyExec::new(Arc::new(Schema::empty()))),
+            work_dir.clone(),
+        )
+        .unwrap();
+        let codec: BallistaCodec<LogicalPlanNode, PhysicalPlanNode> =
+            BallistaCodec::default();
+        let plan = PhysicalPlanNode::try_from_physical_plan(
+            Arc::new(writer),
+            codec.physical_extension_codec(),
+        )
+        .unwrap();
+        let mut plan_bytes = vec![];
+        plan.try_encode(&mut plan_bytes).unwrap();
+        let (waited, status) = run_one_task(task(plan_bytes, 0), &work_dir).await;
+        assert!(
+            matches!(status.status, Some(task_status::Status::Successful(_))),
+            "{status:?}"
+        );
+        assert!(
+            waited < Duration::from_millis(500),
+            "the status of a finished task took {waited:?} to reach the scheduler"
+        );
+    }
+
+    fn task(plan: Vec<u8>, stage_attempt_num: u32) -> TaskDefinition {
+        TaskDefinition {
+            task_id: 7,
+            task_attempt_num: 0,
+            job_id: "job".to_string(),
+            stage_id: 1,
+            stage_attempt_num,
+            plan,
+            session_id: "session".to_string(),
+            launch_time: 0,
+            props: vec![],
+            global_output_partition_ids: vec![0],
+            vcores_consumed: 1,
+        }
+    }
+
+    /// Runs a poll loop whose scheduler hands out `task`, until the task's
+    /// status comes back; returns the status and how long that took.
+    async fn run_one_task(
+        task: TaskDefinition,
+        work_dir: &str,
+    ) -> (Duration, TaskStatus) {
+        let (scheduler, reported) = OneTaskScheduler::new(task);
+        let client = SchedulerGrpcClient::new(SchedulerGrpcServer::new(scheduler));
+        let ctx = SessionContext::new();
+        let runtime_env = ctx.runtime_env().clone();
+        let runtime_producer: RuntimeProducer =
+            Arc::new(move |_| Ok(runtime_env.clone()));
+        let executor = Arc::new(Executor::new_basic(
+            ExecutorRegistration {
+                id: "executor".to_string(),
+                specification: Some(
+                    ExecutorSpecification::default().with_vcores(2).into(),
+                ),
+                ..Default::default()
+            },
+            work_dir,
+            runtime_producer,
+            Arc::new(default_config_producer),
+            2,
+        ));
+        let codec: BallistaCodec<LogicalPlanNode, PhysicalPlanNode> =
+            BallistaCodec::default();
+        // Wired but never notified: the idle fallback is 1 s.
+        let poll_now = Arc::new(Notify::new());
+        let poll = tokio::spawn(poll_loop(
+            client,
+            executor,
+            codec,
+            Some(poll_now),
+            None,
+            ExecutorHealth::new(),
+        ));
+        let reported = tokio::time::timeout(Duration::from_secs(30), reported)
+            .await
+            .expect("status reported")
+            .unwrap();
+        poll.abort();
+        reported
+    }
 }
