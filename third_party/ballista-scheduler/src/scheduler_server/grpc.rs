@@ -163,7 +163,7 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> SchedulerGrpc
                     .map_err(executor_registration_error)?;
             }
 
-            self.update_task_status(&executor_id, task_status)
+            self.update_task_status_before_binding(&executor_id, task_status)
                 .await
                 .map_err(|e| {
                     let msg = format!(

@@ -404,6 +404,73 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> SchedulerServer<T
             .await
     }
 
+    /// Applies the task statuses a `poll_work` carries before that poll
+    /// binds new tasks, so that the tasks they unlock (a successor stage, or
+    /// the rest of a stage) are bound in the same poll instead of the next
+    /// one. The events the update produces (job finished, failed, ...) still
+    /// go through the event loop, and a failed update is logged and does not
+    /// fail the poll, as in the event loop. With an event log configured the
+    /// statuses take the event loop as before, since the log records them
+    /// there.
+    pub(crate) async fn update_task_status_before_binding(
+        &self,
+        executor_id: &str,
+        tasks_status: Vec<TaskStatus>,
+    ) -> Result<()> {
+        if self.state.config.event_log_dir.is_some() {
+            return self.update_task_status(executor_id, tasks_status).await;
+        }
+        if tasks_status.is_empty() {
+            return Ok(());
+        }
+        let num_status = tasks_status.len();
+        match self
+            .state
+            .update_task_statuses(executor_id, tasks_status)
+            .await
+        {
+            Ok(events) => {
+                let sender = self.query_stage_event_loop.get_sender()?;
+                for event in events {
+                    match event {
+                        // What the event loop does for it, done now so that
+                        // this poll can bind the stages the update resolved
+                        // and the other executors are told of them.
+                        QueryStageSchedulerEvent::JobUpdated(job_id) => {
+                            self.revive_updated_job(job_id).await
+                        }
+                        event => sender.post_event(event).await?,
+                    }
+                }
+            }
+            Err(e) => {
+                log::error!(
+                    "Failed to update {num_status} task statuses for Executor {executor_id}: {e:?}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the stages a status update resolved runnable, and says so to
+    /// the `on_work_available` callback (`QueryStageSchedulerEvent::JobUpdated`).
+    async fn revive_updated_job(&self, job_id: JobId) {
+        match self.state.task_manager.update_job(&job_id).await {
+            Ok(new_tasks) => {
+                if new_tasks > 0
+                    && let Some(callback) = &self.state.config.on_work_available
+                {
+                    callback(crate::config::WorkAvailableReason::NewStagesRunnable {
+                        job_id,
+                    });
+                }
+            }
+            Err(e) => {
+                log::error!("Fail to invoke update_job for job {job_id} due to {e:?}");
+            }
+        }
+    }
+
     pub(crate) async fn revive_offers(&self) -> Result<()> {
         self.query_stage_event_loop
             .get_sender()?
@@ -1175,6 +1242,105 @@ mod test {
             "expected job to fail on task rejection, got {status:?}"
         );
 
+        Ok(())
+    }
+
+    /// A poll that reports finished tasks gets the tasks they unlock in its
+    /// own answer. In 55.0.0 the statuses were applied after the poll had
+    /// bound its tasks, so the successor stage waited for the next poll.
+    #[tokio::test]
+    async fn test_pull_poll_binds_tasks_unlocked_by_its_statuses() -> Result<()> {
+        use ballista_core::BALLISTA_PROTOCOL_VERSION;
+        use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpc;
+        use ballista_core::serde::protobuf::{ExecutorRegistration, PollWorkParams};
+
+        let scheduler = test_scheduler(TaskSchedulingPolicy::PullStaged).await?;
+        let registration = ExecutorRegistration {
+            id: "executor-1".to_owned(),
+            host: Some("localhost1".to_owned()),
+            port: 8080,
+            grpc_port: 9090,
+            specification: Some(ExecutorSpecification::default().with_vcores(4).into()),
+            os_info: Some(ExecutorOperatingSystemSpecification::default().into()),
+            ballista_protocol_version: BALLISTA_PROTOCOL_VERSION,
+        };
+        let poll = |task_status: Vec<TaskStatus>| {
+            let scheduler = &scheduler;
+            let registration = registration.clone();
+            async move {
+                scheduler
+                    .poll_work(tonic::Request::new(PollWorkParams {
+                        metadata: Some(registration),
+                        num_free_vcores: 4,
+                        task_status,
+                    }))
+                    .await
+                    .expect("poll_work")
+                    .into_inner()
+                    .tasks
+            }
+        };
+        // Registers the executor.
+        assert!(poll(vec![]).await.is_empty());
+
+        let config = SessionConfig::new_with_ballista()
+            .with_target_partitions(4)
+            .with_ballista_adaptive_query_planner(false);
+        let ctx = scheduler
+            .state
+            .session_manager
+            .create_or_update_session("session_id", &config)
+            .await?;
+        let job_id: JobId = "job".into();
+        scheduler
+            .state
+            .task_manager
+            .queue_job(&job_id, "", timestamp_millis())?;
+        scheduler
+            .state
+            .task_manager
+            .submit_job(&job_id, "", ctx, &test_plan(), 0, None)
+            .await?;
+
+        let first = poll(vec![]).await;
+        assert!(!first.is_empty());
+        assert!(first.iter().all(|t| t.stage_id == 1));
+        let finished = first
+            .iter()
+            .map(|task| TaskStatus {
+                task_id: task.task_id,
+                job_id: task.job_id.clone(),
+                stage_id: task.stage_id,
+                stage_attempt_num: task.stage_attempt_num,
+                launch_time: 0,
+                start_exec_time: 0,
+                end_exec_time: 0,
+                metrics: vec![],
+                status: Some(task_status::Status::Successful(SuccessfulTask {
+                    executor_id: "executor-1".to_owned(),
+                    partitions: (0..4)
+                        .map(|partition_id| ShuffleWritePartition {
+                            partition_id,
+                            num_batches: 1,
+                            num_rows: 1,
+                            num_bytes: 1,
+                            file_id: None,
+                            is_sort_shuffle: false,
+                        })
+                        .collect(),
+                    runtime_stats: vec![],
+                    task_column_stats: vec![],
+                    window_state: vec![],
+                })),
+            })
+            .collect();
+
+        let second = poll(finished).await;
+        assert!(
+            !second.is_empty() && second.iter().all(|t| t.stage_id == 2),
+            "the poll reporting stage 1 should bind stage 2, got {:?}",
+            second.iter().map(|t| t.stage_id).collect::<Vec<_>>()
+        );
         Ok(())
     }
 
