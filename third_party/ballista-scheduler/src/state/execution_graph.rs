@@ -543,15 +543,25 @@ impl StaticExecutionGraph {
         let mut resubmit_successful_stages = HashSet::new();
 
         let mut empty_inputs: HashMap<usize, StageOutput> = HashMap::new();
+        // The final stage's output on the lost executor is gone; its tasks
+        // there are run again below and publish it anew.
+        self.output_locations
+            .retain(|loc| loc.executor_meta.id != executor_id);
         // check the unresolved, resolved and running stages
         self.stages
             .iter_mut()
             .for_each(|(stage_id, stage)| {
                 let stage_inputs = match stage {
                     ExecutionStage::UnResolved(stage) => {
+                        if stage.carried.reset_tasks(executor_id) > 0 {
+                            reset_running_stage.insert(*stage_id);
+                        }
                         &mut stage.inputs
                     }
                     ExecutionStage::Resolved(stage) => {
+                        if stage.carried.reset_tasks(executor_id) > 0 {
+                            reset_running_stage.insert(*stage_id);
+                        }
                         &mut stage.inputs
                     }
                     ExecutionStage::Running(stage) => {
@@ -2553,9 +2563,10 @@ mod test {
         // Complete the Stage 1 again
         revive_graph_and_complete_next_stage_with_executor(&mut agg_graph, &executor1)?;
 
-        // Stage 2 move to Running
+        // Stage 2 move to Running: its task that finished on executor 2
+        // before the loss is kept, three partitions run again
         agg_graph.revive();
-        assert_eq!(agg_graph.available_tasks(), 4);
+        assert_eq!(agg_graph.available_tasks(), 3);
 
         // 3rd task in Stage 2 update comes very late due to runtime execution error.
         let task_status = mock_failed_task(
@@ -3256,6 +3267,161 @@ mod test {
             .into_datafusion(),
         ));
         FailedTask::from(err)
+    }
+
+    fn drain_tasks_on(
+        graph: &mut dyn ExecutionGraph,
+        executor: &ballista_core::serde::scheduler::ExecutorMetadata,
+    ) -> Result<()> {
+        while let Some(task) = graph.pop_next_task(&executor.id)? {
+            let task_status = mock_completed_task(task, &executor.id);
+            graph.update_task_status(executor, vec![task_status], 1, 1)?;
+        }
+        Ok(())
+    }
+
+    /// Loses `lost` while stage 2 of a graph runs: one stage-2 task has
+    /// finished on `survivor`, one on `lost`, and one is still running on
+    /// `lost`. Stage 1 ran entirely on `lost`.
+    fn lose_executor_while_stage_2_runs(
+        graph: &mut dyn ExecutionGraph,
+        survivor: &ballista_core::serde::scheduler::ExecutorMetadata,
+        lost: &ballista_core::serde::scheduler::ExecutorMetadata,
+    ) -> Result<()> {
+        graph.revive();
+        revive_graph_and_complete_next_stage_with_executor(graph, lost)?;
+        let task = graph.pop_next_task(&survivor.id)?.unwrap();
+        assert_eq!(task.key.stage_id, 2);
+        let status = mock_completed_task(task, &survivor.id);
+        graph.update_task_status(survivor, vec![status], 1, 1)?;
+        let task = graph.pop_next_task(&lost.id)?.unwrap();
+        let status = mock_completed_task(task, &lost.id);
+        graph.update_task_status(lost, vec![status], 1, 1)?;
+        let _still_running = graph.pop_next_task(&lost.id)?.unwrap();
+        graph.reset_stages_on_lost_executor(&lost.id)?;
+        Ok(())
+    }
+
+    /// A running final stage rolled back after an executor loss must still
+    /// output each of its partitions once. In 55.0.0 its next attempt ran
+    /// every partition again, and the partition that had finished on the
+    /// surviving executor was in the job's output twice (with the lost
+    /// executor's entries kept as well).
+    #[tokio::test]
+    async fn test_rolled_back_final_stage_outputs_each_partition_once() -> Result<()> {
+        let survivor = mock_executor("executor-id2".to_string());
+        let lost = mock_executor("executor-id1".to_string());
+        let mut graph = test_aggregation_plan(4).await;
+        lose_executor_while_stage_2_runs(&mut graph, &survivor, &lost)?;
+
+        drain_tasks_on(&mut graph, &survivor)?;
+        assert!(graph.is_successful(), "Failed to complete agg plan");
+
+        // One output per stage-2 partition, each from its own task.
+        let outputs = graph.output_locations();
+        let mut map_tasks: Vec<usize> =
+            outputs.iter().map(|loc| loc.map_partition_id).collect();
+        map_tasks.sort_unstable();
+        map_tasks.dedup();
+        assert_eq!((outputs.len(), map_tasks.len()), (4, 4));
+        assert!(
+            outputs
+                .iter()
+                .all(|loc| loc.executor_meta.id == survivor.id)
+        );
+        Ok(())
+    }
+
+    /// The same loss one stage earlier: the consumer of the rolled-back
+    /// stage must receive each map output once, and the tasks that finished
+    /// on the survivor before the loss must not run again.
+    #[tokio::test]
+    async fn test_rolled_back_stage_feeds_its_consumer_each_map_output_once() -> Result<()>
+    {
+        let survivor = mock_executor("executor-id2".to_string());
+        let lost = mock_executor("executor-id1".to_string());
+        let mut graph = test_two_aggregations_plan(4).await;
+        assert_eq!(graph.stage_count(), 3);
+        lose_executor_while_stage_2_runs(&mut graph, &survivor, &lost)?;
+
+        // Run stage 1 again, then stage 2, and stop before stage 3.
+        let mut stage_2_tasks = 0;
+        while let Some(task) = graph.pop_next_task(&survivor.id)? {
+            if task.key.stage_id == 3 {
+                break;
+            }
+            if task.key.stage_id == 2 {
+                stage_2_tasks += 1;
+            }
+            let status = mock_completed_task(task, &survivor.id);
+            graph.update_task_status(&survivor, vec![status], 1, 1)?;
+        }
+
+        let ExecutionStage::Successful(stage_2) = &graph.stages()[&2] else {
+            panic!("stage 2 should be successful");
+        };
+        let stage_3_inputs = match &graph.stages()[&3] {
+            ExecutionStage::Resolved(stage) => &stage.inputs,
+            ExecutionStage::Running(stage) => &stage.inputs,
+            _ => panic!("stage 3 should be resolved"),
+        };
+        // Stage 2 has 4 partitions; one finished on the survivor before the
+        // loss, so three run again.
+        assert_eq!(stage_2.partitions, 4);
+        assert_eq!(stage_2_tasks, 3);
+        let input = &stage_3_inputs[&2];
+        assert!(!input.partition_locations.is_empty());
+        for locations in input.partition_locations.values() {
+            assert_eq!(locations.len(), stage_2.partitions);
+            assert!(
+                locations
+                    .iter()
+                    .all(|loc| loc.executor_meta.id == survivor.id)
+            );
+            let mut map_tasks: Vec<usize> =
+                locations.iter().map(|loc| loc.map_partition_id).collect();
+            map_tasks.sort_unstable();
+            map_tasks.dedup();
+            assert_eq!(map_tasks.len(), stage_2.partitions);
+        }
+        Ok(())
+    }
+
+    /// Task ids name shuffle files: an attempt after a rollback must not
+    /// reuse the ids of the previous one, or a task of the previous attempt
+    /// still running could overwrite a file of the new one. In 55.0.0 they
+    /// restarted at 0.
+    #[tokio::test]
+    async fn test_task_ids_stay_unique_across_stage_attempts() -> Result<()> {
+        let survivor = mock_executor("executor-id2".to_string());
+        let lost = mock_executor("executor-id1".to_string());
+        let mut graph = test_aggregation_plan(4).await;
+        graph.revive();
+        revive_graph_and_complete_next_stage_with_executor(&mut graph, &lost)?;
+        let mut first_attempt = HashSet::new();
+        while let Some(task) = graph.pop_next_task(&survivor.id)? {
+            assert_eq!(task.key.stage_id, 2);
+            first_attempt.insert(task.key.task_id);
+        }
+        graph.reset_stages_on_lost_executor(&lost.id)?;
+        drain_tasks_on(&mut graph, &survivor)?;
+        let ExecutionStage::Successful(stage_2) = &graph.stages()[&2] else {
+            panic!("stage 2 should be successful");
+        };
+        let second_attempt: HashSet<usize> = stage_2
+            .task_infos
+            .iter()
+            .filter(|t| {
+                matches!(
+                    t.task_status,
+                    ballista_core::serde::protobuf::task_status::Status::Successful(_)
+                )
+            })
+            .map(|t| t.task_id)
+            .collect();
+        assert_eq!(second_attempt.len(), 4);
+        assert!(first_attempt.is_disjoint(&second_attempt));
+        Ok(())
     }
 
     fn drain_tasks(graph: &mut dyn ExecutionGraph) -> Result<()> {

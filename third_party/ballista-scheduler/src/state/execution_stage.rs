@@ -157,6 +157,9 @@ pub struct UnresolvedStage {
     pub last_attempt_failure_reasons: HashSet<String>,
     /// [SessionConfig] used for this stage
     pub session_config: Arc<SessionConfig>,
+    /// Tasks of earlier attempts, when this stage was rolled back while
+    /// running (see [`CarriedTasks`]).
+    pub carried: CarriedTasks,
 }
 
 /// For a stage, if it has no inputs or all of its input stages are completed,
@@ -181,6 +184,9 @@ pub struct ResolvedStage {
     pub last_attempt_failure_reasons: HashSet<String>,
     /// [SessionConfig] used for this stage
     pub session_config: Arc<SessionConfig>,
+    /// Tasks of earlier attempts, when this stage was rolled back while
+    /// running (see [`CarriedTasks`]).
+    pub carried: CarriedTasks,
 }
 
 /// Different from the resolved stage, a running stage will
@@ -297,6 +303,60 @@ pub struct FailedStage {
     pub stage_metrics: Option<Vec<MetricsSet>>,
     /// Error message
     pub error_message: String,
+}
+
+/// The tasks of a running stage that was rolled back (an input it still
+/// needed was lost), carried into its next attempt.
+///
+/// The successful tasks among them already published their output to the
+/// consumer stage (or to the job's output locations), and that output is
+/// still valid: it was computed from inputs that existed then, and it lives
+/// on executors that are still alive. The next attempt therefore runs only
+/// the partitions they do not cover; re-running every partition would
+/// publish those partitions twice and duplicate their rows downstream.
+/// Keeping every entry (not only the successful ones) also keeps task ids,
+/// which name the shuffle files, unique across attempts, so a task of an
+/// earlier attempt still running somewhere cannot overwrite a file of the
+/// next one.
+#[derive(Clone, Default)]
+pub struct CarriedTasks {
+    /// `task_infos` of the earlier attempts, indexed by task id; tasks that
+    /// were running at the rollback are recorded as killed.
+    pub task_infos: Vec<TaskInfo>,
+    /// Reports of the successful tasks among them.
+    pub runtime_stats_reports: Vec<TaskRuntimeStats>,
+    /// Window-state reports of the successful tasks among them.
+    pub window_state_reports: Vec<TaskWindowState>,
+}
+
+impl CarriedTasks {
+    /// Marks the carried successful tasks that ran on a lost executor as
+    /// lost, so that the next attempt runs their partitions again. Returns
+    /// the number of tasks reset.
+    pub fn reset_tasks(&mut self, executor: &str) -> usize {
+        let mut reset_task_ids = HashSet::new();
+        for (task_id, task) in self.task_infos.iter_mut().enumerate() {
+            let hit = matches!(
+                &task.task_status,
+                task_status::Status::Successful(SuccessfulTask { executor_id, .. })
+                    if executor == executor_id
+            );
+            if hit {
+                task.task_status = task_status::Status::Failed(FailedTask {
+                    error: format!("Task failure due to Executor {executor} lost"),
+                    retryable: true,
+                    count_to_failures: false,
+                    failed_reason: Some(FailedReason::ResultLost(ResultLost {})),
+                });
+                reset_task_ids.insert(task_id);
+            }
+        }
+        self.runtime_stats_reports
+            .retain(|s| !reset_task_ids.contains(&s.producer_task_id));
+        self.window_state_reports
+            .retain(|s| !reset_task_ids.contains(&s.producer_task_id));
+        reset_task_ids.len()
+    }
 }
 
 /// Cursor over the partitions remaining to be scheduled for a stage.
@@ -420,6 +480,7 @@ impl UnresolvedStage {
             plan,
             last_attempt_failure_reasons: Default::default(),
             session_config,
+            carried: CarriedTasks::default(),
         }
     }
 
@@ -441,7 +502,14 @@ impl UnresolvedStage {
             plan,
             last_attempt_failure_reasons,
             session_config,
+            carried: CarriedTasks::default(),
         }
+    }
+
+    /// Sets the tasks carried over from earlier attempts.
+    pub fn with_carried_tasks(mut self, carried: CarriedTasks) -> Self {
+        self.carried = carried;
+        self
     }
 
     /// Add input partitions published from an input stage.
@@ -543,7 +611,8 @@ impl UnresolvedStage {
             self.inputs.clone(),
             self.last_attempt_failure_reasons.clone(),
             self.session_config.clone(),
-        ))
+        )
+        .with_carried_tasks(self.carried.clone()))
     }
 }
 
@@ -585,12 +654,20 @@ impl ResolvedStage {
             plan,
             last_attempt_failure_reasons,
             session_config,
+            carried: CarriedTasks::default(),
         }
     }
 
-    /// Change to the running state
+    /// Sets the tasks carried over from earlier attempts.
+    pub fn with_carried_tasks(mut self, carried: CarriedTasks) -> Self {
+        self.carried = carried;
+        self
+    }
+
+    /// Change to the running state. Partitions covered by a successful
+    /// carried task are not run again (see [`CarriedTasks`]).
     pub fn to_running(&self) -> RunningStage {
-        RunningStage::new(
+        let mut running = RunningStage::new(
             self.stage_id,
             self.stage_attempt_num,
             self.plan.clone(),
@@ -598,7 +675,27 @@ impl ResolvedStage {
             self.output_links.clone(),
             self.inputs.clone(),
             self.session_config.clone(),
-        )
+        );
+        if self.carried.task_infos.is_empty() {
+            return running;
+        }
+        let mut covered = vec![false; self.partitions];
+        for task in &self.carried.task_infos {
+            if matches!(task.task_status, task_status::Status::Successful(_)) {
+                for &p in &task.global_input_partition_ids {
+                    if let Some(c) = covered.get_mut(p) {
+                        *c = true;
+                    }
+                }
+            }
+        }
+        let mut pending = PendingPartitions::empty(self.partitions);
+        pending.reschedule((0..self.partitions).filter(|p| !covered[*p]));
+        running.pending = pending;
+        running.task_infos = self.carried.task_infos.clone();
+        running.runtime_stats_reports = self.carried.runtime_stats_reports.clone();
+        running.window_state_reports = self.carried.window_state_reports.clone();
+        running
     }
 
     /// Change to the unresolved state
@@ -613,7 +710,8 @@ impl ResolvedStage {
             self.inputs.clone(),
             self.last_attempt_failure_reasons.clone(),
             self.session_config.clone(),
-        );
+        )
+        .with_carried_tasks(self.carried.clone());
         Ok(unresolved)
     }
 }
@@ -747,12 +845,51 @@ impl RunningStage {
         }
     }
 
-    /// Change to the unresolved state and bump the stage attempt number
+    /// Change to the unresolved state and bump the stage attempt number.
+    /// The tasks of this attempt are carried into the next one (see
+    /// [`CarriedTasks`]); the ones still running are recorded as killed.
     pub fn to_unresolved(
         &self,
         failure_reasons: HashSet<String>,
     ) -> Result<UnresolvedStage> {
         let new_plan = crate::planner::rollback_resolved_shuffles(self.plan.clone())?;
+
+        let task_infos: Vec<TaskInfo> = self
+            .task_infos
+            .iter()
+            .map(|info| match info.task_status {
+                task_status::Status::Running(_) => TaskInfo {
+                    task_status: task_status::Status::Failed(FailedTask {
+                        error: "killed: stage rolled back".to_string(),
+                        retryable: true,
+                        count_to_failures: false,
+                        failed_reason: Some(FailedReason::TaskKilled(TaskKilled {})),
+                    }),
+                    ..info.clone()
+                },
+                _ => info.clone(),
+            })
+            .collect();
+        let successful = |task_id: &usize| {
+            task_infos.get(*task_id).is_some_and(|info| {
+                matches!(info.task_status, task_status::Status::Successful(_))
+            })
+        };
+        let carried = CarriedTasks {
+            runtime_stats_reports: self
+                .runtime_stats_reports
+                .iter()
+                .filter(|s| successful(&s.producer_task_id))
+                .cloned()
+                .collect(),
+            window_state_reports: self
+                .window_state_reports
+                .iter()
+                .filter(|s| successful(&s.producer_task_id))
+                .cloned()
+                .collect(),
+            task_infos,
+        };
 
         let unresolved = UnresolvedStage::new_with_inputs(
             self.stage_id,
@@ -762,7 +899,8 @@ impl RunningStage {
             self.inputs.clone(),
             failure_reasons,
             self.session_config.clone(),
-        );
+        )
+        .with_carried_tasks(carried);
         Ok(unresolved)
     }
 
