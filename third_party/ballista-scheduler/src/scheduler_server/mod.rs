@@ -1245,6 +1245,91 @@ mod test {
         Ok(())
     }
 
+    /// One job's failing status update must not drop the updates of the
+    /// other jobs in the same batch. In 55.0.0 the first error ended the
+    /// whole batch, so the other job's "finished" event was lost and the job
+    /// never completed.
+    #[tokio::test]
+    async fn test_status_batch_survives_one_jobs_error() -> Result<()> {
+        use crate::scheduler_server::event::QueryStageSchedulerEvent;
+        use crate::test_utils::mock_completed_task;
+
+        let scheduler = test_scheduler(TaskSchedulingPolicy::PullStaged).await?;
+        for (executor_metadata, executor_data) in test_executors(4) {
+            scheduler
+                .state
+                .executor_manager
+                .register_executor(executor_metadata, executor_data)
+                .await?;
+        }
+        let config = SessionConfig::new_with_ballista()
+            .with_target_partitions(4)
+            .with_ballista_adaptive_query_planner(false);
+        let ctx = scheduler
+            .state
+            .session_manager
+            .create_or_update_session("session_id", &config)
+            .await?;
+        let job_a: JobId = "job-a".into();
+        let job_b: JobId = "job-b".into();
+        for job_id in [&job_a, &job_b] {
+            scheduler
+                .state
+                .task_manager
+                .queue_job(job_id, "", timestamp_millis())?;
+            scheduler
+                .state
+                .task_manager
+                .submit_job(job_id, "", ctx.clone(), &test_plan(), 0, None)
+                .await?;
+        }
+
+        // Run job B up to its last task.
+        let graph_b = scheduler
+            .state
+            .task_manager
+            .get_active_execution_graph(&job_b)
+            .unwrap();
+        let last = loop {
+            let task = graph_b.write().await.pop_next_task("executor-1")?.unwrap();
+            let mut probe = graph_b.read().await.cloned();
+            let status = mock_completed_task(task.clone(), "executor-1");
+            probe.update_task_status(
+                &scheduler
+                    .state
+                    .executor_manager
+                    .get_executor_metadata("executor-1")
+                    .await?,
+                vec![status.clone()],
+                1,
+                1,
+            )?;
+            if probe.is_successful() {
+                break status;
+            }
+            scheduler
+                .state
+                .update_task_statuses("executor-1", vec![status])
+                .await?;
+        };
+        let mut broken = last.clone();
+        broken.job_id = job_a.clone().into();
+        broken.stage_id = 99;
+
+        let events = scheduler
+            .state
+            .update_task_statuses("executor-1", vec![broken, last])
+            .await?;
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                QueryStageSchedulerEvent::JobFinished { job_id, .. } if *job_id == job_b
+            )),
+            "job B's completion was lost"
+        );
+        Ok(())
+    }
+
     /// A poll that reports finished tasks gets the tasks they unlock in its
     /// own answer. In 55.0.0 the statuses were applied after the poll had
     /// bound its tasks, so the successor stage waited for the next poll.
