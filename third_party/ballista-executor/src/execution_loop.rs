@@ -262,7 +262,7 @@ where
                             if let Err(error) = task_status_sender.send(as_task_status(
                                 Err(e),
                                 executor.metadata.id.clone(),
-                                task.task_attempt_num as usize,
+                                task.stage_attempt_num as usize,
                                 task_key,
                                 task_execution_times,
                                 TaskCompletionExtras::default(),
@@ -695,6 +695,23 @@ mod tests {
             waited < Duration::from_millis(500),
             "the status of a finished task took {waited:?} to reach the scheduler"
         );
+    }
+
+    /// A task that cannot start is reported failed with its stage attempt,
+    /// so that the scheduler does not ignore the failure. In 55.0.0 the
+    /// task attempt was sent in its place: after a stage rollback the
+    /// failure seemed to belong to an older attempt, was ignored, and the
+    /// job hung.
+    #[tokio::test]
+    async fn task_failing_to_start_is_reported_with_its_stage_attempt() {
+        let work_dir = tempfile::TempDir::new().unwrap();
+        let work_dir = work_dir.path().to_str().unwrap().to_string();
+        let (_, status) = run_one_task(task(b"not a plan".to_vec(), 2), &work_dir).await;
+        assert!(
+            matches!(status.status, Some(task_status::Status::Failed(_))),
+            "{status:?}"
+        );
+        assert_eq!((status.task_id, status.stage_attempt_num), (7, 2));
     }
 
     fn task(plan: Vec<u8>, stage_attempt_num: u32) -> TaskDefinition {
