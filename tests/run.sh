@@ -53,6 +53,11 @@ cargo build --workspace --all-targets
 step "rust tests (nextest)"
 cargo nextest run --workspace --no-fail-fast
 
+step "vendored Ballista crates: their tests and our patches' regression tests (nextest)"
+# third_party/ is a workspace of its own (third_party/README.md).
+cargo nextest run --manifest-path third_party/Cargo.toml --no-fail-fast \
+    -p ballista-scheduler -p ballista-executor --no-default-features --lib
+
 step "real-client tests (pytest)"
 export SLUICE_GATEWAY_BIN="$CARGO_TARGET_DIR/debug/sluice-gateway"
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/python conformance "$@"
