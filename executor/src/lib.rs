@@ -84,6 +84,7 @@ pub async fn run(config: Config, terminate: impl Future<Output = ()>) -> Result<
                 runtime,
                 credentials,
                 heartbeat_interval: config.heartbeat_interval,
+                poll_now: None,
             },
             config.register_timeout,
         )

@@ -79,6 +79,11 @@ pub struct NodeConfig {
     pub runtime: Arc<RuntimeEnv>,
     pub credentials: ClusterCredentials,
     pub heartbeat_interval: Duration,
+    /// Wakes the idle poll loop when the scheduler has new work; only an
+    /// executor in the scheduler's process can be woken (the gateway wires
+    /// it to the scheduler's `on_work_available`). Without it the loop polls
+    /// every 50 ms when idle.
+    pub poll_now: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// Live counters of a node, for `/metrics`.
@@ -222,7 +227,7 @@ impl ExecutorNode {
             return Err(e);
         }
         node.spawn_heartbeats(registration, config.heartbeat_interval);
-        node.spawn_poll_loop();
+        node.spawn_poll_loop(config.poll_now);
         Ok(node)
     }
 
@@ -277,7 +282,7 @@ impl ExecutorNode {
         });
     }
 
-    fn spawn_poll_loop(&self) {
+    fn spawn_poll_loop(&self, poll_now: Option<Arc<tokio::sync::Notify>>) {
         let scheduler = self.scheduler.clone();
         let executor = Arc::clone(&self.executor);
         let slots = Arc::clone(&self.slots);
@@ -290,7 +295,7 @@ impl ExecutorNode {
                     scheduler,
                     executor,
                     codec,
-                    None,
+                    poll_now,
                     Some(slots),
                     ballista_executor::health::ExecutorHealth::new(),
                 ) => {

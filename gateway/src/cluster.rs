@@ -57,6 +57,15 @@ pub struct ClusterOptions {
     pub stage_max_failures: usize,
 }
 
+/// Counters of the work finished cluster jobs did: each stage's partitions,
+/// and how many times partitions ran. More runs than partitions means work
+/// was done again, after an executor loss or a failed task.
+#[derive(Debug, Clone)]
+pub struct JobMetrics {
+    pub partitions: prometheus::IntCounter,
+    pub partition_runs: prometheus::IntCounter,
+}
+
 /// An executor as operators see it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ExecutorInfo {
@@ -82,6 +91,9 @@ pub struct Cluster {
     losses: tokio::sync::watch::Receiver<u64>,
     /// Task slots of the registered executors, refreshed every 200 ms.
     slots: Arc<std::sync::atomic::AtomicUsize>,
+    /// Where the scheduler keeps finished jobs.
+    jobs: Arc<dyn ballista_scheduler::cluster::JobState>,
+    job_metrics: Option<JobMetrics>,
     _local: Arc<Vec<ExecutorNode>>,
 }
 
@@ -146,6 +158,7 @@ impl Cluster {
         config.override_logical_codec = Some(logical_codec);
         config.override_config_producer = Some(Arc::clone(&config_producer));
         let cluster = BallistaCluster::new_memory(scheduler_addr.to_string(), session_builder, config_producer);
+        let jobs = cluster.job_state();
         let scheduler: SchedulerServer<LogicalPlanNode, PhysicalPlanNode> = create_scheduler(cluster, Arc::new(config))
             .await
             .map_err(|e| ClusterError::Scheduler(e.to_string()))?;
@@ -191,6 +204,7 @@ impl Cluster {
                     runtime: Arc::clone(&runtime),
                     credentials: credentials.clone(),
                     heartbeat_interval: Duration::from_secs((executor_timeout / 3).max(1)),
+                    poll_now: None,
                 },
                 Duration::from_secs(10),
             )
@@ -217,8 +231,55 @@ impl Cluster {
             credentials,
             capacity_wait: options.capacity_wait,
             executor_timeout: Duration::from_secs(executor_timeout),
+            jobs,
+            job_metrics: None,
             _local: Arc::new(local),
         })
+    }
+
+    /// Counts the work of finished jobs into `metrics` (see
+    /// [`Cluster::record_job_work`]).
+    pub fn with_job_metrics(mut self, metrics: JobMetrics) -> Self {
+        self.job_metrics = Some(metrics);
+        self
+    }
+
+    /// Adds a finished job's partitions and partition runs to the job
+    /// metrics: every task attempt counts the partitions it was given, also
+    /// when it was lost or killed.
+    pub(crate) async fn record_job_work(&self, job_id: &str) {
+        use ballista_scheduler::state::execution_stage::ExecutionStage;
+        let Some(metrics) = &self.job_metrics else {
+            return;
+        };
+        // The job is stored as finished just after its status says so.
+        let mut graph = None;
+        for _ in 0..20 {
+            if let Ok(Some(g)) = self.jobs.get_execution_graph(&job_id.to_owned().into()).await {
+                graph = Some(g);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let Some(graph) = graph else {
+            return;
+        };
+        let (mut partitions, mut runs) = (0, 0);
+        for (id, stage) in graph.stages() {
+            if let ExecutionStage::Successful(stage) = stage {
+                let ran = stage
+                    .task_infos
+                    .iter()
+                    .map(|t| t.global_input_partition_ids.len())
+                    .sum::<usize>();
+                tracing::debug!(job_id, stage = id, partitions = stage.partitions, runs = ran, "stage work");
+                partitions += stage.partitions;
+                runs += ran;
+            }
+        }
+        tracing::debug!(job_id, partitions, runs, "job work");
+        metrics.partitions.inc_by(partitions as u64);
+        metrics.partition_runs.inc_by(runs as u64);
     }
 
     /// Task slots of the executors registered now (0 when there are none).
@@ -254,10 +315,37 @@ impl Cluster {
         futures::future::join_all(probes).await.into_iter().any(|dead| dead)
     }
 
-    /// Resolves when an executor leaves the cluster after `then` was taken.
-    pub async fn next_loss(&self, then: &Membership) {
-        let mut rx = self.losses.clone();
-        let _ = rx.wait_for(|n| *n != then.losses).await;
+    /// True unless a finished job's results are on an executor that left
+    /// the cluster or whose port refuses connections now (killed, not yet
+    /// noticed by the scheduler). A job the scheduler no longer knows
+    /// answers true: its fetch will tell.
+    pub async fn job_results_reachable(&self, job_id: &str) -> bool {
+        use ballista_core::serde::protobuf::job_status::Status;
+        let status = self
+            .scheduler
+            .state
+            .task_manager
+            .get_job_status(&job_id.to_owned().into())
+            .await;
+        let Ok(Some(ballista_core::serde::protobuf::JobStatus {
+            status: Some(Status::Successful(job)),
+            ..
+        })) = status
+        else {
+            return true;
+        };
+        let holders: std::collections::HashMap<String, String> = job
+            .partition_location
+            .iter()
+            .filter_map(|l| l.executor_meta.as_ref())
+            .map(|m| (m.id.clone(), format!("{}:{}", m.host, m.port)))
+            .collect();
+        let now = self.membership().await;
+        if holders.keys().any(|id| !now.executors.contains_key(id)) {
+            return false;
+        }
+        let probes = holders.values().map(|addr| port_refuses(addr));
+        !futures::future::join_all(probes).await.into_iter().any(|dead| dead)
     }
 
     /// URL `DistributedQueryExec` submits jobs to.
@@ -366,8 +454,9 @@ impl Cluster {
 /// Counts executors leaving the scheduler's registry (heartbeat expiry, fetch
 /// failures, deregistration after a drain), and speeds up detection of dead
 /// processes: an executor whose Flight port refuses TCP connections twice in
-/// a row (nothing listens there any more: the process is gone) is reported
-/// stopped to the scheduler at once instead of after `--executor-timeout`.
+/// a row, 200 ms apart (nothing listens there any more: the process is gone),
+/// is reported stopped to the scheduler at once instead of after
+/// `--executor-timeout`, so that its lost work is redone within half a second.
 /// Ports that merely time out are left to the heartbeat timeout, since a slow
 /// network is not a dead executor.
 async fn watch_executors(
@@ -381,13 +470,11 @@ async fn watch_executors(
 
     let mut known = std::collections::HashSet::<String>::new();
     let mut refused = std::collections::HashMap::<String, u32>::new();
-    let mut tick = 0u64;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
-        tick += 1;
         let Ok(state) = scheduler.state.executor_manager.get_executors_state().await else {
             continue;
         };
@@ -401,9 +488,6 @@ async fn watch_executors(
         }
         known = now;
         refused.retain(|id, _| known.contains(id));
-        if !tick.is_multiple_of(5) {
-            continue;
-        }
         let probes = state.into_iter().map(|(meta, _, _)| async move {
             let addr = format!("{}:{}", meta.host, meta.port);
             let dead = port_refuses(&addr).await;

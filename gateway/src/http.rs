@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +21,8 @@ pub struct Metrics {
     /// Statements by outcome (`ok`, `error`).
     pub statements: IntCounterVec,
     pub executors_alive: IntGauge,
+    /// Work of finished cluster jobs (see [`crate::cluster::JobMetrics`]).
+    pub jobs: crate::cluster::JobMetrics,
 }
 
 impl Metrics {
@@ -33,10 +35,23 @@ impl Metrics {
         let executors_alive = IntGauge::new("executors_alive", "Executors registered with the scheduler and alive")?;
         registry.register(Box::new(statements.clone()))?;
         registry.register(Box::new(executors_alive.clone()))?;
+        let jobs = crate::cluster::JobMetrics {
+            partitions: IntCounter::new(
+                "job_partitions_total",
+                "Partitions of the stages of finished cluster jobs",
+            )?,
+            partition_runs: IntCounter::new(
+                "job_partition_runs_total",
+                "Partition runs of finished cluster jobs, including runs again after an executor loss",
+            )?,
+        };
+        registry.register(Box::new(jobs.partitions.clone()))?;
+        registry.register(Box::new(jobs.partition_runs.clone()))?;
         Ok(Metrics {
             registry,
             statements,
             executors_alive,
+            jobs,
         })
     }
 }

@@ -218,7 +218,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         &config.data_dir,
         shutdown.clone(),
     )
-    .await?;
+    .await?
+    .with_job_metrics(metrics.jobs.clone());
     let engine = Arc::new(Engine::new(EngineParts {
         catalog: Arc::clone(&catalog),
         services,

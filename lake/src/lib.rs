@@ -84,7 +84,11 @@ pub fn with_footer_cache(plan: Arc<dyn ExecutionPlan>, runtime: &RuntimeEnv) -> 
 pub fn session_config() -> SessionConfig {
     let mut config = SessionConfig::new_with_ballista()
         .with_information_schema(true)
-        .with_create_default_catalog_and_schema(false);
+        .with_create_default_catalog_and_schema(false)
+        // The static planner: its recovery from executor loss re-runs only
+        // lost work and is exact with the patches in third_party/; the
+        // adaptive one's is not (ARCHITECTURE.md, "Executor loss").
+        .with_ballista_adaptive_query_planner(false);
     // `timestamptz` must carry a zone, as in Postgres (sessions run in UTC).
     config.options_mut().execution.time_zone = Some("+00:00".to_owned());
     // `1.5` is numeric in Postgres, exact to every digit written; as float8

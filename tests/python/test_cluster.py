@@ -122,6 +122,34 @@ def timed(cluster, sql):
     return rows, time.time() - t
 
 
+def job_work(cluster):
+    """(partitions, partition runs) of the cluster's finished jobs so far."""
+    m = cluster.gw.metrics()
+    return m.get("sluice_job_partitions_total", 0.0), m.get("sluice_job_partition_runs_total", 0.0)
+
+
+def work_of(cluster, before):
+    """Partitions and runs of the jobs finished since `before`, once the
+    gateway has counted the last one."""
+    deadline = time.time() + 5
+    while True:
+        parts, runs = job_work(cluster)
+        if parts > before[0] or time.time() > deadline:
+            return parts - before[0], runs - before[1]
+        time.sleep(0.1)
+
+
+# A query with three shuffle stages below its final one: an aggregation,
+# a partitioned join with its result, and an aggregation of the join.
+THREE_SHUFFLES = """
+select o_orderpriority, count(*) as orders, sum(q) as quantity
+from (select l_orderkey, sum(l_quantity) as q from lineitem group by l_orderkey) big
+join orders on o_orderkey = l_orderkey
+group by o_orderpriority
+order by o_orderpriority
+"""
+
+
 class Background:
     """Runs a query on a thread; records rows or the error and when it ended."""
 
@@ -160,8 +188,10 @@ def test_remote_executors_are_registered_and_observable(cluster):
 def kill_while_running(cluster, sql, expected, took, fractions, kills, timeout):
     """Runs `sql`, SIGKILLs the busiest executor `kills` times, one every
     `took * fraction`, and checks the rows. If a warm query finished before
-    the last kill, tries again with the next, earlier fraction."""
+    the last kill, tries again with the next, earlier fraction. Returns the
+    partitions and partition runs of the faulty run's job."""
     for fraction in fractions:
+        before = job_work(cluster)
         bg = Background(cluster, sql)
         victims = []
         for _ in range(kills):
@@ -173,18 +203,28 @@ def kill_while_running(cluster, sql, expected, took, fractions, kills, timeout):
         bg.join(timeout=timeout)
         assert bg.error is None, f"query failed after {kills} kill(s): {bg.error}"
         assert bg.rows == expected
+        work = work_of(cluster, before)
         cluster.heal()
         if bg.ended > killed_at:
-            return
+            return work
     pytest.fail("the kill never landed while the query ran")
 
 
-@pytest.mark.parametrize("q", [5, 9, 18])
+@pytest.mark.parametrize("q", [5, 9, 18, "three-shuffles"])
 def test_sigkill_one_executor_half_way(cluster, q):
+    """Exact rows, and the job recovered inside itself: it ran some
+    partitions again (those lost with the executor), not all of them."""
+    sql = THREE_SHUFFLES if q == "three-shuffles" else QUERIES[q]
     cluster.heal()
-    expected, took = timed(cluster, QUERIES[q])
+    before = job_work(cluster)
+    expected, took = timed(cluster, sql)
     assert expected, "the query must return rows"
-    kill_while_running(cluster, QUERIES[q], expected, took, (0.5, 0.3, 0.15), kills=1, timeout=180)
+    clean_partitions, clean_runs = work_of(cluster, before)
+    assert clean_partitions > 0 and clean_runs == clean_partitions
+    partitions, runs = kill_while_running(cluster, sql, expected, took, (0.5, 0.3, 0.15), kills=1, timeout=180)
+    # More runs than partitions: the job that answered is the one that lost
+    # the executor (a whole-job re-run would answer with a clean job).
+    assert partitions < runs < 2 * partitions, f"{runs - partitions} of {partitions} partitions ran again"
 
 
 def test_two_successive_kills(cluster):

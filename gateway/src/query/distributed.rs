@@ -1,13 +1,16 @@
 //! Lake reads as Ballista jobs, with the gateway's half of fault tolerance.
 //!
-//! Ballista recomputes tasks and shuffle output lost with an executor while a
-//! job runs. What it cannot recover is the job's *final* output: once a job
-//! succeeds its result partitions live only on the executors that wrote them,
-//! and if one of those dies before the gateway has fetched it, the rows are
-//! gone. So the gateway:
+//! Ballista recomputes the tasks and shuffle output lost with an executor
+//! while a job runs, and only those (our patches in `third_party/` make that
+//! exact on the static planner, which Sluice uses). What it cannot recover is
+//! the job's *final* output: once a job succeeds its result partitions live
+//! only on the executors that wrote them, and if one of those dies before the
+//! gateway has fetched it, the rows are gone. So the gateway:
 //! - waits up to `--capacity-wait` for an executor before submitting;
-//! - re-runs the whole job when its results are lost before any row has been
-//!   handed to the client (at most [`MAX_RERUNS`] times);
+//! - before the first row leaves, checks that every executor holding the
+//!   job's results is still alive, and re-runs the whole job when one is not
+//!   or when its results are lost before any row has been handed to the
+//!   client (at most [`MAX_RERUNS`] times);
 //! - ends the statement with a retryable error (SQLSTATE 40001, gRPC
 //!   UNAVAILABLE) when results are lost after rows were sent, so a client never
 //!   sees duplicated or missing rows.
@@ -126,8 +129,8 @@ impl State {
     }
 }
 
-/// Why a job is re-run when an executor left while it ran.
-const LOST_DURING_JOB: &str = "an executor left the cluster while the job ran";
+/// Why a job is re-run when its results are on an executor that is gone.
+const RESULTS_ON_LOST_EXECUTOR: &str = "an executor holding the job's results left the cluster";
 
 /// How a failed job stream ended.
 enum Failure {
@@ -226,28 +229,25 @@ pub(crate) fn run(
                     stream
                 }
             };
-            let item = if st.results_checked {
-                inner.next().await
-            } else {
-                // Until the job's results are in, an executor leaving the
-                // cluster means the job is re-run (see the module docs).
-                let then = st.membership.clone().expect("set at submission");
-                let cluster = st.spec.cluster.clone();
-                let lost = || Some(Err(DataFusionError::Execution(LOST_DURING_JOB.to_owned())));
-                tokio::select! {
-                    item = inner.next() => {
-                        if cluster.lost_since(&then).await {
-                            lost()
-                        } else {
-                            st.results_checked = true;
-                            item
-                        }
-                    }
-                    () = cluster.next_loss(&then) => lost(),
+            let mut item = inner.next().await;
+            if !st.results_checked && matches!(item, Some(Ok(_))) {
+                // The first rows arrive once the job has finished: check
+                // that the rest of its results can still be fetched.
+                st.results_checked = true;
+                let job = st.current.handle().and_then(|h| h.id);
+                if let Some(job_id) = job
+                    && !st.spec.cluster.job_results_reachable(&job_id).await
+                {
+                    item = Some(Err(DataFusionError::Execution(RESULTS_ON_LOST_EXECUTOR.to_owned())));
                 }
-            };
+            }
             match item {
-                None => return None,
+                None => {
+                    if let Some(job_id) = st.current.handle().and_then(|h| h.id) {
+                        st.spec.cluster.record_job_work(&job_id).await;
+                    }
+                    return None;
+                }
                 Some(Ok(batch)) => {
                     if batch.num_rows() > 0 {
                         st.rows_sent = true;
