@@ -157,6 +157,35 @@ impl Cluster {
         config.override_session_builder = Some(Arc::clone(&session_builder) as _);
         config.override_logical_codec = Some(logical_codec);
         config.override_config_producer = Some(Arc::clone(&config_producer));
+        // In-process executors are woken when a job or stage becomes
+        // runnable instead of finding it at their next idle poll.
+        let wake: Vec<Arc<tokio::sync::Notify>> = (0..options.local_executors)
+            .map(|_| Arc::new(tokio::sync::Notify::new()))
+            .collect();
+        if !wake.is_empty() {
+            let nodes = wake.clone();
+            config = config.with_on_work_available(Arc::new(move |_| {
+                for node in &nodes {
+                    node.notify_one();
+                }
+            }));
+            // Work also appears without the callback (a stage bound by
+            // another executor's poll, retries, recovery). With a wake-up
+            // wired, Ballista's loop falls back to polling every second; this
+            // keeps the fallback at the 50 ms of an unwired loop.
+            let nodes = wake.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(50));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        _ = tick.tick() => nodes.iter().for_each(|n| n.notify_one()),
+                    }
+                }
+            });
+        }
         let cluster = BallistaCluster::new_memory(scheduler_addr.to_string(), session_builder, config_producer);
         let jobs = cluster.job_state();
         let scheduler: SchedulerServer<LogicalPlanNode, PhysicalPlanNode> = create_scheduler(cluster, Arc::new(config))
@@ -183,7 +212,7 @@ impl Cluster {
         tracing::info!(%bound, "scheduler listening (cluster members only)");
 
         let mut local = Vec::with_capacity(options.local_executors);
-        for index in 0..options.local_executors {
+        for (index, wake) in wake.iter().enumerate() {
             let work_dir = data_dir.join("executors").join(index.to_string());
             // Shuffle files of a previous run are garbage: jobs do not survive a restart.
             let _ = std::fs::remove_dir_all(&work_dir);
@@ -204,7 +233,7 @@ impl Cluster {
                     runtime: Arc::clone(&runtime),
                     credentials: credentials.clone(),
                     heartbeat_interval: Duration::from_secs((executor_timeout / 3).max(1)),
-                    poll_now: None,
+                    poll_now: Some(Arc::clone(wake)),
                 },
                 Duration::from_secs(10),
             )
