@@ -225,6 +225,10 @@ pub fn incoming(
                     continue;
                 }
             };
+            // gRPC answers in several small writes; with Nagle's algorithm
+            // each waits for the peer's delayed ACK (40 ms on Linux). tonic
+            // sets this only on listeners it binds itself.
+            let _ = stream.set_nodelay(true);
             let acceptor = acceptor.clone();
             let sender = tx.clone();
             tokio::spawn(async move {
