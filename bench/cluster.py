@@ -2,16 +2,17 @@
 DataFusion embedded, on the same Parquet files in one run; then the cost of
 losing an executor half-way through a query.
 
-    python bench/cluster.py [--scale 1] [--executor-timeout 15] [--kill-queries 5,9,18]
+    python bench/cluster.py [--scale 1] [--executors 3] [--executor-timeout 15] [--kill-queries 5,9,18]
 
 Prints two Markdown tables:
-1. per-query and total times: gateway + 2 remote `sluice-executor`s (2 slots
+1. per-query and total times: gateway + N remote `sluice-executor`s (2 slots
    each), gateway with 2 in-process executors (2 slots each), DataFusion
    embedded (PyPI `datafusion`), with ratios against DataFusion;
-2. for each kill query: fault-free time, time with one of the two remote
-   executors SIGKILLed at half-way, the slowdown ratio, and seconds from the
-   kill until the gateway saw the executor leave (after which the job is
-   re-run on the survivor).
+2. for each kill query: fault-free time, time with one of the N remote
+   executors SIGKILLed at half-way, the slowdown ratio, seconds from the
+   kill until the gateway saw the executor leave, and how many of the job's
+   partitions ran again (the job recovers inside itself: only lost work is
+   redone).
 """
 
 import argparse
@@ -71,9 +72,23 @@ def http_executors(g):
         return {e["id"] for e in json.loads(r.read())}
 
 
+def job_work(g):
+    """(partitions, partition runs) of the gateway's finished jobs so far."""
+    listen = json.loads((g.data_dir.parent / (g.data_dir.name + "-listen.json")).read_text())
+    with urllib.request.urlopen(f"http://{listen['http']}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out.get("sluice_job_partitions_total", 0.0), out.get("sluice_job_partition_runs_total", 0.0)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--executors", type=int, default=3)
     ap.add_argument("--executor-timeout", type=int, default=15)
     ap.add_argument("--kill-queries", default="5,9,18")
     args = ap.parse_args()
@@ -97,7 +112,7 @@ def main():
         os.environ["SLUICE_CLUSTER_SECRET"] = SECRET
         remote = Gateway(
             d / "gw-remote", "--local-executors", "0", "--scheduler-listen", "127.0.0.1:0",
-            "--target-partitions", "4", "--executor-timeout", str(args.executor_timeout),
+            "--target-partitions", str(2 * args.executors), "--executor-timeout", str(args.executor_timeout),
         )
         with remote as g:
             sched = json.loads((d / "gw-remote-listen.json").read_text())["scheduler"]
@@ -109,9 +124,9 @@ def main():
                 execs.append(e)
                 return e
 
-            add_executor(1)
-            add_executor(2)
-            while len(http_executors(g)) < 2:
+            for n in range(1, args.executors + 1):
+                add_executor(n)
+            while len(http_executors(g)) < args.executors:
                 time.sleep(0.2)
             with connect(g) as conn:
                 register_tables(conn, paths)
@@ -121,12 +136,13 @@ def main():
                     answers[q] = rows
 
                 kills = []
-                n = 2
+                n = args.executors
                 for q in [int(x) for x in args.kill_queries.split(",")]:
                     sql = QUERIES[q]
                     base, expected = timed(conn, sql)
                     live = [e for e in execs if e.alive()]
                     before = http_executors(g)
+                    work_before = job_work(g)
                     out = {}
 
                     def run():
@@ -149,10 +165,11 @@ def main():
                             time.sleep(0.1)
                         th.join()
                     same = out["rows"] == expected
-                    kills.append((q, base, out["t"], seen, same, len(before)))
+                    parts, runs = (a - b for a, b in zip(job_work(g), work_before))
+                    kills.append((q, base, out["t"], seen, same, parts, runs))
                     n += 1
                     add_executor(n)
-                    while len(http_executors(g)) < 2:
+                    while len(http_executors(g)) < args.executors:
                         time.sleep(0.2)
             for e in execs:
                 e.stop()
@@ -172,7 +189,7 @@ def main():
             ctx.sql(sql).collect()
             results[q]["df"] = time.perf_counter() - t0
 
-        print(f"\nTPC-H SF{args.scale}, one run each, same files. Remote: gateway + 2 sluice-executor (2 slots each); "
+        print(f"\nTPC-H SF{args.scale}, one run each, same files. Remote: gateway + {args.executors} sluice-executor (2 slots each); "
               f"local: gateway with 2 in-process executors (2 slots each); DataFusion {datafusion.__version__} embedded.\n")
         print("| query | remote ms | in-process ms | DataFusion ms | remote/in-process | remote/DataFusion | same rows |")
         print("|---|---|---|---|---|---|---|")
@@ -183,12 +200,12 @@ def main():
                   f"{r['remote'] / r['local']:.2f} | {r['remote'] / r['df']:.2f} | {'yes' if r['same'] else 'NO'} |")
         print(f"| total | {tr * 1000:.0f} | {tl * 1000:.0f} | {td * 1000:.0f} | {tr / tl:.2f} | {tr / td:.2f} | |")
 
-        print(f"\nOne of 2 remote executors SIGKILLed at half-way (--executor-timeout {args.executor_timeout}).\n")
-        print("| query | fault-free s | with kill s | slowdown | kill → loss seen s | identical result |")
-        print("|---|---|---|---|---|---|")
-        for q, base, t, seen, same, _ in kills:
+        print(f"\nOne of {args.executors} remote executors SIGKILLed at half-way (--executor-timeout {args.executor_timeout}).\n")
+        print("| query | fault-free s | with kill s | slowdown | kill → loss seen s | partitions run again | identical result |")
+        print("|---|---|---|---|---|---|---|")
+        for q, base, t, seen, same, parts, runs in kills:
             seen_s = f"{seen:.1f}" if seen is not None else "n/a"
-            print(f"| Q{q} | {base:.2f} | {t:.2f} | {t / base:.2f} | {seen_s} | {'yes' if same else 'NO'} |")
+            print(f"| Q{q} | {base:.2f} | {t:.2f} | {t / base:.2f} | {seen_s} | {runs - parts:.0f} of {parts:.0f} | {'yes' if same else 'NO'} |")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """TPC-H through the Postgres wire vs DataFusion embedded, same Parquet files,
 measured side by side in one run; plus `SELECT 1` round-trip latency.
 
-    python bench/tpch.py [--scale 0.1] [--runs 3]
+    python bench/tpch.py [--scale 0.1] [--runs 3] [--set ballista.planner.adaptive.enabled=true]
 
 Prints one table; the ratio column is Sluice time / DataFusion time (best of
 --runs each). DuckDB on the same files is printed as a third column.
@@ -33,6 +33,8 @@ def main():
     ap.add_argument("--scale", type=float, default=0.1)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--executors", type=int, default=2)
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="a session setting for Sluice's connection (repeatable)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="sluice-tpch-") as d:
         d = Path(d)
@@ -50,6 +52,9 @@ def main():
             for t, p in paths.items():
                 loc = f"{p}/" if p.is_dir() else str(p)
                 conn.execute(f"CREATE EXTERNAL TABLE {t} STORED AS PARQUET LOCATION '{loc}'")
+            for setting in args.set:
+                name, value = setting.split("=", 1)
+                conn.execute(f"SET {name} = '{value}'")
             # SELECT 1 latency
             for _ in range(50):
                 conn.execute("SELECT 1").fetchone()
@@ -61,7 +66,8 @@ def main():
             lat.sort()
             print(f"SELECT 1 round trip over 1000 runs: p50 {statistics.median(lat):.3f} ms, p99 {lat[int(len(lat) * 0.99)]:.3f} ms\n")
 
-            print(f"TPC-H SF{args.scale}, best of {args.runs}, {args.executors} in-process executors")
+            settings = f" ({', '.join(args.set)})" if args.set else ""
+            print(f"TPC-H SF{args.scale}, best of {args.runs}, {args.executors} in-process executors{settings}")
             print("| query | sluice (pg wire) ms | datafusion embedded ms | ratio | duckdb ms | rows |")
             print("|---|---|---|---|---|---|")
             tot_s = tot_d = tot_k = 0.0
