@@ -301,7 +301,13 @@ impl Cluster {
                     .iter()
                     .map(|t| t.global_input_partition_ids.len())
                     .sum::<usize>();
-                tracing::debug!(job_id, stage = id, partitions = stage.partitions, runs = ran, "stage work");
+                tracing::debug!(
+                    job_id,
+                    stage = id,
+                    partitions = stage.partitions,
+                    runs = ran,
+                    "stage work"
+                );
                 partitions += stage.partitions;
                 runs += ran;
             }
