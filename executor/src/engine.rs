@@ -1,6 +1,7 @@
 //! The execution engine of a Sluice node: Ballista's default engine, with the
 //! Parquet scans of every task reading footers through the process's footer
-//! cache (`sluice_lake::with_footer_cache`).
+//! cache (`sluice_lake::with_footer_cache`), and shuffle fetches from other
+//! members over pooled connections (`client_pool`).
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ pub(crate) struct CachingEngine {
 impl CachingEngine {
     pub(crate) fn new(runtime: Arc<RuntimeEnv>) -> Self {
         CachingEngine {
-            inner: DefaultExecutionEngine::new(),
+            inner: DefaultExecutionEngine::with_client_pool(Arc::new(crate::client_pool::ClientPool::default())),
             runtime,
         }
     }
