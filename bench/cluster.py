@@ -31,7 +31,7 @@ from common import TARGET, Gateway, datafusion_context, generate_tpch
 from tpch_queries import QUERIES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "python"))
-from sluice_fixtures import Executor  # noqa: E402
+from sluice_fixtures import Executor, scrape  # noqa: E402
 
 SECRET = "bench-cluster-secret-0123456789abcdef"
 
@@ -75,13 +75,7 @@ def http_executors(g):
 def job_work(g):
     """(partitions, partition runs) of the gateway's finished jobs so far."""
     listen = json.loads((g.data_dir.parent / (g.data_dir.name + "-listen.json")).read_text())
-    with urllib.request.urlopen(f"http://{listen['http']}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
+    out = scrape(listen["http"])
     return out.get("sluice_job_partitions_total", 0.0), out.get("sluice_job_partition_runs_total", 0.0)
 
 

@@ -21,6 +21,20 @@ PASSWORD = "test-password-Ω"
 USER = "sluice"
 
 
+def scrape(addr):
+    """Prometheus samples of http://addr/metrics: {"name{labels}": value}."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
 class Gateway:
     """A gateway process; restartable on the same data dir."""
 
@@ -112,16 +126,7 @@ class Gateway:
 
     def metrics(self):
         """Prometheus samples of /metrics: {"name{labels}": value}."""
-        import urllib.request
-
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as r:
-            text = r.read().decode()
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, value = line.rsplit(" ", 1)
-                out[name] = float(value)
-        return out
+        return scrape(f"127.0.0.1:{self.http_port}")
 
     def store_requests(self, kind):
         """Object-store requests of `kind` (LIST, GET, HEAD, PUT, DELETE) so far."""
@@ -198,16 +203,10 @@ class Executor:
 
     def metrics(self):
         """Samples of /metrics by name, summed over their labels."""
-        import urllib.request
-
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as r:
-            text = r.read().decode()
         out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, value = line.rsplit(" ", 1)
-                key = name.split("{", 1)[0]
-                out[key] = out.get(key, 0.0) + float(value)
+        for name, value in scrape(f"127.0.0.1:{self.http_port}").items():
+            key = name.split("{", 1)[0]
+            out[key] = out.get(key, 0.0) + value
         return out
 
 
