@@ -28,6 +28,11 @@ use sluice_lake::membership::{self, ClusterCredentials};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+mod jobs;
+mod watch;
+
+pub use jobs::JobMetrics;
+
 /// Errors starting or talking to the embedded cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -55,15 +60,6 @@ pub struct ClusterOptions {
     pub task_max_failures: usize,
     /// Attempts of one stage (re-runs after lost shuffle input) before its job fails.
     pub stage_max_failures: usize,
-}
-
-/// Counters of the work finished cluster jobs did: each stage's partitions,
-/// and how many times partitions ran. More runs than partitions means work
-/// was done again, after an executor loss or a failed task.
-#[derive(Debug, Clone)]
-pub struct JobMetrics {
-    pub partitions: prometheus::IntCounter,
-    pub partition_runs: prometheus::IntCounter,
 }
 
 /// An executor as operators see it.
@@ -112,9 +108,6 @@ impl std::fmt::Debug for Cluster {
             .finish_non_exhaustive()
     }
 }
-
-/// How long a cancel looks for a job whose submission may be in flight.
-const FIND_JOB_FOR: Duration = Duration::from_secs(2);
 
 impl Cluster {
     /// Starts the scheduler on `listener` and the in-process executors, which
@@ -246,7 +239,7 @@ impl Cluster {
         let slots = Arc::new(std::sync::atomic::AtomicUsize::new(
             options.local_executors * options.local_slots,
         ));
-        tokio::spawn(watch_executors(
+        tokio::spawn(watch::watch_executors(
             Arc::clone(&scheduler),
             loss_tx,
             Arc::clone(&slots),
@@ -266,57 +259,6 @@ impl Cluster {
         })
     }
 
-    /// Counts the work of finished jobs into `metrics` (see
-    /// [`Cluster::record_job_work`]).
-    pub fn with_job_metrics(mut self, metrics: JobMetrics) -> Self {
-        self.job_metrics = Some(metrics);
-        self
-    }
-
-    /// Adds a finished job's partitions and partition runs to the job
-    /// metrics: every task attempt counts the partitions it was given, also
-    /// when it was lost or killed.
-    pub(crate) async fn record_job_work(&self, job_id: &str) {
-        use ballista_scheduler::state::execution_stage::ExecutionStage;
-        let Some(metrics) = &self.job_metrics else {
-            return;
-        };
-        // The job is stored as finished just after its status says so.
-        let mut graph = None;
-        for _ in 0..20 {
-            if let Ok(Some(g)) = self.jobs.get_execution_graph(&job_id.to_owned().into()).await {
-                graph = Some(g);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let Some(graph) = graph else {
-            return;
-        };
-        let (mut partitions, mut runs) = (0, 0);
-        for (id, stage) in graph.stages() {
-            if let ExecutionStage::Successful(stage) = stage {
-                let ran = stage
-                    .task_infos
-                    .iter()
-                    .map(|t| t.global_input_partition_ids.len())
-                    .sum::<usize>();
-                tracing::debug!(
-                    job_id,
-                    stage = id,
-                    partitions = stage.partitions,
-                    runs = ran,
-                    "stage work"
-                );
-                partitions += stage.partitions;
-                runs += ran;
-            }
-        }
-        tracing::debug!(job_id, partitions, runs, "job work");
-        metrics.partitions.inc_by(partitions as u64);
-        metrics.partition_runs.inc_by(runs as u64);
-    }
-
     /// Task slots of the executors registered now (0 when there are none).
     pub fn task_slots(&self) -> usize {
         self.slots.load(std::sync::atomic::Ordering::Relaxed)
@@ -334,53 +276,22 @@ impl Cluster {
         Membership { losses, executors }
     }
 
-    /// True if an executor of `then` has left the cluster since.
-    pub async fn lost_since(&self, then: &Membership) -> bool {
-        let now = self.membership().await;
-        now.losses != then.losses || then.executors.keys().any(|id| !now.executors.contains_key(id))
-    }
-
-    /// True if an executor of `then` has left, or its port refuses connections
-    /// now (killed, not yet noticed by the scheduler).
+    /// True if an executor has left the cluster since `then`, or one of
+    /// `then`'s ports refuses connections now.
     pub async fn lost_or_dead_since(&self, then: &Membership) -> bool {
-        if self.lost_since(then).await {
-            return true;
-        }
-        let probes = then.executors.values().map(|addr| port_refuses(addr));
-        futures::future::join_all(probes).await.into_iter().any(|dead| dead)
+        *self.losses.borrow() != then.losses || self.any_gone(&then.executors).await
     }
 
-    /// True unless a finished job's results are on an executor that left
-    /// the cluster or whose port refuses connections now (killed, not yet
-    /// noticed by the scheduler). A job the scheduler no longer knows
-    /// answers true: its fetch will tell.
-    pub async fn job_results_reachable(&self, job_id: &str) -> bool {
-        use ballista_core::serde::protobuf::job_status::Status;
-        let status = self
-            .scheduler
-            .state
-            .task_manager
-            .get_job_status(&job_id.to_owned().into())
-            .await;
-        let Ok(Some(ballista_core::serde::protobuf::JobStatus {
-            status: Some(Status::Successful(job)),
-            ..
-        })) = status
-        else {
-            return true;
-        };
-        let holders: std::collections::HashMap<String, String> = job
-            .partition_location
-            .iter()
-            .filter_map(|l| l.executor_meta.as_ref())
-            .map(|m| (m.id.clone(), format!("{}:{}", m.host, m.port)))
-            .collect();
+    /// True if one of `executors` (id → Flight address) is no longer
+    /// registered, or its port refuses connections now (killed, not yet
+    /// noticed by the scheduler).
+    async fn any_gone(&self, executors: &std::collections::HashMap<String, String>) -> bool {
         let now = self.membership().await;
-        if holders.keys().any(|id| !now.executors.contains_key(id)) {
-            return false;
+        if executors.keys().any(|id| !now.executors.contains_key(id)) {
+            return true;
         }
-        let probes = holders.values().map(|addr| port_refuses(addr));
-        !futures::future::join_all(probes).await.into_iter().any(|dead| dead)
+        let probes = executors.values().map(|addr| watch::port_refuses(addr));
+        futures::future::join_all(probes).await.into_iter().any(|dead| dead)
     }
 
     /// URL `DistributedQueryExec` submits jobs to.
@@ -410,47 +321,6 @@ impl Cluster {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Cancels a job: the scheduler fails it and asks the executors to
-    /// abort its running tasks. Unknown or finished jobs are ignored. A job
-    /// known by name only is looked up among the scheduler's active jobs
-    /// for up to [`FIND_JOB_FOR`] (its submission may still be in flight).
-    pub(crate) async fn cancel_job(&self, job: &crate::query::JobHandle) {
-        let ids = match &job.id {
-            Some(id) => vec![id.clone()],
-            None => self.job_ids_named(&job.name).await,
-        };
-        for job_id in ids {
-            tracing::debug!(%job_id, name = %job.name, "cancelling job");
-            if let Err(e) = self.scheduler.cancel_job(job_id.clone().into()).await {
-                tracing::debug!(%job_id, "cancel of job failed: {e}");
-            }
-        }
-    }
-
-    /// Ids of the active jobs named `name`, waiting up to [`FIND_JOB_FOR`]
-    /// for one to appear.
-    async fn job_ids_named(&self, name: &str) -> Vec<String> {
-        let deadline = tokio::time::Instant::now() + FIND_JOB_FOR;
-        loop {
-            // Running jobs only: one still queued appears once planned.
-            let running = self.scheduler.state.task_manager.get_running_job_cache();
-            let mut ids = Vec::new();
-            for (id, job) in running.iter() {
-                if job.execution_graph.read().await.job_name() == name {
-                    ids.push(id.to_string());
-                }
-            }
-            if !ids.is_empty() {
-                return ids;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                tracing::debug!(name, "no active job by this name to cancel");
-                return Vec::new();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -484,74 +354,4 @@ impl Cluster {
             })
             .unwrap_or_default()
     }
-}
-
-/// Counts executors leaving the scheduler's registry (heartbeat expiry, fetch
-/// failures, deregistration after a drain), and speeds up detection of dead
-/// processes: an executor whose Flight port refuses TCP connections twice in
-/// a row, 200 ms apart (nothing listens there any more: the process is gone),
-/// is reported stopped to the scheduler at once instead of after
-/// `--executor-timeout`, so that its lost work is redone within half a second.
-/// Ports that merely time out are left to the heartbeat timeout, since a slow
-/// network is not a dead executor.
-async fn watch_executors(
-    scheduler: Arc<SchedulerServer<LogicalPlanNode, PhysicalPlanNode>>,
-    losses: tokio::sync::watch::Sender<u64>,
-    slots: Arc<std::sync::atomic::AtomicUsize>,
-    shutdown: CancellationToken,
-) {
-    use ballista_core::serde::protobuf::ExecutorStoppedParams;
-    use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpc;
-
-    let mut known = std::collections::HashSet::<String>::new();
-    let mut refused = std::collections::HashMap::<String, u32>::new();
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_millis(200)) => {}
-        }
-        let Ok(state) = scheduler.state.executor_manager.get_executors_state().await else {
-            continue;
-        };
-        let now: std::collections::HashSet<String> = state.iter().map(|(m, _, _)| m.id.clone()).collect();
-        let total: usize = state.iter().map(|(m, _, _)| m.specification.vcores as usize).sum();
-        slots.store(total, std::sync::atomic::Ordering::Relaxed);
-        let gone: Vec<&String> = known.difference(&now).collect();
-        if !gone.is_empty() {
-            tracing::warn!(?gone, "executors left the cluster");
-            losses.send_modify(|n| *n += 1);
-        }
-        known = now;
-        refused.retain(|id, _| known.contains(id));
-        let probes = state.into_iter().map(|(meta, _, _)| async move {
-            let addr = format!("{}:{}", meta.host, meta.port);
-            let dead = port_refuses(&addr).await;
-            (meta.id, addr, dead)
-        });
-        for (id, addr, dead) in futures::future::join_all(probes).await {
-            if !dead {
-                refused.remove(&id);
-                continue;
-            }
-            let n = refused.entry(id.clone()).or_default();
-            *n += 1;
-            if *n == 2 {
-                tracing::warn!(executor = %id, %addr, "executor port refuses connections: declaring it lost");
-                let request = tonic::Request::new(ExecutorStoppedParams {
-                    executor_id: id,
-                    reason: format!("{addr} refuses connections: the executor process is gone"),
-                });
-                if let Err(e) = scheduler.executor_stopped(request).await {
-                    tracing::warn!("could not report a dead executor: {e}");
-                }
-            }
-        }
-    }
-}
-
-/// True if nothing listens at `addr` any more (connection refused). A
-/// timeout is not proof of death and answers false.
-async fn port_refuses(addr: &str) -> bool {
-    let r = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await;
-    matches!(r, Ok(Err(ref e)) if e.kind() == std::io::ErrorKind::ConnectionRefused)
 }
