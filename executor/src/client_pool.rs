@@ -43,13 +43,11 @@ impl std::fmt::Debug for ClientPool {
 }
 
 impl ClientPool {
+    /// The most recently returned idle client for `key`, after dropping
+    /// every client idle for [`IDLE_FOR`].
     fn take(&self, key: &Key) -> Option<BallistaClient> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        idle.retain(|_, clients| {
-            clients.retain(|(_, since)| now.duration_since(*since) < IDLE_FOR);
-            !clients.is_empty()
-        });
+        evict(&mut idle);
         idle.get_mut(key).and_then(Vec::pop).map(|(client, _)| client)
     }
 
@@ -102,8 +100,17 @@ impl BallistaClientPool for ClientPool {
     }
 
     async fn evict_idle(&self) {
-        let _ = self.take(&(String::new(), 0, GrpcClientConfig::default()));
+        evict(&mut self.idle.lock().unwrap_or_else(|p| p.into_inner()));
     }
+}
+
+/// Drops the clients idle for [`IDLE_FOR`] or longer.
+fn evict(idle: &mut HashMap<Key, Vec<(BallistaClient, Instant)>>) {
+    let now = Instant::now();
+    idle.retain(|_, clients| {
+        clients.retain(|(_, since)| now.duration_since(*since) < IDLE_FOR);
+        !clients.is_empty()
+    });
 }
 
 #[cfg(test)]
