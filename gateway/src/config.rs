@@ -58,7 +58,8 @@ pub struct Cli {
     /// Ballista executors started inside the gateway process.
     #[arg(long, env = "SLUICE_LOCAL_EXECUTORS")]
     pub local_executors: Option<usize>,
-    /// Task slots of each in-process executor (default: number of CPUs).
+    /// Task slots of each in-process executor (default: the CPUs shared out
+    /// among the in-process executors, at least one each).
     #[arg(long, env = "SLUICE_LOCAL_EXECUTOR_SLOTS")]
     pub local_executor_slots: Option<usize>,
     /// Partitions a query's shuffles and scans are split into (default: the
@@ -391,7 +392,12 @@ impl Config {
         let local_executor_slots = cli
             .local_executor_slots
             .or(file.local_executor_slots)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+            .unwrap_or_else(|| {
+                // They share this machine's CPUs: more slots than CPUs only
+                // adds tasks that wait for a core (and shuffle partitions).
+                let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+                (cpus / local_executors.max(1)).max(1)
+            });
         if local_executor_slots == 0 {
             return Err(invalid("--local-executor-slots", "must be at least 1"));
         }
