@@ -11,6 +11,7 @@ use datafusion::arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::project_schema;
 use datafusion::datasource::TableType;
+use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
 use datafusion::datasource::table_schema::TableSchemaBuilder;
@@ -21,8 +22,9 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
+use datafusion_datasource::compute_all_files_statistics;
 use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectMeta;
+use object_store::{ObjectMeta, ObjectStore};
 use sluice_lake::store::{TableStoreOptions, resolve};
 
 use super::explain::{ScanLog, ScanReport};
@@ -97,6 +99,31 @@ impl LakeTable {
             }
         }
     }
+}
+
+/// `files` with their statistics (row counts, sizes, min/max per column), as
+/// a listing table collects them: read from each file's footer, which the
+/// footer cache keeps, so a table read again costs no request. The planner
+/// needs them to put the smaller side of a join on its build side and to
+/// broadcast small tables instead of shuffling them.
+async fn with_statistics(
+    state: &dyn Session,
+    format: &dyn FileFormat,
+    store: &Arc<dyn ObjectStore>,
+    file_schema: &SchemaRef,
+    files: Vec<PartitionedFile>,
+) -> DfResult<Vec<PartitionedFile>> {
+    let concurrency = state.config_options().execution.meta_fetch_concurrency.get();
+    futures::stream::iter(files)
+        .map(|file| async move {
+            let stats = format
+                .infer_stats(state, store, Arc::clone(file_schema), &file.object_meta)
+                .await?;
+            Ok::<_, DataFusionError>(file.with_statistics(Arc::new(stats)))
+        })
+        .buffered(concurrency)
+        .try_collect()
+        .await
 }
 
 /// Spreads files over `n` groups of about equal bytes.
@@ -200,13 +227,23 @@ impl TableProvider for LakeTable {
             .ok_or_else(|| DataFusionError::Plan(format!("no reader for format {}", self.table.format)))?
             .create(session, &self.format_options.clone().into_iter().collect())?;
         let target = state.config().target_partitions();
+        let collect = state.config().collect_statistics();
         let mut plans = Vec::with_capacity(by_store.len());
         for (_, (url, files)) in by_store {
             let table_schema = TableSchemaBuilder::new(Arc::clone(&self.file_schema))
                 .with_table_partition_cols(self.partition_fields.clone())
                 .build();
+            let files = if collect {
+                let store = state.runtime_env().object_store(&url)?;
+                with_statistics(state, format.as_ref(), &store, &self.file_schema, files).await?
+            } else {
+                files
+            };
+            let (groups, statistics) =
+                compute_all_files_statistics(group_files(files, target), Arc::clone(&self.schema), collect, false)?;
             let config = FileScanConfigBuilder::new(url, format.file_source(table_schema))
-                .with_file_groups(group_files(files, target))
+                .with_file_groups(groups)
+                .with_statistics(statistics)
                 .with_projection_indices(projection.cloned())?
                 .with_limit(limit)
                 .build();
