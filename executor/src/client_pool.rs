@@ -26,8 +26,10 @@ const MAX_IDLE_PER_PEER: usize = 16;
 type Key = (String, u16, GrpcClientConfig);
 type Idle = Arc<Mutex<HashMap<Key, Vec<(BallistaClient, Instant)>>>>;
 
+/// The pool (see the module docs); the gateway fetches remote results with
+/// one too.
 #[derive(Default)]
-pub(crate) struct ClientPool {
+pub struct ClientPool {
     idle: Idle,
 }
 

@@ -8,7 +8,7 @@
 //! [`node::ExecutorNode`] is also what the gateway runs in process for its
 //! embedded default, so both paths execute tasks the same way.
 
-mod client_pool;
+pub mod client_pool;
 pub mod config;
 mod control;
 mod engine;

@@ -29,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 mod jobs;
+mod submit;
 mod watch;
 
 pub use jobs::JobMetrics;
@@ -89,6 +90,13 @@ pub struct Cluster {
     slots: Arc<std::sync::atomic::AtomicUsize>,
     /// Where the scheduler keeps finished jobs.
     jobs: Arc<dyn ballista_scheduler::cluster::JobState>,
+    /// Builds the sessions jobs are planned in (the scheduler's).
+    session_builder: ballista_scheduler::scheduler_server::SessionBuilder,
+    /// The work dir all in-process executors share: their shuffle and
+    /// result files are read from disk by each other and by the gateway.
+    local_work_dir: PathBuf,
+    /// Connections to remote executors for result fetches.
+    client_pool: Arc<dyn ballista_core::client_pool::BallistaClientPool>,
     job_metrics: Option<JobMetrics>,
     _local: Arc<Vec<ExecutorNode>>,
 }
@@ -131,7 +139,8 @@ impl Cluster {
         };
 
         let rt = Arc::clone(&runtime);
-        let session_builder = Arc::new(move |config| Ok(sluice_lake::session_state(config, Arc::clone(&rt))));
+        let session_builder: ballista_scheduler::scheduler_server::SessionBuilder =
+            Arc::new(move |config| Ok(sluice_lake::session_state(config, Arc::clone(&rt))));
         let creds = credentials.clone();
         let config_producer: ConfigProducer = Arc::new(move || creds.apply(sluice_lake::session_config()));
         let executor_timeout = options.executor_timeout.as_secs().max(2);
@@ -179,7 +188,11 @@ impl Cluster {
                 }
             });
         }
-        let cluster = BallistaCluster::new_memory(scheduler_addr.to_string(), session_builder, config_producer);
+        let cluster = BallistaCluster::new_memory(
+            scheduler_addr.to_string(),
+            Arc::clone(&session_builder),
+            config_producer,
+        );
         let jobs = cluster.job_state();
         let scheduler: SchedulerServer<LogicalPlanNode, PhysicalPlanNode> = create_scheduler(cluster, Arc::new(config))
             .await
@@ -204,15 +217,22 @@ impl Cluster {
         });
         tracing::info!(%bound, "scheduler listening (cluster members only)");
 
+        // In-process executors share one work dir: a shuffle file one of
+        // them wrote is then a local file to the others (Ballista reads a
+        // partition from disk when its file is in the reader's work dir),
+        // and to the gateway's result reader. Task ids, which name the
+        // files, are unique within a job, so writers never collide.
+        let executors_dir = data_dir.join("executors");
+        // Shuffle files of a previous run are garbage: jobs do not survive a restart.
+        let _ = std::fs::remove_dir_all(&executors_dir);
+        let local_work_dir = executors_dir.join("local");
+        std::fs::create_dir_all(&local_work_dir).map_err(|source| ClusterError::WorkDir {
+            path: local_work_dir.clone(),
+            source,
+        })?;
         let mut local = Vec::with_capacity(options.local_executors);
         for (index, wake) in wake.iter().enumerate() {
-            let work_dir = data_dir.join("executors").join(index.to_string());
-            // Shuffle files of a previous run are garbage: jobs do not survive a restart.
-            let _ = std::fs::remove_dir_all(&work_dir);
-            std::fs::create_dir_all(&work_dir).map_err(|source| ClusterError::WorkDir {
-                path: work_dir.clone(),
-                source,
-            })?;
+            let work_dir = local_work_dir.clone();
             let err = |message: String| ClusterError::Executor { index, message };
             let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| err(e.to_string()))?;
             let node = ExecutorNode::start(
@@ -254,6 +274,9 @@ impl Cluster {
             capacity_wait: options.capacity_wait,
             executor_timeout: Duration::from_secs(executor_timeout),
             jobs,
+            session_builder,
+            local_work_dir,
+            client_pool: Arc::new(sluice_executor::client_pool::ClientPool::default()),
             job_metrics: None,
             _local: Arc::new(local),
         })
@@ -292,11 +315,6 @@ impl Cluster {
         }
         let probes = executors.values().map(|addr| watch::port_refuses(addr));
         futures::future::join_all(probes).await.into_iter().any(|dead| dead)
-    }
-
-    /// URL `DistributedQueryExec` submits jobs to.
-    pub fn scheduler_url(&self) -> String {
-        format!("https://{}", self.scheduler_addr)
     }
 
     /// Credentials this process presents to cluster members.

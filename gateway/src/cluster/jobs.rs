@@ -1,8 +1,6 @@
-//! The gateway's dealings with the scheduler's jobs: cancelling them (by id
-//! or by their unique name), checking that a finished job's results are on
+//! The gateway's dealings with the scheduler's jobs: cancelling them,
+//! checking that a finished job's results are on
 //! live executors, and counting the work finished jobs did.
-
-use std::time::Duration;
 
 use super::Cluster;
 
@@ -14,9 +12,6 @@ pub struct JobMetrics {
     pub partitions: prometheus::IntCounter,
     pub partition_runs: prometheus::IntCounter,
 }
-
-/// How long a cancel looks for a job whose submission may be in flight.
-const FIND_JOB_FOR: Duration = Duration::from_secs(2);
 
 impl Cluster {
     /// Counts the work of finished jobs into `metrics` (see
@@ -92,43 +87,11 @@ impl Cluster {
     }
 
     /// Cancels a job: the scheduler fails it and asks the executors to
-    /// abort its running tasks. Unknown or finished jobs are ignored. A job
-    /// known by name only is looked up among the scheduler's active jobs
-    /// for up to [`FIND_JOB_FOR`] (its submission may still be in flight).
+    /// abort its running tasks. Unknown or finished jobs are ignored.
     pub(crate) async fn cancel_job(&self, job: &crate::query::JobHandle) {
-        let ids = match &job.id {
-            Some(id) => vec![id.clone()],
-            None => self.job_ids_named(&job.name).await,
-        };
-        for job_id in ids {
-            tracing::debug!(%job_id, name = %job.name, "cancelling job");
-            if let Err(e) = self.scheduler.cancel_job(job_id.clone().into()).await {
-                tracing::debug!(%job_id, "cancel of job failed: {e}");
-            }
-        }
-    }
-
-    /// Ids of the active jobs named `name`, waiting up to [`FIND_JOB_FOR`]
-    /// for one to appear.
-    async fn job_ids_named(&self, name: &str) -> Vec<String> {
-        let deadline = tokio::time::Instant::now() + FIND_JOB_FOR;
-        loop {
-            // Running jobs only: one still queued appears once planned.
-            let running = self.scheduler.state.task_manager.get_running_job_cache();
-            let mut ids = Vec::new();
-            for (id, job) in running.iter() {
-                if job.execution_graph.read().await.job_name() == name {
-                    ids.push(id.to_string());
-                }
-            }
-            if !ids.is_empty() {
-                return ids;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                tracing::debug!(name, "no active job by this name to cancel");
-                return Vec::new();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        tracing::debug!(job_id = %job.id, "cancelling job");
+        if let Err(e) = self.scheduler.cancel_job(job.id.clone().into()).await {
+            tracing::debug!(job_id = %job.id, "cancel of job failed: {e}");
         }
     }
 }

@@ -17,14 +17,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use ballista_core::execution_plans::DistributedQueryExec;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::ExecutionPlan;
-use datafusion_proto::protobuf::LogicalPlanNode;
-use futures::StreamExt;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::prelude::SessionConfig;
+use futures::{StreamExt, TryStreamExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Cluster, Membership};
@@ -36,76 +36,43 @@ pub(crate) const MAX_RERUNS: u32 = 6;
 /// The job currently serving a query; the statement's guard cancels it when
 /// the results are abandoned, a re-run cancels it before resubmitting.
 #[derive(Clone, Default)]
-pub(crate) struct CurrentJob(Arc<Mutex<Option<Submitted>>>);
+pub(crate) struct CurrentJob(Arc<Mutex<Option<JobHandle>>>);
 
-/// A submitted job and its name.
-type Submitted = (Arc<DistributedQueryExec<LogicalPlanNode>>, String);
-
-/// How to find a submitted job: its id once Ballista reported it (the
-/// scheduler's status stream may not say it before the job ends), else its
-/// unique name.
+/// A submitted job.
 #[derive(Debug, Clone)]
 pub(crate) struct JobHandle {
-    pub id: Option<String>,
-    pub name: String,
+    pub id: String,
 }
 
 impl CurrentJob {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Submitted>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<JobHandle>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn set(&self, exec: Arc<DistributedQueryExec<LogicalPlanNode>>, name: String) {
-        *self.lock() = Some((exec, name));
+    fn set(&self, job: JobHandle) {
+        *self.lock() = Some(job);
     }
 
     /// The job serving the query now, once it was submitted.
     pub(crate) fn handle(&self) -> Option<JobHandle> {
-        self.lock().as_ref().map(handle)
+        self.lock().clone()
     }
 
     /// Like [`CurrentJob::handle`], and forgets the job.
     fn take(&self) -> Option<JobHandle> {
-        self.lock().take().as_ref().map(handle)
+        self.lock().take()
     }
-}
-
-fn handle((exec, name): &Submitted) -> JobHandle {
-    JobHandle {
-        id: exec.job_id().map(|id| id.to_string()),
-        name: name.clone(),
-    }
-}
-
-/// `ctx` with the Ballista job name `name` (sent with the job's settings),
-/// by which the gateway can find the job before Ballista reports its id.
-fn named(ctx: &TaskContext, name: &str) -> Arc<TaskContext> {
-    let mut config = ctx.session_config().clone();
-    if let Err(e) = config.options_mut().set(ballista_core::config::BALLISTA_JOB_NAME, name) {
-        tracing::warn!("cannot name a job: {e}");
-    }
-    Arc::new(TaskContext::new(
-        ctx.task_id(),
-        ctx.session_id(),
-        config,
-        ctx.scalar_functions().clone(),
-        ctx.higher_order_functions().clone(),
-        ctx.aggregate_functions().clone(),
-        ctx.window_functions().clone(),
-        ctx.runtime_env(),
-    ))
 }
 
 /// What a query needs to (re)submit its job.
 pub(crate) struct JobSpec {
     pub cluster: Cluster,
-    pub scheduler_url: String,
-    pub config: ballista_core::config::BallistaConfig,
-    /// Writes lake tables into the job's logical plan.
-    pub codec: Arc<dyn datafusion_proto::logical_plan::LogicalExtensionCodec>,
+    /// The optimized plan; it reads lake tables only.
     pub plan: LogicalPlan,
+    pub schema: SchemaRef,
+    /// The session's settings, which the job is planned and run with.
+    pub config: SessionConfig,
     pub session_id: String,
-    pub task_ctx: Arc<TaskContext>,
     pub token: CancellationToken,
 }
 
@@ -148,8 +115,8 @@ fn classify(e: DataFusionError) -> Failure {
         return Failure::NoExecutors(text);
     }
     match &e {
-        // `DistributedQueryExec` reports a failed job as "Job <id> failed: ..."
-        // and a job the scheduler refused to plan as "Fail to execute query ...".
+        // `Cluster::results` reports a failed job as "Job <id> failed: ..."
+        // and `Cluster::submit` one the scheduler refused as "Fail to execute query ...".
         DataFusionError::Execution(msg) if msg.starts_with("Job ") || msg.starts_with("Fail to execute query") => {
             Failure::Job(e)
         }
@@ -209,23 +176,27 @@ pub(crate) fn run(
                     }
                     st.membership = Some(st.spec.cluster.membership().await);
                     st.results_checked = false;
-                    let exec = Arc::new(DistributedQueryExec::<LogicalPlanNode>::with_extension(
-                        st.spec.scheduler_url.clone(),
-                        st.spec.config.clone(),
-                        st.spec.plan.clone(),
-                        Arc::clone(&st.spec.codec),
-                        st.spec.session_id.clone(),
-                    ));
                     let name = format!(
                         "sluice-{}-{}",
                         st.spec.session_id,
                         ballista_core::ids::new_instance_id()
                     );
-                    let stream = match exec.execute(0, named(&st.spec.task_ctx, &name)) {
-                        Ok(s) => s,
+                    let job = match st
+                        .spec
+                        .cluster
+                        .submit(&name, &st.spec.plan, st.spec.config.clone())
+                        .await
+                    {
+                        Ok(job) => job,
                         Err(e) => return Some((Err(e), None)),
                     };
-                    st.current.set(exec, name);
+                    st.current.set(JobHandle { id: job.job_id.clone() });
+                    let cluster = st.spec.cluster.clone();
+                    let schema = Arc::clone(&st.spec.schema);
+                    let results =
+                        futures::stream::once(async move { cluster.results(job, schema).await }).try_flatten();
+                    let stream: SendableRecordBatchStream =
+                        Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&st.spec.schema), results));
                     stream
                 }
             };
@@ -234,7 +205,7 @@ pub(crate) fn run(
                 // The first rows arrive once the job has finished: check
                 // that the rest of its results can still be fetched.
                 st.results_checked = true;
-                let job = st.current.handle().and_then(|h| h.id);
+                let job = st.current.handle().map(|h| h.id);
                 if let Some(job_id) = job
                     && !st.spec.cluster.job_results_reachable(&job_id).await
                 {
@@ -243,7 +214,7 @@ pub(crate) fn run(
             }
             match item {
                 None => {
-                    if let Some(job_id) = st.current.handle().and_then(|h| h.id) {
+                    if let Some(job_id) = st.current.handle().map(|h| h.id) {
                         st.spec.cluster.record_job_work(&job_id).await;
                     }
                     return None;

@@ -31,7 +31,6 @@ pub struct Engine {
     pub(super) catalog: Arc<CatalogState>,
     pub(super) managed: Arc<ManagedTables>,
     pub(super) cluster: Cluster,
-    pub(super) codec: Arc<LakeCodec>,
     compat: super::pg_parse::PgParser,
     statements: prometheus::IntCounterVec,
     /// `--target-partitions` was given; otherwise sessions follow the
@@ -137,7 +136,6 @@ impl Engine {
             catalog,
             managed,
             cluster,
-            codec,
             compat: super::pg_parse::PgParser::new(),
             statements,
             fixed_partitions: target_partitions.is_some(),

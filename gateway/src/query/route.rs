@@ -42,12 +42,10 @@ impl Engine {
             let schema = Arc::new(optimized.schema().as_arrow().clone());
             let (stream, current) = super::distributed::run(super::distributed::JobSpec {
                 cluster: self.cluster.clone(),
-                scheduler_url: self.cluster.scheduler_url(),
-                config: ballista_core::extension::SessionConfigExt::ballista_config(state.config()),
-                codec: Arc::clone(&self.codec) as _,
                 plan: optimized,
+                schema: Arc::clone(&schema),
+                config: state.config().clone(),
                 session_id: state.session_id().to_owned(),
-                task_ctx: state.task_ctx(),
                 token: token.clone(),
             });
             let stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(schema, stream));
