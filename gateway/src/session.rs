@@ -31,12 +31,18 @@ const DEFAULT_GUCS: &[(&str, &str)] = &[
     ("server_encoding", "UTF8"),
     ("server_version", crate::PG_SERVER_VERSION),
     ("server_version_num", crate::PG_SERVER_VERSION_NUM),
+    // Where lake reads run: `auto` (on the cluster when the plan can) or
+    // `gateway` (in this process, as DataFusion alone would run it).
+    (EXECUTION_GUC, "auto"),
     ("standard_conforming_strings", "on"),
     ("statement_timeout", "0"),
     ("timezone", "UTC"),
     ("transaction_isolation", "read committed"),
     ("transaction_read_only", "off"),
 ];
+
+/// The setting that chooses where lake reads run (see [`DEFAULT_GUCS`]).
+pub const EXECUTION_GUC: &str = "sluice.execution";
 
 /// The value a session starts with for `name`, if it is a known setting.
 pub fn default_guc(name: &str) -> Option<String> {

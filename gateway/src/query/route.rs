@@ -38,7 +38,8 @@ impl Engine {
         let token = session.begin_statement();
         let optimized = state.optimize(&plan)?;
         self.check_incarnations(&optimized)?;
-        let (stream, guard) = if runs_on_cluster(&optimized, &self.cluster_functions) {
+        let in_gateway = session.guc(crate::session::EXECUTION_GUC).as_deref() == Some("gateway");
+        let (stream, guard) = if !in_gateway && runs_on_cluster(&optimized, &self.cluster_functions) {
             let schema = Arc::new(optimized.schema().as_arrow().clone());
             let (stream, current) = super::distributed::run(super::distributed::JobSpec {
                 cluster: self.cluster.clone(),

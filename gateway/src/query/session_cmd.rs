@@ -234,6 +234,20 @@ impl Engine {
                 value: zone,
             });
         }
+        if name == crate::session::EXECUTION_GUC {
+            let v = value.trim().to_ascii_lowercase();
+            if v != "auto" && v != "gateway" {
+                return Err(QueryError::new(
+                    ErrorKind::InvalidParameter,
+                    format!("invalid value for parameter \"{name}\": \"{value}\" (auto or gateway)"),
+                ));
+            }
+            session.set_guc(name, &v);
+            return Ok(QueryOutput::SettingChanged {
+                name: name.to_owned(),
+                value: v,
+            });
+        }
         if name == "search_path" {
             let first = value
                 .split(',')
