@@ -29,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 mod jobs;
+mod ordering;
 mod submit;
 mod watch;
 
@@ -139,8 +140,14 @@ impl Cluster {
         };
 
         let rt = Arc::clone(&runtime);
-        let session_builder: ballista_scheduler::scheduler_server::SessionBuilder =
-            Arc::new(move |config| Ok(sluice_lake::session_state(config, Arc::clone(&rt))));
+        // The scheduler plans the jobs: its sessions keep sorted inputs
+        // sorted across stage boundaries (`ordering`).
+        let session_builder: ballista_scheduler::scheduler_server::SessionBuilder = Arc::new(move |config| {
+            let state = sluice_lake::session_state(config, Arc::clone(&rt));
+            Ok(datafusion::execution::SessionStateBuilder::new_from_existing(state)
+                .with_physical_optimizer_rule(Arc::new(ordering::SortAfterShuffle))
+                .build())
+        });
         let creds = credentials.clone();
         let config_producer: ConfigProducer = Arc::new(move || creds.apply(sluice_lake::session_config()));
         let executor_timeout = options.executor_timeout.as_secs().max(2);
