@@ -4,6 +4,7 @@ loopback), and what happens when they are killed, drained or impostors.
 Data: the gateway's demo TPC-H tables at SF 0.1. Every faulty run is compared
 row for row with a fault-free run of the same query."""
 
+import random
 import signal
 import sys
 import threading
@@ -231,6 +232,79 @@ def test_two_successive_kills(cluster):
     cluster.heal()
     expected, took = timed(cluster, QUERIES[9])
     kill_while_running(cluster, QUERIES[9], expected, took, (1 / 3, 1 / 5, 1 / 10), kills=2, timeout=240)
+
+
+CHAOS_KILLS = 12
+CHAOS_QUERIES = (3, 5, 9, 10, 18)
+
+
+def test_chaos_random_kills_never_change_an_answer(cluster):
+    """A short run of the chaos harness (bench/chaos.py runs the long one):
+    while TPC-H queries run one after the other, a killer SIGKILLs a random
+    executor at a random moment (one time in five it sends SIGTERM: a drain)
+    and a new executor replaces it 2 s later. Every answer must equal the
+    fault-free one and no query may fail."""
+    cluster.heal()
+    expected = {q: cluster.run(QUERIES[q]) for q in CHAOS_QUERIES}
+    rng = random.Random(20261206)
+    kills, termed = [], []
+    done = threading.Event()
+
+    def killer():
+        try:
+            kill_loop()
+        except Exception as e:  # noqa: BLE001 - reported by the main loop
+            trouble.append(e)
+        done.set()
+
+    def kill_loop():
+        pending = []
+        while len(kills) < CHAOS_KILLS:
+            time.sleep(rng.uniform(0.3, 2.0))
+            for due in [p for p in pending if p <= time.time()]:
+                pending.remove(due)
+                cluster.add()
+            live = [e for e in cluster.alive() if e not in termed]
+            if len(live) < 2:  # one executor always keeps the queries going
+                continue
+            victim = rng.choice(live)
+            if rng.random() < 0.2:
+                victim.signal(signal.SIGTERM)
+                termed.append(victim)
+            else:
+                victim.kill()
+            kills.append(time.time())
+            pending.append(time.time() + 2)
+
+    trouble = []
+    threading.Thread(target=killer, daemon=True).start()
+    ran = hit = 0
+    wrong, failed = [], []
+    i = 0
+    deadline = time.time() + 300
+    while not done.is_set():
+        assert time.time() < deadline, "the chaos run did not finish in time"
+        q = CHAOS_QUERIES[i % len(CHAOS_QUERIES)]
+        i += 1
+        t0 = time.time()
+        try:
+            rows = cluster.run(QUERIES[q])
+            print(f"Q{q} {time.time() - t0:.2f}s kills={len(kills)}", flush=True)
+        except psycopg.Error as e:
+            failed.append(f"Q{q}: {e}".splitlines()[0])
+            continue
+        finally:
+            ran += 1
+            hit += any(t0 <= k <= time.time() for k in kills)
+        if rows != expected[q]:
+            wrong.append(f"Q{q}: {len(rows)} rows, expected {len(expected[q])}")
+    assert not trouble, f"the killer failed: {trouble[0]!r}"
+    print(f"chaos: {len(kills)} kills ({len(termed)} SIGTERM), {ran} queries, {hit} hit by a kill")
+    assert not wrong and not failed, f"wrong: {wrong}; failed: {failed}"
+    assert hit >= 3, f"only {hit} queries ran while an executor was killed"
+    for e in termed:
+        e.stop()
+    cluster.heal()
 
 
 def test_sigterm_drains_and_exits_zero(cluster):
