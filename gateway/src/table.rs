@@ -17,6 +17,7 @@ mod explain;
 mod listing;
 mod provider;
 mod prune;
+mod stats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,6 +160,8 @@ pub struct TableServices {
     /// (table id, location) → files under it.
     listings: moka::sync::Cache<(String, String), Arc<Vec<ObjectMeta>>>,
     pub(crate) providers: provider::ProviderCache,
+    /// Statistics of Parquet files, for the planner.
+    pub(crate) stats: stats::FileStats,
     /// Bumped by every invalidation: a listing that started before one is
     /// not cached (it may predate a REFRESH TABLE).
     epoch: std::sync::atomic::AtomicU64,
@@ -195,6 +198,7 @@ impl TableServices {
                 .support_invalidation_closures()
                 .build(),
             providers: provider::ProviderCache::new(settings.tables, settings.tables_ttl),
+            stats: stats::FileStats::new(),
             epoch: std::sync::atomic::AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&services);

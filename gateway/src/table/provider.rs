@@ -12,6 +12,7 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::project_schema;
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
 use datafusion::datasource::table_schema::TableSchemaBuilder;
@@ -102,24 +103,36 @@ impl LakeTable {
 }
 
 /// `files` with their statistics (row counts, sizes, min/max per column), as
-/// a listing table collects them: read from each file's footer, which the
-/// footer cache keeps, so a table read again costs no request. The planner
-/// needs them to put the smaller side of a join on its build side and to
-/// broadcast small tables instead of shuffling them.
+/// a listing table collects them: Parquet files' from their footers, cached
+/// per store and file (`stats.rs`), so a table read again costs no request;
+/// other formats' as their reader infers them. The planner needs them to put
+/// the smaller side of a join on its build side and to broadcast small tables
+/// instead of shuffling them.
 async fn with_statistics(
     state: &dyn Session,
+    services: &TableServices,
     format: &dyn FileFormat,
-    store: &Arc<dyn ObjectStore>,
+    (store_url, store): (&str, &Arc<dyn ObjectStore>),
     file_schema: &SchemaRef,
     files: Vec<PartitionedFile>,
 ) -> DfResult<Vec<PartitionedFile>> {
     let concurrency = state.config_options().execution.meta_fetch_concurrency.get();
+    let parquet = format.is::<ParquetFormat>();
     futures::stream::iter(files)
         .map(|file| async move {
-            let stats = format
-                .infer_stats(state, store, Arc::clone(file_schema), &file.object_meta)
-                .await?;
-            Ok::<_, DataFusionError>(file.with_statistics(Arc::new(stats)))
+            let stats = if parquet {
+                services
+                    .stats
+                    .parquet(store_url, store, file_schema, &file.object_meta)
+                    .await?
+            } else {
+                Arc::new(
+                    format
+                        .infer_stats(state, store, Arc::clone(file_schema), &file.object_meta)
+                        .await?,
+                )
+            };
+            Ok::<_, DataFusionError>(file.with_statistics(stats))
         })
         .buffered(concurrency)
         .try_collect()
@@ -235,7 +248,15 @@ impl TableProvider for LakeTable {
                 .build();
             let files = if collect {
                 let store = state.runtime_env().object_store(&url)?;
-                with_statistics(state, format.as_ref(), &store, &self.file_schema, files).await?
+                with_statistics(
+                    state,
+                    &self.services,
+                    format.as_ref(),
+                    (url.as_str(), &store),
+                    &self.file_schema,
+                    files,
+                )
+                .await?
             } else {
                 files
             };
