@@ -29,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 mod jobs;
+mod joins;
 mod ordering;
 mod submit;
 mod watch;
@@ -140,11 +141,14 @@ impl Cluster {
         };
 
         let rt = Arc::clone(&runtime);
-        // The scheduler plans the jobs: its sessions keep sorted inputs
-        // sorted across stage boundaries (`ordering`).
+        // The scheduler plans the jobs: its sessions broadcast only the joins
+        // a cluster can broadcast (`joins`) and keep sorted inputs sorted
+        // across stage boundaries (`ordering`).
         let session_builder: ballista_scheduler::scheduler_server::SessionBuilder = Arc::new(move |config| {
             let state = sluice_lake::session_state(config, Arc::clone(&rt));
+            let rules = joins::with_rule(state.physical_optimizers().to_vec());
             Ok(datafusion::execution::SessionStateBuilder::new_from_existing(state)
+                .with_physical_optimizer_rules(rules)
                 .with_physical_optimizer_rule(Arc::new(ordering::SortAfterShuffle))
                 .build())
         });

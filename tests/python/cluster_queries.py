@@ -140,6 +140,25 @@ QUERIES = [
      "select n_name from nation where n_nationkey not in (select s_nationkey from supplier where s_acctbal > 9500)", None),
     ("in subquery",
      "select p_name from part where p_partkey in (select l_partkey from lineitem where l_quantity > 49)", None),
+    # Joins whose small build side DataFusion broadcasts in one process,
+    # under a parent that needs one partition (a sort): on a cluster they
+    # must be partitioned before the parent's requirement is settled.
+    ("left join of the small table, sorted",
+     "select a.k, a.v, b.s from t a left join t b on a.v = b.k "
+     "order by a.k nulls first, a.v nulls first, b.s nulls first", ORDERED),
+    ("left join across types, sorted",
+     "select a.s, b.s from t a left join t b on cast(a.k as bigint) = cast(b.v as bigint) "
+     "order by a.s nulls first, b.s nulls first", ORDERED),
+    ("full join of the small table, sorted",
+     "select a.s, b.s from t a full join t b on a.k = b.v order by a.s nulls first, b.s nulls first", ORDERED),
+    ("semi join of the small table, sorted",
+     "select k, v, s from t where k in (select v from t) order by k, v nulls first, s nulls first", ORDERED),
+    ("anti join of the small table, sorted",
+     "select k, v, s from t a where not exists (select 1 from t b where b.v = a.k) "
+     "order by k nulls first, v nulls first, s nulls first", ORDERED),
+    ("left join of a small lake table into a large one, sorted",
+     "select n_name, count(s_suppkey) from nation left join supplier on n_nationkey = s_nationkey and s_acctbal > 9900 "
+     "group by n_name order by n_name", ORDERED),
     ("cross join",
      "select r_name, n_name from region cross join nation where n_nationkey < 5", None),
     ("non-equi join",
