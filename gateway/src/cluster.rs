@@ -3,8 +3,9 @@
 //!
 //! The scheduler's gRPC service is served by us (not Ballista's router) behind
 //! the cluster's mutual-TLS acceptor (`sluice_lake::membership`): executors
-//! register and poll over it and `DistributedQueryExec` submits jobs over it;
-//! Ballista's REST API and Flight proxy are not served at all. It listens on
+//! register and poll over it (`poll`: only the executor calls, with long
+//! polls); the gateway submits jobs in process (`submit`). Ballista's REST
+//! API and Flight proxy are not served at all. It listens on
 //! `--scheduler-listen` for remote executors, or on an ephemeral loopback port
 //! when the cluster is only in-process executors.
 
@@ -31,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 mod jobs;
 mod joins;
 mod ordering;
+mod poll;
 mod submit;
 mod watch;
 
@@ -170,18 +172,21 @@ impl Cluster {
         config.override_session_builder = Some(Arc::clone(&session_builder) as _);
         config.override_logical_codec = Some(logical_codec);
         config.override_config_producer = Some(Arc::clone(&config_producer));
-        // In-process executors are woken when a job or stage becomes
-        // runnable instead of finding it at their next idle poll.
+        // Executors learn of a runnable job or stage at once instead of at
+        // their next idle poll: in-process ones are woken, remote ones are
+        // answered on the poll the gateway holds for them (`poll`).
         let wake: Vec<Arc<tokio::sync::Notify>> = (0..options.local_executors)
             .map(|_| Arc::new(tokio::sync::Notify::new()))
             .collect();
+        let (work_tx, work) = tokio::sync::watch::channel(0u64);
+        let nodes = wake.clone();
+        config = config.with_on_work_available(Arc::new(move |_| {
+            work_tx.send_modify(|n| *n = n.wrapping_add(1));
+            for node in &nodes {
+                node.notify_one();
+            }
+        }));
         if !wake.is_empty() {
-            let nodes = wake.clone();
-            config = config.with_on_work_available(Arc::new(move |_| {
-                for node in &nodes {
-                    node.notify_one();
-                }
-            }));
             // Work also appears without the callback (a stage bound by
             // another executor's poll, retries, recovery). With a wake-up
             // wired, Ballista's loop falls back to polling every second; this
@@ -212,9 +217,12 @@ impl Cluster {
         let tls = credentials
             .server_config()
             .map_err(|e| ClusterError::Scheduler(e.to_string()))?;
-        let service = SchedulerGrpcServer::new(scheduler.clone())
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE);
+        let scheduler = Arc::new(scheduler);
+        let (loss_tx, losses) = tokio::sync::watch::channel(0u64);
+        let service =
+            SchedulerGrpcServer::new(poll::ExecutorService::new(Arc::clone(&scheduler), work, losses.clone()))
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE);
         let incoming = membership::incoming(listener, tls, "scheduler");
         let token = shutdown.clone();
         tokio::spawn(async move {
@@ -265,8 +273,6 @@ impl Cluster {
             .map_err(|e| err(e.to_string()))?;
             local.push(node);
         }
-        let scheduler = Arc::new(scheduler);
-        let (loss_tx, losses) = tokio::sync::watch::channel(0u64);
         let slots = Arc::new(std::sync::atomic::AtomicUsize::new(
             options.local_executors * options.local_slots,
         ));
