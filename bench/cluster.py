@@ -2,11 +2,11 @@
 DataFusion embedded, on the same Parquet files in one run; then the cost of
 losing an executor half-way through a query.
 
-    python bench/cluster.py [--scale 1] [--executors 3] [--executor-timeout 15] [--kill-queries 5,9,18]
+    python bench/cluster.py [--scale 1] [--executors 3] [--runs 3] [--executor-timeout 15] [--kill-queries 5,9,18]
 
 Prints two Markdown tables:
-1. per-query and total times: gateway + N remote `sluice-executor`s (2 slots
-   each), gateway with 2 in-process executors (2 slots each), DataFusion
+1. per-query and total times: gateway + N remote `sluice-executor`s (--slots
+   each), gateway with 2 in-process executors (--slots each), DataFusion
    embedded (PyPI `datafusion`), with ratios against DataFusion;
 2. for each kill query: fault-free time, time with one of the N remote
    executors SIGKILLed at half-way, the slowdown ratio, seconds from the
@@ -53,6 +53,15 @@ def timed(conn, sql):
     return time.perf_counter() - t0, rows
 
 
+def best(conn, sql, runs):
+    """The best time of `runs` runs, and the rows of the last."""
+    times = []
+    for _ in range(runs):
+        t, rows = timed(conn, sql)
+        times.append(t)
+    return min(times), rows
+
+
 def connect(g):
     conn = psycopg.connect(g.dsn(), autocommit=True)
     return conn
@@ -85,6 +94,8 @@ def main():
     ap.add_argument("--executors", type=int, default=3)
     ap.add_argument("--executor-timeout", type=int, default=15)
     ap.add_argument("--kill-queries", default="5,9,18")
+    ap.add_argument("--slots", type=int, default=2, help="task slots of each executor, remote and in-process")
+    ap.add_argument("--runs", type=int, default=3, help="timings are the best of this many runs")
     args = ap.parse_args()
     import sluice_fixtures
 
@@ -106,14 +117,14 @@ def main():
         os.environ["SLUICE_CLUSTER_SECRET"] = SECRET
         remote = Gateway(
             d / "gw-remote", "--local-executors", "0", "--scheduler-listen", "127.0.0.1:0",
-            "--target-partitions", str(2 * args.executors), "--executor-timeout", str(args.executor_timeout),
+            "--target-partitions", str(args.slots * args.executors), "--executor-timeout", str(args.executor_timeout),
         )
         with remote as g:
             sched = json.loads((d / "gw-remote-listen.json").read_text())["scheduler"]
             execs = []
 
             def add_executor(n):
-                e = Executor(d, f"exec{n}", sched, SECRET, extra=["--task-slots", "2"])
+                e = Executor(d, f"exec{n}", sched, SECRET, extra=["--task-slots", str(args.slots)])
                 e.start()
                 execs.append(e)
                 return e
@@ -125,7 +136,7 @@ def main():
             with connect(g) as conn:
                 register_tables(conn, paths)
                 for q, sql in QUERIES.items():
-                    t, rows = timed(conn, sql)
+                    t, rows = best(conn, sql, args.runs)
                     results[q]["remote"] = t
                     answers[q] = rows
 
@@ -170,21 +181,24 @@ def main():
         os.environ.pop("SLUICE_CLUSTER_SECRET", None)
 
         # 2. In-process executors.
-        with Gateway(d / "gw-local", "--local-executors", "2", "--local-executor-slots", "2") as g, connect(g) as conn:
+        with Gateway(d / "gw-local", "--local-executors", "2", "--local-executor-slots", str(args.slots)) as g, connect(g) as conn:
             register_tables(conn, paths)
             for q, sql in QUERIES.items():
-                t, rows = timed(conn, sql)
+                t, rows = best(conn, sql, args.runs)
                 results[q]["local"] = t
                 results[q]["same"] = rows == answers[q]
 
         # 3. DataFusion embedded.
         for q, sql in QUERIES.items():
-            t0 = time.perf_counter()
-            ctx.sql(sql).collect()
-            results[q]["df"] = time.perf_counter() - t0
+            times = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                ctx.sql(sql).collect()
+                times.append(time.perf_counter() - t0)
+            results[q]["df"] = min(times)
 
-        print(f"\nTPC-H SF{args.scale}, one run each, same files. Remote: gateway + {args.executors} sluice-executor (2 slots each); "
-              f"local: gateway with 2 in-process executors (2 slots each); DataFusion {datafusion.__version__} embedded.\n")
+        print(f"\nTPC-H SF{args.scale}, best of {args.runs} runs each, same files. Remote: gateway + {args.executors} sluice-executor ({args.slots} slots each); "
+              f"local: gateway with 2 in-process executors ({args.slots} slots each); DataFusion {datafusion.__version__} embedded.\n")
         print("| query | remote ms | in-process ms | DataFusion ms | remote/in-process | remote/DataFusion | same rows |")
         print("|---|---|---|---|---|---|---|")
         tr = tl = td = 0.0
