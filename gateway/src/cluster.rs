@@ -29,6 +29,7 @@ use sluice_lake::membership::{self, ClusterCredentials};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+mod closes;
 mod jobs;
 mod joins;
 mod ordering;
@@ -223,7 +224,10 @@ impl Cluster {
             SchedulerGrpcServer::new(poll::ExecutorService::new(Arc::clone(&scheduler), work, losses.clone()))
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE);
-        let incoming = membership::incoming(listener, tls, "scheduler");
+        let (closed_tx, closed) = tokio::sync::mpsc::unbounded_channel();
+        let incoming = futures::StreamExt::map(membership::incoming(listener, tls, "scheduler"), move |conn| {
+            conn.map(|tls| closes::Reporting::new(tls, closed_tx.clone()))
+        });
         let token = shutdown.clone();
         tokio::spawn(async move {
             let r = create_grpc_server(&GrpcServerConfig::default())
@@ -280,6 +284,7 @@ impl Cluster {
             Arc::clone(&scheduler),
             loss_tx,
             Arc::clone(&slots),
+            closed,
             shutdown.clone(),
         ));
         Ok(Cluster {
