@@ -101,6 +101,13 @@ pub fn session_config() -> SessionConfig {
     // in-process executors: 3% faster). `SET ballista.shuffle.compression.codec
     // = 'lz4'` (or 'zstd') where the network is the bottleneck.
     config = config.set_str(ballista_core::config::BALLISTA_SHUFFLE_COMPRESSION_CODEC, "none");
+    // One input partition per task. Ballista 55 packs up to an executor's
+    // free slots into one task; after an executor loss, jobs whose tasks
+    // were packed returned wrong answers (TPC-H Q21 under bench/chaos.py: 3
+    // wrong of 33 queries hit by a kill; 0 of 31 with this setting), and the
+    // cause is not found yet (third_party/README.md, "Open"). Each partition
+    // is then its own task, so a loss re-runs no more than it must.
+    config = config.set_usize(ballista_core::config::BALLISTA_SCHEDULER_MAX_PARTITIONS_PER_TASK, 1);
     // `timestamptz` must carry a zone, as in Postgres (sessions run in UTC).
     config.options_mut().execution.time_zone = Some("+00:00".to_owned());
     // `1.5` is numeric in Postgres, exact to every digit written; as float8
