@@ -127,6 +127,48 @@ fn classify(e: DataFusionError) -> Failure {
     }
 }
 
+/// How long a job that failed on a broken connection waits for the loss of
+/// the executor behind it to be confirmed: a killed process drops its
+/// connections a moment before its ports refuse.
+const LOSS_SETTLES: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// True if a failed job lost an executor since `then`. A failure that reads
+/// like a broken connection (a task's fetch cut off mid-stream is reported as
+/// an execution error, not a fetch failure) waits up to [`LOSS_SETTLES`] for
+/// the loss to show.
+async fn executor_lost(cluster: &Cluster, then: &Membership, e: &DataFusionError) -> bool {
+    if cluster.lost_or_dead_since(then).await {
+        return true;
+    }
+    if !broken_connection(&e.to_string()) {
+        return false;
+    }
+    let deadline = tokio::time::Instant::now() + LOSS_SETTLES;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if cluster.lost_or_dead_since(then).await {
+            return true;
+        }
+    }
+    false
+}
+
+/// Error texts of a connection to an executor that broke.
+fn broken_connection(text: &str) -> bool {
+    const SIGNS: &[&str] = &[
+        "h2 protocol error",
+        "error reading a body",
+        "peer closed connection",
+        "connection reset",
+        "broken pipe",
+        "transport error",
+        "Connection refused",
+        "FetchFailed",
+        "GrpcConnectionError",
+    ];
+    SIGNS.iter().any(|s| text.contains(s))
+}
+
 fn no_executors(cluster: &Cluster, detail: Option<&str>) -> DataFusionError {
     if let Some(d) = detail {
         tracing::warn!("query failed for lack of executors: {d}");
@@ -232,7 +274,7 @@ pub(crate) fn run(
                         // loss of the executor behind it is noticed: re-run it
                         // if one of its executors is gone or dead now.
                         let then = st.membership.clone().expect("set at submission");
-                        if st.reruns < MAX_RERUNS && st.spec.cluster.lost_or_dead_since(&then).await {
+                        if st.reruns < MAX_RERUNS && executor_lost(&st.spec.cluster, &then, &e).await {
                             st.reruns += 1;
                             tracing::warn!(
                                 rerun = st.reruns,
@@ -277,6 +319,15 @@ pub(crate) fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broken_connections_are_told_from_query_errors() {
+        assert!(broken_connection(
+            "Job a failed: ... h2 protocol error: error reading a body from connection ..."
+        ));
+        assert!(broken_connection("Job a failed: FetchFailed(\"exec-1\", 2, 3, ...)"));
+        assert!(!broken_connection("Job a failed: Arrow error: Divide by zero error"));
+    }
 
     #[test]
     fn job_failures_are_final_and_fetch_failures_rerun() {
