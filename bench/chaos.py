@@ -13,6 +13,7 @@ answers, failed queries, and the partitions the gateway ran again.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -94,6 +95,9 @@ def main():
     ap.add_argument("--restart-after", type=float, default=3.0)
     ap.add_argument("--executor-timeout", type=int, default=10)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="a session setting for the queries' connection (repeatable)")
+    ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (logs, data); stop at the first wrong answer")
     args = ap.parse_args()
     import sluice_fixtures
 
@@ -101,7 +105,7 @@ def main():
     queries = [int(q) for q in args.queries.split(",")]
     os.environ["SLUICE_CLUSTER_SECRET"] = SECRET
 
-    with tempfile.TemporaryDirectory(prefix="sluice-chaos-") as d:
+    with (contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory(prefix="sluice-chaos-")) as d:
         d = Path(d)
         paths = generate_tpch(args.scale, d / "data")
         gw = Gateway(
@@ -118,6 +122,9 @@ def main():
                 time.sleep(0.2)
             conn = psycopg.connect(g.dsn(), autocommit=True)
             register_tables(conn, paths)
+            for setting in args.set:
+                name, value = setting.split("=", 1)
+                conn.execute(f"SET {name} = '{value}'")
             expected = {q: conn.execute(QUERIES[q]).fetchall() for q in queries}
             work0 = job_work(g)
 
@@ -148,7 +155,14 @@ def main():
                     stats["failed"] += 1
                 elif rows != expected[q]:
                     stats["wrong"] += 1
-                    errors.append(f"Q{q}: wrong answer ({len(rows)} rows, expected {len(expected[q])})")
+                    diff = next((i for i, (a, b) in enumerate(zip(rows, expected[q])) if a != b), min(len(rows), len(expected[q])))
+                    got = rows[diff] if diff < len(rows) else None
+                    want = expected[q][diff] if diff < len(expected[q]) else None
+                    errors.append(f"Q{q}: wrong answer ({len(rows)} rows, expected {len(expected[q])}; {hits} kill(s) "
+                                  f"during it; first difference at row {diff}: {got} instead of {want})")
+                    if args.keep:
+                        killer.stop_at = 0
+                        break
             elapsed = time.time() - started
             parts, runs = (a - b for a, b in zip(job_work(g), work0))
             conn.close()  # the gateway's SIGTERM waits for pg sessions (issue 11)

@@ -72,7 +72,7 @@ class Gateway:
     def __enter__(self):
         listen = self.data_dir.parent / (self.data_dir.name + "-listen.json")
         listen.unlink(missing_ok=True)
-        env = dict(os.environ, SLUICE_ADMIN_PASSWORD="bench", SLUICE_LOG="warn")
+        env = dict(os.environ, SLUICE_ADMIN_PASSWORD="bench", SLUICE_LOG=os.environ.get("SLUICE_BENCH_LOG", "warn"))
         self.proc = subprocess.Popen(
             [str(gateway_binary()), "--data-dir", str(self.data_dir), "--pg-listen", "127.0.0.1:0",
              "--flight-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--listen-file", str(listen), *self.extra],
