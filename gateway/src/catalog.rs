@@ -69,6 +69,16 @@ pub enum CatalogError {
     PartitionNotFound(String, String),
     #[error("schema \"{0}\" cannot be dropped")]
     Protected(String),
+    #[error("role \"{0}\" already exists")]
+    RoleExists(String),
+    #[error("role \"{0}\" does not exist")]
+    RoleNotFound(String),
+    #[error("role \"{0}\" cannot be dropped because {1}")]
+    RoleInUse(String, String),
+    #[error("policy \"{0}\" for table \"{1}\" already exists")]
+    PolicyExists(String, String),
+    #[error("policy \"{0}\" for table \"{1}\" does not exist")]
+    PolicyNotFound(String, String),
     #[error("catalog storage failed: {0}")]
     Storage(String),
     #[error("stored metadata for \"{0}\" is unreadable: {1}")]
@@ -88,6 +98,9 @@ pub struct Database {
     /// Default location of managed tables in this database.
     pub location: String,
     pub comment: Option<String>,
+    /// The role that created it; `None`: the bootstrap superuser (and
+    /// everything made before roles existed).
+    pub owner: Option<String>,
 }
 
 /// Managed tables are owned by Sluice (data under the warehouse, files listed
@@ -164,6 +177,9 @@ pub struct Table {
     pub arrow_schema: Vec<u8>,
     /// The defining query of a view.
     pub view_sql: Option<String>,
+    /// The role that created it (a view runs with its owner's rights);
+    /// `None`: the bootstrap superuser.
+    pub owner: Option<String>,
 }
 
 impl Table {
@@ -234,6 +250,10 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
     async fn due_garbage(&self, now_unix: u64) -> Result<Vec<Garbage>, CatalogError>;
     /// Forgets garbage that was deleted.
     async fn forget_garbage(&self, paths: &[String]) -> Result<(), CatalogError>;
+    /// Roles, memberships, grants, policies and masks (`crate::access`).
+    async fn load_access(&self) -> Result<crate::access::AccessSnapshot, CatalogError>;
+    /// Applies changes to them, all or none.
+    async fn change_access(&self, changes: &[crate::access::AccessChange]) -> Result<(), CatalogError>;
 }
 
 /// Seconds since the Unix epoch.
@@ -250,6 +270,8 @@ pub struct Snapshot {
     pub databases: BTreeMap<String, Database>,
     /// (database, table) -> table
     pub tables: BTreeMap<(String, String), Arc<Table>>,
+    /// Roles, grants, policies and masks.
+    pub access: Arc<crate::access::AccessSnapshot>,
 }
 
 /// Called after every change with the tables whose data or definition
@@ -288,7 +310,7 @@ impl CatalogState {
         };
         state.refresh().await?;
         if !state.snapshot().databases.contains_key(DEFAULT_DATABASE) {
-            match state.create_database(DEFAULT_DATABASE, None).await {
+            match state.create_database(DEFAULT_DATABASE, None, None).await {
                 Ok(()) | Err(CatalogError::DatabaseExists(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -317,9 +339,11 @@ impl CatalogState {
     async fn refresh(&self) -> Result<(), CatalogError> {
         let databases = self.store.list_databases().await?;
         let tables = self.store.list_tables().await?;
+        let access = Arc::new(self.store.load_access().await?);
         let generation = self.snapshot().generation + 1;
         let snap = Snapshot {
             generation,
+            access,
             databases: databases.into_iter().map(|d| (d.name.clone(), d)).collect(),
             tables: tables
                 .into_iter()
@@ -382,11 +406,17 @@ impl CatalogState {
         r
     }
 
-    pub async fn create_database(&self, name: &str, comment: Option<String>) -> Result<(), CatalogError> {
+    pub async fn create_database(
+        &self,
+        name: &str,
+        comment: Option<String>,
+        owner: Option<String>,
+    ) -> Result<(), CatalogError> {
         let db = Database {
             name: name.to_owned(),
             location: self.database_location(name),
             comment,
+            owner,
         };
         self.change(self.store.create_database(&db)).await
     }
@@ -422,6 +452,11 @@ impl CatalogState {
 
     pub async fn alter_partitions(&self, edit: &PartitionEdit) -> Result<PartitionChange, CatalogError> {
         self.change(self.store.alter_partitions(edit)).await
+    }
+
+    /// Applies changes to roles, grants, policies or masks, all or none.
+    pub async fn change_access(&self, changes: &[crate::access::AccessChange]) -> Result<(), CatalogError> {
+        self.change(self.store.change_access(changes)).await
     }
 
     pub async fn commit_write(&self, commit: &WriteCommit) -> Result<(), CatalogError> {

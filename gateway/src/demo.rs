@@ -58,7 +58,7 @@ pub async fn install(engine: &Engine, sf: f64) -> Result<u64, QueryError> {
         return Ok(0);
     }
     catalog
-        .create_database(DEMO_SCHEMA, Some("TPC-H demo data (--demo)".into()))
+        .create_database(DEMO_SCHEMA, Some("TPC-H demo data (--demo)".into()), None)
         .await?;
     let mut total = 0;
     for (name, reader) in tables(sf) {
@@ -81,7 +81,9 @@ pub async fn install(engine: &Engine, sf: f64) -> Result<u64, QueryError> {
             }
         });
         let stream = Box::pin(RecordBatchStreamAdapter::new(source, tokio_stream_from(rx)));
-        let rows = engine.write_new_table(DEMO_SCHEMA, name, schema, stream, false).await?;
+        let rows = engine
+            .write_new_table(None, DEMO_SCHEMA, name, schema, stream, false)
+            .await?;
         tracing::info!(table = name, rows, "demo table written");
         total += rows;
     }

@@ -33,6 +33,11 @@ pub enum ErrorKind {
     /// A statement that needs a transaction block (DECLARE without HOLD).
     NoActiveTransaction,
     DependentObjects,
+    /// A GRANT or REVOKE that cannot be (a privilege the object does not
+    /// take, a membership loop).
+    InvalidGrant,
+    /// A name that cannot be used (the role `public`).
+    ReservedName,
     InvalidCatalogName,
     FeatureNotSupported,
     InvalidParameter,
@@ -74,6 +79,8 @@ impl ErrorKind {
             ErrorKind::DuplicateCursor => "42P03",
             ErrorKind::NoActiveTransaction => "25P01",
             ErrorKind::DependentObjects => "2BP01",
+            ErrorKind::InvalidGrant => "0LP01",
+            ErrorKind::ReservedName => "42939",
             ErrorKind::InvalidCatalogName => "3D000",
             ErrorKind::FeatureNotSupported => "0A000",
             ErrorKind::InvalidParameter => "22023",
@@ -102,6 +109,8 @@ impl ErrorKind {
             | ErrorKind::BadCopyFormat
             | ErrorKind::InvalidEncoding
             | ErrorKind::DependentObjects
+            | ErrorKind::InvalidGrant
+            | ErrorKind::ReservedName
             | ErrorKind::InvalidObjectDefinition
             | ErrorKind::WrongObjectType
             | ErrorKind::NoActiveTransaction => Code::InvalidArgument,
@@ -174,6 +183,9 @@ impl From<CatalogError> for QueryError {
             CatalogError::PartitionExists(..) => ErrorKind::DuplicateObject,
             CatalogError::PartitionNotFound(..) => ErrorKind::UndefinedObject,
             CatalogError::Protected(_) => ErrorKind::InsufficientPrivilege,
+            CatalogError::RoleExists(_) | CatalogError::PolicyExists(..) => ErrorKind::DuplicateObject,
+            CatalogError::RoleNotFound(_) | CatalogError::PolicyNotFound(..) => ErrorKind::UndefinedObject,
+            CatalogError::RoleInUse(..) => ErrorKind::DependentObjects,
             CatalogError::Storage(_) | CatalogError::Corrupt(..) => {
                 tracing::error!("catalog failure: {e}");
                 return QueryError::new(ErrorKind::Internal, "catalog storage failure; see the gateway log");

@@ -15,6 +15,7 @@
 //! - [`cluster`]: embedded Ballista scheduler and in-process executors.
 //! - [`http`]: health and metrics endpoints.
 
+pub mod access;
 pub mod auth;
 pub mod catalog;
 pub mod cluster;
@@ -229,7 +230,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         runtime,
         statements: metrics.statements.clone(),
         target_partitions: config.target_partitions,
-        roles: vec![config.admin_user.clone()],
+        admin: config.admin_user.clone(),
     })?);
     if config.demo {
         let rows = demo::install(&engine, config.demo_scale).await?;

@@ -4,8 +4,10 @@
 //! on the Ballista cluster when they read lake tables, in the gateway when
 //! they read nothing or only system tables.
 
+mod access_cmd;
 pub mod copy;
 pub mod cursor;
+pub mod dcl;
 mod ddl;
 mod distributed;
 mod engine;
@@ -106,6 +108,8 @@ pub enum Parsed {
         statement: Box<DfStatement>,
         lifted: Lifted,
     },
+    /// Roles, privileges, policies and masks.
+    Dcl(dcl::DclStatement),
     /// A Hive partition statement (`MSCK REPAIR TABLE`, `ALTER TABLE ...
     /// PARTITION`, `SHOW PARTITIONS`, `REFRESH TABLE`, `INSERT OVERWRITE`).
     Hive(hive::HiveStatement),
@@ -210,6 +214,9 @@ pub(crate) fn parse_sql(compat: &pg_parse::PgParser, sql: &str) -> Result<Vec<Pa
     // Postgres forms are wider than what DataFusion accepts.
     if let Some(cmd) = SessionCommand::parse(sql) {
         return Ok(vec![Parsed::Session(cmd)]);
+    }
+    if let Some(stmt) = dcl::parse(sql)? {
+        return Ok(vec![Parsed::Dcl(stmt)]);
     }
     if let Some(stmt) = hive::parse(sql)? {
         return Ok(vec![Parsed::Hive(stmt)]);

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection, Transaction, params};
 
+mod access;
+
 use self::rows::{
     bump_version, commit, describe, files_to_garbage, find_table, insert_partitions, insert_table, json, read_tables,
     remove_table, replace_table, require_database, unjson,
@@ -18,14 +20,16 @@ use super::{
     Strictness, Table, WriteCommit,
 };
 
-/// Catalog format; bumped when the schema changes.
-const FORMAT: i64 = 2;
+/// Catalog format; bumped when the schema changes. Format 2 catalogs are
+/// upgraded in place (owners and the access tables are added).
+const FORMAT: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS dbs (
     name TEXT PRIMARY KEY,
     location TEXT NOT NULL,
-    comment TEXT
+    comment TEXT,
+    owner TEXT
 );
 CREATE TABLE IF NOT EXISTS tbls (
     db TEXT NOT NULL REFERENCES dbs(name),
@@ -40,6 +44,7 @@ CREATE TABLE IF NOT EXISTS tbls (
     properties TEXT NOT NULL,
     arrow_schema BLOB NOT NULL,
     view_sql TEXT,
+    owner TEXT,
     PRIMARY KEY (db, name)
 );
 CREATE TABLE IF NOT EXISTS cols (
@@ -77,6 +82,47 @@ CREATE TABLE IF NOT EXISTS garbage (
 );
 "#;
 
+/// Roles, their memberships, privileges, row filters and column masks
+/// (`crate::access`). Privileges, policies and masks name their object by
+/// schema and table and go with it when it is dropped.
+const ACCESS_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS roles (
+    name TEXT PRIMARY KEY,
+    login INTEGER NOT NULL,
+    superuser INTEGER NOT NULL,
+    verifier TEXT
+);
+CREATE TABLE IF NOT EXISTS role_members (
+    role TEXT NOT NULL REFERENCES roles(name) ON DELETE CASCADE,
+    member TEXT NOT NULL REFERENCES roles(name) ON DELETE CASCADE,
+    PRIMARY KEY (role, member)
+);
+CREATE TABLE IF NOT EXISTS grants (
+    db TEXT NOT NULL,
+    tbl TEXT NOT NULL,
+    privilege TEXT NOT NULL,
+    col TEXT NOT NULL,
+    grantee TEXT NOT NULL,
+    PRIMARY KEY (db, tbl, privilege, col, grantee)
+);
+CREATE TABLE IF NOT EXISTS policies (
+    db TEXT NOT NULL,
+    tbl TEXT NOT NULL,
+    name TEXT NOT NULL,
+    roles TEXT NOT NULL,
+    predicate TEXT NOT NULL,
+    PRIMARY KEY (db, tbl, name)
+);
+CREATE TABLE IF NOT EXISTS masks (
+    db TEXT NOT NULL,
+    tbl TEXT NOT NULL,
+    col TEXT NOT NULL,
+    role TEXT NOT NULL,
+    expression TEXT NOT NULL,
+    PRIMARY KEY (db, tbl, col, role)
+);
+"#;
+
 /// SQLite-backed [`Metastore`].
 #[derive(Debug, Clone)]
 pub struct SqliteMetastore {
@@ -96,13 +142,18 @@ impl SqliteMetastore {
             [],
             |r| r.get(0),
         )?;
-        if has_tables && format != FORMAT {
+        if has_tables && format == 2 {
+            // Format 3 adds owners (NULL: the bootstrap superuser) and the
+            // access tables, created below.
+            conn.execute_batch("ALTER TABLE dbs ADD COLUMN owner TEXT; ALTER TABLE tbls ADD COLUMN owner TEXT;")?;
+        } else if has_tables && format != FORMAT {
             return Err(CatalogError::Storage(format!(
-                "{} holds catalog format {format}; this Sluice reads format {FORMAT} (managed tables now keep a manifest of committed files). Start with a new --data-dir or --catalog",
+                "{} holds catalog format {format}; this Sluice reads formats 2 and {FORMAT}. Start with a new --data-dir or --catalog",
                 path.display()
             )));
         }
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(ACCESS_SCHEMA)?;
         conn.pragma_update(None, "user_version", FORMAT)?;
         Ok(SqliteMetastore {
             conn: Arc::new(Mutex::new(conn)),
@@ -141,13 +192,14 @@ impl SqliteMetastore {
 impl Metastore for SqliteMetastore {
     async fn list_databases(&self) -> Result<Vec<Database>, CatalogError> {
         self.with(|c| {
-            let mut stmt = c.prepare("SELECT name, location, comment FROM dbs ORDER BY name")?;
+            let mut stmt = c.prepare("SELECT name, location, comment, owner FROM dbs ORDER BY name")?;
             let rows = stmt
                 .query_map([], |r| {
                     Ok(Database {
                         name: r.get(0)?,
                         location: r.get(1)?,
                         comment: r.get(2)?,
+                        owner: r.get(3)?,
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -160,8 +212,8 @@ impl Metastore for SqliteMetastore {
         let db = db.clone();
         self.with(move |c| {
             let n = c.execute(
-                "INSERT INTO dbs(name, location, comment) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                params![db.name, db.location, db.comment],
+                "INSERT INTO dbs(name, location, comment, owner) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                params![db.name, db.location, db.comment, db.owner],
             )?;
             if n == 0 {
                 return Err(CatalogError::DatabaseExists(db.name));
@@ -182,6 +234,7 @@ impl Metastore for SqliteMetastore {
             for t in &tables {
                 remove_table(tx, t, after)?;
             }
+            access::forget_schema(tx, &name)?;
             tx.execute("DELETE FROM dbs WHERE name = ?1", params![name])?;
             Ok(tables)
         })
@@ -218,6 +271,7 @@ impl Metastore for SqliteMetastore {
             let table = find_table(tx, &database, &name)?
                 .ok_or_else(|| CatalogError::TableNotFound(format!("{database}.{name}")))?;
             remove_table(tx, &table, after)?;
+            access::forget_table(tx, &database, &name)?;
             Ok(table)
         })
         .await
@@ -415,6 +469,16 @@ impl Metastore for SqliteMetastore {
             Ok(())
         })
         .await
+    }
+
+    async fn load_access(&self) -> Result<crate::access::AccessSnapshot, CatalogError> {
+        self.with(|c| access::load(c)).await
+    }
+
+    async fn change_access(&self, changes: &[crate::access::AccessChange]) -> Result<(), CatalogError> {
+        let changes = changes.to_vec();
+        self.tx(move |tx| changes.iter().try_for_each(|c| access::apply(tx, c)))
+            .await
     }
 }
 

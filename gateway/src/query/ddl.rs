@@ -136,7 +136,11 @@ impl Engine {
         match ddl {
             DdlStatement::CreateCatalogSchema(c) => {
                 let name = c.schema_name.rsplit('.').next().unwrap_or(&c.schema_name).to_owned();
-                match self.catalog.create_database(&name, None).await {
+                match self
+                    .catalog
+                    .create_database(&name, None, Some(session.user().to_owned()))
+                    .await
+                {
                     Err(CatalogError::DatabaseExists(_)) if c.if_not_exists => {}
                     r => r?,
                 }
@@ -156,7 +160,7 @@ impl Engine {
                 tag("DROP SCHEMA")
             }
             DdlStatement::CreateExternalTable(cmd) => {
-                self.create_external_table(state, *cmd).await?;
+                self.create_external_table(session, state, *cmd).await?;
                 tag("CREATE EXTERNAL TABLE")
             }
             DdlStatement::CreateMemoryTable(c) => {
@@ -195,6 +199,7 @@ impl Engine {
                     properties: Default::default(),
                     arrow_schema: encode_schema(&schema)?,
                     view_sql: Some(sql),
+                    owner: Some(session.user().to_owned()),
                 };
                 self.catalog
                     .create_table(table, &[], v.or_replace, self.managed.garbage_after())
@@ -250,6 +255,7 @@ impl Engine {
 
     async fn create_external_table(
         &self,
+        session: &Session,
         state: &SessionState,
         mut cmd: CreateExternalTable,
     ) -> Result<(), QueryError> {
@@ -314,6 +320,7 @@ impl Engine {
             properties: Default::default(),
             arrow_schema: encode_schema(&schema)?,
             view_sql: None,
+            owner: Some(session.user().to_owned()),
         };
         let partitions = if partition_columns.is_empty() {
             Vec::new()

@@ -39,6 +39,8 @@ pub struct Engine {
     /// Scalar functions the scheduler and executors know (sluice-lake's
     /// session): a plan calling any other runs in the gateway.
     pub(super) cluster_functions: std::collections::HashSet<String>,
+    /// The bootstrap administrator: always a superuser.
+    pub(super) admin: String,
 }
 
 impl std::fmt::Debug for Engine {
@@ -61,8 +63,8 @@ pub struct EngineParts {
     pub runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
     pub statements: prometheus::IntCounterVec,
     pub target_partitions: Option<usize>,
-    /// Roles `pg_roles` lists: the users the authenticator knows.
-    pub roles: Vec<String>,
+    /// The bootstrap administrator (a superuser, configured, not stored).
+    pub admin: String,
 }
 
 impl Engine {
@@ -78,7 +80,7 @@ impl Engine {
             runtime,
             statements,
             target_partitions,
-            roles,
+            admin,
         } = parts;
         let config = cluster
             .credentials()
@@ -89,7 +91,8 @@ impl Engine {
         let ctx = SessionContext::new_with_state(sluice_lake::session_state(config, Arc::clone(&runtime)));
         let sluice = Arc::new(SluiceCatalog::new(Arc::clone(&catalog), Arc::clone(&services)));
         ctx.register_catalog(CATALOG_NAME, Arc::clone(&sluice) as _);
-        setup_pg_catalog(&ctx, CATALOG_NAME, pg_functions::Roles::new(roles)).map_err(|e| QueryError::from(*e))?;
+        setup_pg_catalog(&ctx, CATALOG_NAME, pg_functions::Roles::new(vec![admin.clone()]))
+            .map_err(|e| QueryError::from(*e))?;
         // Its pg_namespace/pg_class/pg_attribute/pg_database with OIDs that
         // survive restarts (see pg_oids).
         if let Some(pg) = sluice.schema("pg_catalog") {
@@ -140,6 +143,7 @@ impl Engine {
             statements,
             fixed_partitions: target_partitions.is_some(),
             cluster_functions,
+            admin,
         })
     }
 
@@ -268,6 +272,7 @@ impl Engine {
         match parsed {
             Parsed::Empty => Ok(QueryOutput::Empty),
             Parsed::Session(cmd) => self.session_command(session, cmd).await,
+            Parsed::Dcl(stmt) => self.dcl(session, stmt).await,
             Parsed::Hive(stmt) => self.hive_statement(session, stmt).await,
             Parsed::Cursor(cmd) => self.cursor_command(session, cmd).await,
             Parsed::CopyIn(copy) => self.copy_in(session, copy),

@@ -103,7 +103,8 @@ impl Engine {
                         ));
                     }
                     let schema = stream.schema();
-                    self.write_new_table(&db, &name, schema, stream, false).await
+                    self.write_new_table(Some(session.user().to_owned()), &db, &name, schema, stream, false)
+                        .await
                 }
                 IfMissing::Fail => Err(QueryError::new(
                     ErrorKind::UndefinedTable,
@@ -124,7 +125,8 @@ impl Engine {
                     )));
                 }
                 let schema = stream.schema();
-                self.write_new_table(&db, &name, schema, stream, true).await
+                self.write_new_table(Some(session.user().to_owned()), &db, &name, schema, stream, true)
+                    .await
             }
             IfExists::Append => {
                 // The stream's columns by name, cast to the table's types.

@@ -48,6 +48,7 @@ impl Engine {
             ),
             Parsed::Cursor(CursorCommand::Fetch { name, .. }) => (session.cursors().schema(name).await?, vec![], None),
             Parsed::Session(_)
+            | Parsed::Dcl(_)
             | Parsed::Hive(_)
             | Parsed::CopyOut(_)
             | Parsed::CopyIn(_)

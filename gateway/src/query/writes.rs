@@ -153,6 +153,7 @@ impl Engine {
             properties,
             arrow_schema: encode_schema(&schema)?,
             view_sql: None,
+            owner: Some(session.user().to_owned()),
         };
         let stream = if empty {
             None
@@ -176,6 +177,7 @@ impl Engine {
     /// SQL ingest), replacing one of that name with `replace`.
     pub async fn write_new_table(
         &self,
+        owner: Option<String>,
         db: &str,
         name: &str,
         schema: SchemaRef,
@@ -199,6 +201,7 @@ impl Engine {
                 .collect(),
             arrow_schema: encode_schema(&schema)?,
             view_sql: None,
+            owner,
         };
         let mode = WriteMode::Create {
             table: Box::new(table.clone()),

@@ -29,6 +29,7 @@ type TableRow = (
     String,
     Vec<u8>,
     Option<String>,
+    Option<String>,
 );
 
 pub(super) fn read_tables(
@@ -37,7 +38,7 @@ pub(super) fn read_tables(
     name_filter: Option<&str>,
 ) -> Result<Vec<Table>, CatalogError> {
     let mut stmt = tx.prepare(
-        "SELECT db, name, id, version, kind, format, locations, partition_cols, options, properties, arrow_schema, view_sql
+        "SELECT db, name, id, version, kind, format, locations, partition_cols, options, properties, arrow_schema, view_sql, owner
          FROM tbls WHERE (?1 IS NULL OR db = ?1) AND (?2 IS NULL OR name = ?2) ORDER BY db, name",
     )?;
     let rows = stmt
@@ -55,13 +56,14 @@ pub(super) fn read_tables(
                 r.get(9)?,
                 r.get(10)?,
                 r.get(11)?,
+                r.get(12)?,
             ))
         })?
         .collect::<Result<Vec<TableRow>, _>>()?;
     let mut col_stmt =
         tx.prepare("SELECT name, data_type, nullable FROM cols WHERE table_id = ?1 ORDER BY position")?;
     let mut out = Vec::with_capacity(rows.len());
-    for (db, name, id, version, kind, format, locations, pcols, options, props, schema, view_sql) in rows {
+    for (db, name, id, version, kind, format, locations, pcols, options, props, schema, view_sql, owner) in rows {
         let full = format!("{db}.{name}");
         let columns = col_stmt
             .query_map(params![id], |r| {
@@ -86,6 +88,7 @@ pub(super) fn read_tables(
             columns,
             arrow_schema: schema,
             view_sql,
+            owner,
         });
     }
     Ok(out)
@@ -106,8 +109,8 @@ pub(super) fn require_database(tx: &Connection, db: &str) -> Result<(), CatalogE
 
 pub(super) fn insert_table(tx: &Connection, t: &Table) -> Result<(), CatalogError> {
     tx.execute(
-        "INSERT INTO tbls(db, name, id, version, kind, format, locations, partition_cols, options, properties, arrow_schema, view_sql)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        "INSERT INTO tbls(db, name, id, version, kind, format, locations, partition_cols, options, properties, arrow_schema, view_sql, owner)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             t.database,
             t.name,
@@ -120,7 +123,8 @@ pub(super) fn insert_table(tx: &Connection, t: &Table) -> Result<(), CatalogErro
             json(&t.options),
             json(&t.properties),
             t.arrow_schema,
-            t.view_sql
+            t.view_sql,
+            t.owner
         ],
     )?;
     for (i, col) in t.columns.iter().enumerate() {

@@ -28,6 +28,7 @@ fn table(db: &str, name: &str, kind: TableKind) -> Table {
         partition_columns: vec!["p".into()],
         options: BTreeMap::new(),
         properties: BTreeMap::new(),
+        owner: Some("alice".into()),
         arrow_schema: vec![1, 2, 3],
         view_sql: None,
     }
@@ -65,6 +66,7 @@ async fn open() -> (tempfile::TempDir, SqliteMetastore) {
         name: "s".into(),
         location: "file:///w/s.db/".into(),
         comment: None,
+        owner: None,
     })
     .await
     .unwrap();
@@ -95,6 +97,7 @@ async fn round_trip_survives_reopen_and_cascade_drops() {
             name: "s".into(),
             location: "file:///w/s.db/".into(),
             comment: None,
+            owner: Some("bob".into()),
         })
         .await
         .unwrap();
