@@ -1,9 +1,12 @@
-//! Who may connect, knowing nothing of wire protocols: password checks (and
-//! the SCRAM secret derived from the password), loopback trust for the
-//! password-less bootstrap, and signed tokens (Flight bearer tokens and
-//! tickets) that any gateway holding the same key can verify.
+//! Who may connect, knowing nothing of wire protocols: the bootstrap
+//! administrator and the catalog's login roles (SCRAM verifiers only),
+//! loopback trust for the password-less bootstrap, throttling of failed
+//! attempts and a log line for every attempt, and signed tokens (Flight
+//! bearer tokens and tickets) that any gateway holding the same key can
+//! verify.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -11,7 +14,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::access::RoleDef;
+use crate::access::scram::Verifier;
 use crate::config::AdminAuth;
+
+mod throttle;
+pub use throttle::Throttle;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -37,26 +45,36 @@ pub struct Principal {
     pub user: String,
 }
 
-/// SCRAM-SHA-256 stored key material for one user.
-#[derive(Debug, Clone)]
-pub struct ScramSecret {
-    pub salt: Vec<u8>,
-    pub salted_password: Vec<u8>,
+/// How a Postgres client proves who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// The password-less bootstrap administrator on loopback.
+    Trust,
+    /// SCRAM-SHA-256 against a stored verifier.
+    Scram,
 }
 
-/// SCRAM iteration count (Postgres' default).
-pub const SCRAM_ITERATIONS: usize = 4096;
+/// Finds a role of the catalog by name (the current snapshot's).
+pub type RoleLookup = Arc<dyn Fn(&str) -> Option<RoleDef> + Send + Sync>;
 
 /// Authenticates users and signs/verifies tokens.
 pub trait Authenticator: Send + Sync + std::fmt::Debug {
-    /// True when no password is configured and loopback clients are trusted.
-    fn is_trust(&self) -> bool;
+    /// How `user` connecting from `peer` must authenticate.
+    fn method(&self, user: &str, peer: IpAddr) -> Method;
     /// Trust login (no password) for `user` connecting from `peer`.
     fn trust(&self, user: &str, peer: IpAddr) -> Result<Principal, AuthError>;
-    /// The SCRAM secret of `user` (for the Postgres SASL exchange).
-    fn scram_secret(&self, user: &str) -> Result<ScramSecret, AuthError>;
+    /// The verifier a SCRAM exchange for `user` runs against, and whether it
+    /// is real: for an unknown user, one without a password or one that may
+    /// not log in, a decoy that no proof satisfies, so the exchange looks
+    /// the same as for a real user.
+    fn scram_verifier(&self, user: &str) -> (Verifier, bool);
     /// Checks a cleartext password (Flight Basic auth).
     fn verify_password(&self, user: &str, password: &str, peer: Option<IpAddr>) -> Result<Principal, AuthError>;
+    /// How much longer an attempt of `user` from `peer` must wait before it
+    /// is answered (grows with the pair's failures in a row).
+    fn delay(&self, user: &str, peer: Option<IpAddr>) -> Duration;
+    /// Records (and logs) the outcome of an attempt.
+    fn record(&self, attempt: Attempt<'_>, outcome: Result<(), &AuthError>);
     /// Issues a bearer token for `principal`.
     fn issue_token(&self, principal: &Principal) -> String;
     /// Verifies a bearer token.
@@ -67,44 +85,50 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
     fn open(&self, signed: &[u8]) -> Option<Vec<u8>>;
 }
 
-/// The bootstrap administrator as the only user (roles and grants come later).
-pub struct StaticAuthenticator {
-    admin_user: String,
-    password: Option<(String, ScramSecret)>,
-    key: Vec<u8>,
-    token_ttl: Duration,
+/// One authentication attempt, for the log and the throttle.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    pub protocol: &'static str,
+    pub method: &'static str,
+    pub user: &'a str,
+    pub peer: Option<IpAddr>,
 }
 
-impl std::fmt::Debug for StaticAuthenticator {
+/// The bootstrap administrator (from the configuration) and the catalog's
+/// roles that may log in.
+pub struct CatalogAuthenticator {
+    admin_user: String,
+    /// `None`: loopback trust for the administrator.
+    admin_verifier: Option<Verifier>,
+    roles: RoleLookup,
+    key: Vec<u8>,
+    token_ttl: Duration,
+    throttle: Throttle,
+}
+
+impl std::fmt::Debug for CatalogAuthenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StaticAuthenticator")
+        f.debug_struct("CatalogAuthenticator")
             .field("admin_user", &self.admin_user)
             .finish_non_exhaustive()
     }
 }
 
-impl StaticAuthenticator {
-    /// `key` signs tokens; gateways that share it accept each other's tokens.
-    pub fn new(admin_user: &str, auth: &AdminAuth, key: Vec<u8>) -> Self {
-        let password = match auth {
-            AdminAuth::Password(p) => {
-                let salt: [u8; 16] = rand::random();
-                let salted_password = pgwire::api::auth::sasl::scram::gen_salted_password(p, &salt, SCRAM_ITERATIONS);
-                Some((
-                    p.clone(),
-                    ScramSecret {
-                        salt: salt.to_vec(),
-                        salted_password,
-                    },
-                ))
-            }
+impl CatalogAuthenticator {
+    /// `key` signs tokens; gateways that share it accept each other's
+    /// tokens. `roles` reads the catalog's current roles.
+    pub fn new(admin_user: &str, auth: &AdminAuth, key: Vec<u8>, roles: RoleLookup) -> Self {
+        let admin_verifier = match auth {
+            AdminAuth::Password(p) => Some(Verifier::new(p)),
             AdminAuth::LoopbackTrust => None,
         };
-        StaticAuthenticator {
+        CatalogAuthenticator {
             admin_user: admin_user.to_owned(),
-            password,
+            admin_verifier,
+            roles,
             key,
             token_ttl: Duration::from_secs(12 * 3600),
+            throttle: Throttle::default(),
         }
     }
 
@@ -112,19 +136,32 @@ impl StaticAuthenticator {
         // HMAC accepts keys of any length.
         HmacSha256::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
     }
+
+    /// The stored verifier of a user that may log in.
+    fn verifier(&self, user: &str) -> Option<Verifier> {
+        if user == self.admin_user {
+            return self.admin_verifier.clone();
+        }
+        (self.roles)(user).filter(|r| r.login).and_then(|r| r.verifier)
+    }
+
+    /// May `user` still log in (tokens outlive role changes)?
+    fn may_log_in(&self, user: &str) -> bool {
+        user == self.admin_user || (self.roles)(user).is_some_and(|r| r.login)
+    }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-impl Authenticator for StaticAuthenticator {
-    fn is_trust(&self) -> bool {
-        self.password.is_none()
+impl Authenticator for CatalogAuthenticator {
+    fn method(&self, user: &str, _peer: IpAddr) -> Method {
+        if user == self.admin_user && self.admin_verifier.is_none() {
+            Method::Trust
+        } else {
+            Method::Scram
+        }
     }
 
     fn trust(&self, user: &str, peer: IpAddr) -> Result<Principal, AuthError> {
-        if self.password.is_some() || user != self.admin_user {
+        if self.admin_verifier.is_some() || user != self.admin_user {
             return Err(AuthError::InvalidCredentials(user.to_owned()));
         }
         if !peer.is_loopback() {
@@ -133,20 +170,57 @@ impl Authenticator for StaticAuthenticator {
         Ok(Principal { user: user.to_owned() })
     }
 
-    fn scram_secret(&self, user: &str) -> Result<ScramSecret, AuthError> {
-        match &self.password {
-            Some((_, secret)) if user == self.admin_user => Ok(secret.clone()),
-            _ => Err(AuthError::InvalidCredentials(user.to_owned())),
+    fn scram_verifier(&self, user: &str) -> (Verifier, bool) {
+        match self.verifier(user) {
+            Some(v) => (v, true),
+            None => (Verifier::decoy(&self.key, user), false),
         }
     }
 
     fn verify_password(&self, user: &str, password: &str, peer: Option<IpAddr>) -> Result<Principal, AuthError> {
-        match &self.password {
-            None => self.trust(user, peer.unwrap_or(IpAddr::from([0, 0, 0, 0]))),
-            Some((p, _)) if user == self.admin_user && constant_time_eq(p.as_bytes(), password.as_bytes()) => {
-                Ok(Principal { user: user.to_owned() })
+        if user == self.admin_user && self.admin_verifier.is_none() {
+            return self.trust(user, peer.unwrap_or(IpAddr::from([0, 0, 0, 0])));
+        }
+        // Unknown users pay the same key derivation as known ones.
+        let (verifier, real) = self.scram_verifier(user);
+        if verifier.verify_password(password) && real {
+            Ok(Principal { user: user.to_owned() })
+        } else {
+            Err(AuthError::InvalidCredentials(user.to_owned()))
+        }
+    }
+
+    fn delay(&self, user: &str, peer: Option<IpAddr>) -> Duration {
+        self.throttle.delay(user, peer)
+    }
+
+    fn record(&self, attempt: Attempt<'_>, outcome: Result<(), &AuthError>) {
+        let peer = attempt.peer.map(|p| p.to_string()).unwrap_or_default();
+        match outcome {
+            Ok(()) => {
+                self.throttle.succeeded(attempt.user, attempt.peer);
+                tracing::info!(
+                    target: "sluice::auth",
+                    protocol = attempt.protocol,
+                    method = attempt.method,
+                    user = attempt.user,
+                    peer,
+                    "authentication succeeded"
+                );
             }
-            Some(_) => Err(AuthError::InvalidCredentials(user.to_owned())),
+            Err(e) => {
+                let failures = self.throttle.failed(attempt.user, attempt.peer);
+                tracing::warn!(
+                    target: "sluice::auth",
+                    protocol = attempt.protocol,
+                    method = attempt.method,
+                    user = attempt.user,
+                    peer,
+                    failures,
+                    reason = %e,
+                    "authentication failed"
+                );
+            }
         }
     }
 
@@ -172,7 +246,7 @@ impl Authenticator for StaticAuthenticator {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(u64::MAX, |d| d.as_secs());
-        if now >= expires {
+        if now >= expires || !self.may_log_in(user) {
             return Err(AuthError::InvalidToken);
         }
         Ok(Principal { user: user.to_owned() })
@@ -203,15 +277,39 @@ impl Authenticator for StaticAuthenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::scram::Verifier;
 
-    fn auth() -> StaticAuthenticator {
-        StaticAuthenticator::new("admin", &AdminAuth::Password("s3cret".into()), b"k".to_vec())
+    fn roles() -> RoleLookup {
+        Arc::new(|name: &str| match name {
+            "alice" => Some(RoleDef {
+                name: "alice".into(),
+                login: true,
+                superuser: false,
+                verifier: Some(Verifier::new("wonder")),
+            }),
+            "staff" => Some(RoleDef {
+                name: "staff".into(),
+                login: false,
+                superuser: false,
+                verifier: Some(Verifier::new("wonder")),
+            }),
+            _ => None,
+        })
+    }
+
+    fn auth() -> CatalogAuthenticator {
+        CatalogAuthenticator::new("admin", &AdminAuth::Password("s3cret".into()), b"k".to_vec(), roles())
     }
 
     #[test]
     fn passwords_and_tokens() {
         let a = auth();
         assert!(a.verify_password("admin", "s3cret", None).is_ok());
+        assert!(a.verify_password("alice", "wonder", None).is_ok(), "a catalog user");
+        assert!(
+            a.verify_password("staff", "wonder", None).is_err(),
+            "a role without LOGIN"
+        );
         assert!(matches!(
             a.verify_password("admin", "nope", None),
             Err(AuthError::InvalidCredentials(_))
@@ -220,6 +318,13 @@ mod tests {
             a.verify_password("eve", "s3cret", None),
             Err(AuthError::InvalidCredentials(_))
         ));
+        let (_, real) = a.scram_verifier("eve");
+        assert!(!real, "unknown users get a decoy");
+        assert_eq!(
+            a.scram_verifier("eve").0.salt,
+            a.scram_verifier("eve").0.salt,
+            "the decoy is stable, as a real verifier is"
+        );
         let t = a.issue_token(&Principal { user: "admin".into() });
         assert_eq!(a.verify_token(&t).unwrap().user, "admin");
         assert_ne!(
@@ -227,7 +332,14 @@ mod tests {
             a.issue_token(&Principal { user: "admin".into() }),
             "each login gets its own token"
         );
-        let other = StaticAuthenticator::new("admin", &AdminAuth::Password("s3cret".into()), b"other".to_vec());
+        let gone = a.issue_token(&Principal { user: "bob".into() });
+        assert!(a.verify_token(&gone).is_err(), "a token of a dropped user is refused");
+        let other = CatalogAuthenticator::new(
+            "admin",
+            &AdminAuth::Password("s3cret".into()),
+            b"other".to_vec(),
+            roles(),
+        );
         assert!(other.verify_token(&t).is_err(), "a token from another key is refused");
         let mut forged = URL_SAFE_NO_PAD.decode(&t).unwrap();
         let last = forged.len() - 1;
@@ -237,12 +349,41 @@ mod tests {
 
     #[test]
     fn trust_is_loopback_only() {
-        let a = StaticAuthenticator::new("sluice", &AdminAuth::LoopbackTrust, b"k".to_vec());
+        let a = CatalogAuthenticator::new("sluice", &AdminAuth::LoopbackTrust, b"k".to_vec(), roles());
+        assert_eq!(a.method("sluice", "127.0.0.1".parse().unwrap()), Method::Trust);
+        assert_eq!(a.method("alice", "127.0.0.1".parse().unwrap()), Method::Scram);
         assert!(a.trust("sluice", "127.0.0.1".parse().unwrap()).is_ok());
         assert!(matches!(
             a.trust("sluice", "10.1.2.3".parse().unwrap()),
             Err(AuthError::NotPermitted(_))
         ));
         assert!(a.trust("other", "127.0.0.1".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn failures_slow_down_that_user_and_address_only() {
+        let a = auth();
+        let peer = Some("10.0.0.9".parse().unwrap());
+        let attempt = Attempt {
+            protocol: "test",
+            method: "password",
+            user: "alice",
+            peer,
+        };
+        assert_eq!(a.delay("alice", peer), Duration::ZERO);
+        let e = AuthError::InvalidCredentials("alice".into());
+        for _ in 0..3 {
+            a.record(attempt, Err(&e));
+        }
+        let d3 = a.delay("alice", peer);
+        a.record(attempt, Err(&e));
+        assert!(
+            a.delay("alice", peer) > d3 && d3 > Duration::ZERO,
+            "grows with each failure"
+        );
+        assert_eq!(a.delay("bob", peer), Duration::ZERO);
+        assert_eq!(a.delay("alice", Some("10.0.0.8".parse().unwrap())), Duration::ZERO);
+        a.record(attempt, Ok(()));
+        assert_eq!(a.delay("alice", peer), Duration::ZERO, "a success forgets the failures");
     }
 }

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use sluice_lake::membership::ClusterCredentials;
 
-use crate::auth::{Authenticator, StaticAuthenticator};
+use crate::auth::{Authenticator, CatalogAuthenticator};
 use crate::catalog::CatalogState;
 use crate::catalog::sqlite::SqliteMetastore;
 use crate::config::Config;
@@ -240,7 +240,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     }
 
     let key = load_or_create_key(&config.token_key_file)?;
-    let auth: Arc<dyn Authenticator> = Arc::new(StaticAuthenticator::new(&config.admin_user, &config.admin_auth, key));
+    let roles = {
+        let catalog = Arc::clone(&catalog);
+        Arc::new(move |name: &str| catalog.snapshot().access.roles.get(name).cloned())
+    };
+    let auth: Arc<dyn Authenticator> = Arc::new(CatalogAuthenticator::new(
+        &config.admin_user,
+        &config.admin_auth,
+        key,
+        roles,
+    ));
     let handler: Arc<dyn QueryHandler> = engine;
 
     let addrs = BoundAddrs {

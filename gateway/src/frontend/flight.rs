@@ -54,7 +54,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::{Authenticator, Principal};
+use crate::auth::{Attempt, Authenticator, Principal};
 use crate::catalog::CATALOG_NAME;
 use crate::error::QueryError;
 use crate::query::write::conform;
@@ -142,35 +142,43 @@ impl FlightSqlServer {
             .await
     }
 
-    fn principal<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
+    /// The caller's principal. The future does not borrow the request (a
+    /// streaming request body is not `Sync`).
+    fn principal<T>(&self, req: &Request<T>) -> impl Future<Output = Result<Principal, Status>> + Send + '_ {
         let header = req
             .metadata()
             .get("authorization")
-            .ok_or_else(|| Status::unauthenticated("missing authorization header"))?
-            .to_str()
-            .map_err(|_| Status::unauthenticated("malformed authorization header"))?;
-        if let Some(bearer) = header.strip_prefix("Bearer ") {
-            let (token, _session) = session::split_bearer(bearer.trim());
-            return self
-                .auth
-                .verify_token(token)
-                .map_err(|e| Status::unauthenticated(e.to_string()));
+            .ok_or_else(|| Status::unauthenticated("missing authorization header"))
+            .and_then(|h| {
+                h.to_str()
+                    .map(str::to_owned)
+                    .map_err(|_| Status::unauthenticated("malformed authorization header"))
+            });
+        let peer = peer_ip(req);
+        async move {
+            let header = header?;
+            if let Some(bearer) = header.strip_prefix("Bearer ") {
+                let (token, _session) = session::split_bearer(bearer.trim());
+                return self
+                    .auth
+                    .verify_token(token)
+                    .map_err(|e| Status::unauthenticated(e.to_string()));
+            }
+            if let Some(basic) = header.strip_prefix("Basic ") {
+                return self.basic(basic, peer).await;
+            }
+            Err(Status::unauthenticated("unsupported authorization scheme"))
         }
-        if let Some(basic) = header.strip_prefix("Basic ") {
-            return self.basic(basic, peer_ip(req));
-        }
-        Err(Status::unauthenticated("unsupported authorization scheme"))
     }
 
     /// The principal and the Flight session a request names.
-    fn caller<T>(&self, req: &Request<T>) -> Result<(Principal, Option<FlightSession>), Status> {
-        let principal = self.principal(req)?;
+    async fn caller<T>(&self, req: &Request<T>) -> Result<(Principal, Option<FlightSession>), Status> {
+        let principal = self.principal(req).await?;
         let session = self.flight_session(req, &principal)?;
         Ok((principal, session))
     }
 
-    fn basic(&self, b64: &str, peer: Option<IpAddr>) -> Result<Principal, Status> {
-        // Clients differ on padding (ADBC's Go driver sends none).
+    async fn basic(&self, b64: &str, peer: Option<IpAddr>) -> Result<Principal, Status> {
         const LENIENT: GeneralPurpose = GeneralPurpose::new(
             &base64::alphabet::STANDARD,
             GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
@@ -182,9 +190,19 @@ impl FlightSqlServer {
         let (user, password) = text
             .split_once(':')
             .ok_or_else(|| Status::unauthenticated("malformed basic credentials"))?;
-        self.auth
-            .verify_password(user, password, peer)
-            .map_err(|e| Status::unauthenticated(e.to_string()))
+        let attempt = Attempt {
+            protocol: "flight",
+            method: "basic",
+            user,
+            peer,
+        };
+        // As on the pg port: every answer for a throttled pair waits out its
+        // delay, right password or not, so guessing is slowed and a right
+        // guess does not answer sooner than a wrong one.
+        tokio::time::sleep(self.auth.delay(user, peer)).await;
+        let outcome = self.auth.verify_password(user, password, peer);
+        self.auth.record(attempt, outcome.as_ref().map(|_| ()));
+        outcome.map_err(|e| Status::unauthenticated(e.to_string()))
     }
 
     /// Plans a statement written with Flight/JDBC `?` markers.
@@ -302,13 +320,13 @@ impl FlightSqlServer {
 
     /// FlightInfo of a key command: Sluice tables have no keys, so the
     /// answer is always empty with the spec's `schema`.
-    fn empty_key_info(
+    async fn empty_key_info(
         &self,
         schema: &Schema,
-        command: impl ProstMessageExt,
+        command: impl ProstMessageExt + Send,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         self.info(schema, command.as_any().encode_to_vec().into(), request.into_inner())
     }
 
@@ -318,7 +336,7 @@ impl FlightSqlServer {
         schema: Schema,
         request: Request<Ticket>,
     ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         self.metadata_batch(RecordBatch::new_empty(Arc::new(schema))).await
     }
 }
@@ -367,7 +385,7 @@ impl FlightSqlService for FlightSqlServer {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
-        let principal = self.principal(&request)?;
+        let principal = self.principal(&request).await?;
         let token = self.auth.issue_token(&principal);
         tracing::info!(user = principal.user, "flight handshake");
         let result = HandshakeResponse {
@@ -387,7 +405,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let (principal, options) = self.caller(&request)?;
+        let (principal, options) = self.caller(&request).await?;
         let (schema, handle) = self
             .plan_statement(&principal, options, &query.query, Vec::new())
             .await?;
@@ -404,7 +422,7 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<Response<FlightInfo>, Status> {
         // A prepared statement runs with the session's options as they are
         // now (PostgreSQL re-plans one when search_path changes).
-        let (principal, options) = self.caller(&request)?;
+        let (principal, options) = self.caller(&request).await?;
         let handle = self.unseal(&cmd.prepared_statement_handle, &principal)?;
         let (schema, handle) = self
             .plan_statement(&principal, options, &handle.sql, handle.params_ipc)
@@ -420,7 +438,7 @@ impl FlightSqlService for FlightSqlServer {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let principal = self.principal(&request)?;
+        let principal = self.principal(&request).await?;
         let handle = self.unseal(&ticket.statement_handle, &principal)?;
         let raw = request.get_ref().ticket.clone();
         self.stream_handle(&principal, handle, raw).await
@@ -431,7 +449,7 @@ impl FlightSqlService for FlightSqlServer {
         cmd: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let (principal, options) = self.caller(&request)?;
+        let (principal, options) = self.caller(&request).await?;
         let mut handle = self.unseal(&cmd.prepared_statement_handle, &principal)?;
         handle.session = options;
         let raw = request.get_ref().ticket.clone();
@@ -443,7 +461,7 @@ impl FlightSqlService for FlightSqlServer {
         cmd: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        let (principal, options) = self.caller(&request)?;
+        let (principal, options) = self.caller(&request).await?;
         let session = self.open_session(&principal, options.as_ref()).await?;
         let prepared = self.prepare(&session, &cmd.query).await?;
         let out = self.handler.execute(&session, &prepared, None).await?;
@@ -455,7 +473,7 @@ impl FlightSqlService for FlightSqlServer {
         cmd: CommandStatementIngest,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        let (principal, options) = self.caller(&request)?;
+        let (principal, options) = self.caller(&request).await?;
         let session = self.open_session(&principal, options.as_ref()).await?;
         let target = ingest::target(&cmd)?;
         let stream = ingest::batches(request.into_inner()).await?;
@@ -468,7 +486,7 @@ impl FlightSqlService for FlightSqlServer {
         query: ActionCreatePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let (principal, options) = self.caller(&request)?;
+        let (principal, options) = self.caller(&request).await?;
         let session = self.open_session(&principal, options.as_ref()).await?;
         let prepared = self.prepare(&session, &query.query).await?;
         let handle = StatementHandle {
@@ -493,7 +511,7 @@ impl FlightSqlService for FlightSqlServer {
         cmd: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        let principal = self.principal(&request)?;
+        let principal = self.principal(&request).await?;
         let mut handle = self.unseal(&cmd.prepared_statement_handle, &principal)?;
         let batches: Vec<RecordBatch> = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
             request.into_inner().map_err(FlightError::from),
@@ -519,7 +537,7 @@ impl FlightSqlService for FlightSqlServer {
         cmd: CommandPreparedStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        let (principal, options) = self.caller(&request)?;
+        let (principal, options) = self.caller(&request).await?;
         let handle = self.unseal(&cmd.prepared_statement_handle, &principal)?;
         let batches: Vec<RecordBatch> = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
             request.into_inner().map_err(FlightError::from),
@@ -554,7 +572,7 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<arrow_flight::Action>,
     ) -> Result<(), Status> {
         // Handles are self-contained: nothing is held server-side.
-        self.principal(&request)?;
+        self.principal(&request).await?;
         Ok(())
     }
 
@@ -563,7 +581,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let schema = query.into_builder().schema();
         self.info(&schema, query.as_any().encode_to_vec().into(), request.into_inner())
     }
@@ -573,7 +591,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetCatalogs,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let mut b = query.into_builder();
         b.append(CATALOG_NAME);
         self.metadata_batch(b.build().map_err(internal)?).await
@@ -584,7 +602,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let schema = query.clone().into_builder().schema();
         self.info(&schema, query.as_any().encode_to_vec().into(), request.into_inner())
     }
@@ -594,7 +612,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetDbSchemas,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let mut b = query.into_builder();
         for db in self.handler.schemas() {
             b.append(CATALOG_NAME, db);
@@ -607,7 +625,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let schema = query.clone().into_builder().schema();
         self.info(&schema, query.as_any().encode_to_vec().into(), request.into_inner())
     }
@@ -617,7 +635,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let mut b = query.into_builder();
         for t in self.handler.tables() {
             b.append(CATALOG_NAME, &t.schema, &t.name, t.kind, &t.arrow_schema)
@@ -631,7 +649,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let schema = query.into_builder().schema();
         self.info(&schema, query.as_any().encode_to_vec().into(), request.into_inner())
     }
@@ -641,7 +659,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetTableTypes,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let mut b = query.into_builder();
         b.append("TABLE");
         b.append("VIEW");
@@ -653,7 +671,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let schema = query.clone().into_builder(&self.sql_info).schema();
         self.info(&schema, query.as_any().encode_to_vec().into(), request.into_inner())
     }
@@ -663,7 +681,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetSqlInfo,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let batch = query.into_builder(&self.sql_info).build().map_err(internal)?;
         self.metadata_batch(batch).await
     }
@@ -673,7 +691,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let schema = query.into_builder(&self.xdbc).schema();
         self.info(&schema, query.as_any().encode_to_vec().into(), request.into_inner())
     }
@@ -683,7 +701,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetXdbcTypeInfo,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let batch = query.into_builder(&self.xdbc).build().map_err(internal)?;
         self.metadata_batch(batch).await
     }
@@ -696,7 +714,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.empty_key_info(&primary_keys_schema(), query, request)
+        self.empty_key_info(&primary_keys_schema(), query, request).await
     }
 
     async fn do_get_primary_keys(
@@ -712,7 +730,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetExportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.empty_key_info(&foreign_keys_schema(), query, request)
+        self.empty_key_info(&foreign_keys_schema(), query, request).await
     }
 
     async fn do_get_exported_keys(
@@ -728,7 +746,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetImportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.empty_key_info(&foreign_keys_schema(), query, request)
+        self.empty_key_info(&foreign_keys_schema(), query, request).await
     }
 
     async fn do_get_imported_keys(
@@ -744,7 +762,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetCrossReference,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.empty_key_info(&foreign_keys_schema(), query, request)
+        self.empty_key_info(&foreign_keys_schema(), query, request).await
     }
 
     async fn do_get_cross_reference(
@@ -771,7 +789,7 @@ impl FlightSqlService for FlightSqlServer {
                 request.get_ref().r#type
             )));
         }
-        let principal = self.principal(&request)?;
+        let principal = self.principal(&request).await?;
         let cmd = CancelFlightInfoRequest::decode(request.get_ref().body.as_ref())
             .map_err(|_| Status::invalid_argument("malformed CancelFlightInfoRequest"))?;
         let info = cmd
@@ -803,7 +821,7 @@ impl FlightSqlService for FlightSqlServer {
         query: ActionCancelQueryRequest,
         request: Request<Action>,
     ) -> Result<ActionCancelQueryResult, Status> {
-        let principal = self.principal(&request)?;
+        let principal = self.principal(&request).await?;
         let info =
             FlightInfo::decode(query.info.as_ref()).map_err(|_| Status::invalid_argument("malformed FlightInfo"))?;
         // CancelResult (not exported by arrow-flight) numbers its values as
@@ -817,7 +835,7 @@ impl FlightSqlService for FlightSqlServer {
         _query: ActionBeginTransactionRequest,
         request: Request<Action>,
     ) -> Result<ActionBeginTransactionResult, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         Err(no_transactions())
     }
 
@@ -826,7 +844,7 @@ impl FlightSqlService for FlightSqlServer {
         _query: ActionEndTransactionRequest,
         request: Request<Action>,
     ) -> Result<(), Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         Err(no_transactions())
     }
 
@@ -835,7 +853,7 @@ impl FlightSqlService for FlightSqlServer {
         _query: ActionBeginSavepointRequest,
         request: Request<Action>,
     ) -> Result<ActionBeginSavepointResult, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         Err(no_transactions())
     }
 
@@ -844,7 +862,7 @@ impl FlightSqlService for FlightSqlServer {
         _query: ActionEndSavepointRequest,
         request: Request<Action>,
     ) -> Result<(), Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         Err(no_transactions())
     }
 

@@ -14,12 +14,8 @@ use bytes::Bytes;
 use datafusion::arrow::datatypes::Schema;
 use futures::{Sink, SinkExt, StreamExt, stream};
 use pgwire::api::DEFAULT_NAME;
-use pgwire::api::auth::sasl::SASLAuthStartupHandler;
-use pgwire::api::auth::sasl::scram::ScramAuth;
-use pgwire::api::auth::{
-    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler, finish_authentication,
-    protocol_negotiation, save_startup_parameters_to_metadata,
-};
+use pgwire::api::auth::DefaultServerParameterProvider;
+use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -29,15 +25,12 @@ use pgwire::api::results::{
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::Entry;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{
-    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, PidSecretKeyGenerator,
-    RandomPidSecretKeyGenerator, Type,
-};
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::startup::ParameterStatus;
-use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -46,10 +39,11 @@ use tracing::Instrument;
 mod array_param;
 mod copy;
 mod copy_in;
+mod login;
 mod present;
 mod simple;
 
-use crate::auth::{AuthError, Authenticator, SCRAM_ITERATIONS};
+use crate::auth::Authenticator;
 use crate::catalog::CATALOG_NAME;
 use crate::error::{ErrorKind, QueryError};
 use crate::query::{Prepared, QueryHandler, QueryOutput};
@@ -127,109 +121,12 @@ fn session_of<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Session>> {
         .ok_or_else(|| pg_error(QueryError::new(ErrorKind::Internal, "no session on this connection")))
 }
 
-#[derive(Debug)]
-struct ScramSource {
-    auth: Arc<dyn Authenticator>,
-}
-
-#[async_trait]
-impl AuthSource for ScramSource {
-    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        let user = login.user().unwrap_or_default();
-        let secret = self
-            .auth
-            .scram_secret(user)
-            .map_err(|_| PgWireError::InvalidPassword(user.to_owned()))?;
-        Ok(Password::new(Some(secret.salt), secret.salted_password))
-    }
-}
-
 fn parameters() -> DefaultServerParameterProvider {
     let mut p = DefaultServerParameterProvider::default();
     p.server_version = crate::PG_SERVER_VERSION.to_owned();
     p.date_style = "ISO, MDY".to_owned();
     p.search_path = "\"default\", public".to_owned();
     p
-}
-
-/// Startup of one connection: database check, then SCRAM or loopback trust,
-/// then the session.
-struct Startup {
-    auth: Arc<dyn Authenticator>,
-    handler: Arc<dyn QueryHandler>,
-    sasl: SASLAuthStartupHandler<DefaultServerParameterProvider>,
-    cancel: Arc<CancelRegistry>,
-    params: DefaultServerParameterProvider,
-}
-
-impl Startup {
-    fn open_session<C: ClientInfo>(&self, client: &C) -> PgWireResult<()> {
-        let user = client.metadata().get("user").cloned().unwrap_or_default();
-        let session = self.handler.open_session(&user).map_err(pg_error)?;
-        let span = tracing::Span::current();
-        span.record("user", user.as_str());
-        span.record("session_id", session.id());
-        if let Some(app) = client.metadata().get("application_name") {
-            session.set_guc("application_name", app);
-        }
-        let (pid, secret) = client.pid_and_secret_key();
-        let key = (pid, secret.to_bytes());
-        self.cancel
-            .map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), Arc::downgrade(&session));
-        client.session_extensions().insert(CancelRegistration {
-            key,
-            registry: Arc::clone(&self.cancel),
-        });
-        client.session_extensions().insert(SessionSlot(session));
-        tracing::info!(user, "session opened");
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl StartupHandler for Startup {
-    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        if let PgWireFrontendMessage::Startup(ref startup) = message {
-            let user = startup.parameters.get("user").cloned().unwrap_or_default();
-            let database = startup
-                .parameters
-                .get("database")
-                .cloned()
-                .unwrap_or_else(|| user.clone());
-            tracing::Span::current().record("database", database.as_str());
-            if database != CATALOG_NAME {
-                return Err(fatal("3D000", format!("database \"{database}\" does not exist")));
-            }
-            if self.auth.is_trust() {
-                protocol_negotiation(client, startup).await?;
-                save_startup_parameters_to_metadata(client, startup);
-                match self.auth.trust(&user, client.socket_addr().ip()) {
-                    Ok(_) => {}
-                    Err(e @ AuthError::NotPermitted(_)) => return Err(fatal("28000", e.to_string())),
-                    Err(_) => return Err(PgWireError::InvalidPassword(user)),
-                }
-                let (pid, secret) = RandomPidSecretKeyGenerator::default().generate(client);
-                client.set_pid_and_secret_key(pid, secret);
-                self.open_session(client)?;
-                return finish_authentication(client, &self.params).await;
-            }
-        }
-        self.sasl.on_startup(client, message).await?;
-        if matches!(client.state(), PgWireConnectionState::ReadyForQuery)
-            && client.session_extensions().get::<SessionSlot>().is_none()
-        {
-            self.open_session(client)?;
-        }
-        Ok(())
-    }
 }
 
 /// Prepared statement as pgwire stores it.
@@ -562,7 +459,7 @@ impl ExtendedQueryHandler for Queries {
 
 /// pgwire handler factory: one per connection (SASL state is per connection).
 struct Handlers {
-    startup: Arc<Startup>,
+    startup: Arc<login::Startup>,
     queries: Arc<Queries>,
     cancel: Arc<CancelRegistry>,
 }
@@ -662,23 +559,14 @@ impl PgServer {
         tracker.wait().await;
     }
 
-    fn startup(&self, cancel: Arc<CancelRegistry>) -> Startup {
-        let mut scram = ScramAuth::new(Arc::new(ScramSource {
-            auth: Arc::clone(&self.auth),
-        }));
-        scram.set_iterations(SCRAM_ITERATIONS);
-        if let Some(cert) = &self.cert_pem
-            && let Err(e) = scram.configure_certificate(cert)
-        {
-            tracing::warn!("SCRAM channel binding disabled: {e}");
-        }
-        Startup {
-            auth: Arc::clone(&self.auth),
-            handler: Arc::clone(&self.handler),
-            sasl: SASLAuthStartupHandler::new(Arc::new(parameters())).with_scram(scram),
+    fn startup(&self, cancel: Arc<CancelRegistry>) -> login::Startup {
+        login::Startup::new(
+            Arc::clone(&self.auth),
+            Arc::clone(&self.handler),
             cancel,
-            params: parameters(),
-        }
+            parameters(),
+            self.cert_pem.as_deref().and_then(login::cert_hash),
+        )
     }
 
     /// Address helper for logs.

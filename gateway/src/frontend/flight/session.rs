@@ -213,7 +213,7 @@ impl FlightSqlServer {
     }
 
     pub(super) async fn do_session_action(&self, request: Request<Action>) -> Result<Response<ActionStream>, Status> {
-        let principal = self.principal(&request)?;
+        let principal = self.principal(&request).await?;
         let current = self.flight_session(&request, &principal)?;
         let (body, session) = match request.get_ref().r#type.as_str() {
             SET_SESSION_OPTIONS => {
