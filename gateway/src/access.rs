@@ -209,6 +209,17 @@ pub struct Object<'a> {
     pub owner: Option<&'a str>,
 }
 
+impl<'a> Object<'a> {
+    /// A catalog table or view.
+    pub fn of(t: &'a crate::catalog::Table) -> Self {
+        Object {
+            database: &t.database,
+            table: &t.name,
+            owner: t.owner.as_deref(),
+        }
+    }
+}
+
 impl Access<'_> {
     pub fn is_superuser(&self, role: &str) -> bool {
         role == self.admin || self.snapshot.roles.get(role).is_some_and(|r| r.superuser)
@@ -277,6 +288,41 @@ impl Access<'_> {
             .filter(|c| !self.granted(&roles, table.database, table.table, Privilege::Select, c))
             .map(String::as_str)
             .collect()
+    }
+
+    /// SELECT on at least one column of a table (without SELECT on all of it).
+    pub fn has_column_select(&self, role: &str, table: Object<'_>) -> bool {
+        let roles = self.snapshot.effective_roles(role);
+        self.snapshot.grants.iter().any(|g| {
+            g.database == table.database
+                && g.table == table.table
+                && g.privilege == Privilege::Select
+                && !g.column.is_empty()
+                && roles.contains(&g.grantee)
+        })
+    }
+
+    /// The columns of a table `role` may SELECT, when that is not all of
+    /// them: `None` for SELECT on the whole table.
+    pub fn selectable_columns(&self, role: &str, table: Object<'_>) -> Option<BTreeSet<String>> {
+        if self.on_table(role, table, Privilege::Select) {
+            return None;
+        }
+        let roles = self.snapshot.effective_roles(role);
+        Some(
+            self.snapshot
+                .grants
+                .iter()
+                .filter(|g| {
+                    g.database == table.database
+                        && g.table == table.table
+                        && g.privilege == Privilege::Select
+                        && !g.column.is_empty()
+                        && roles.contains(&g.grantee)
+                })
+                .map(|g| g.column.clone())
+                .collect(),
+        )
     }
 
     /// Any privilege at all on a table (it is then visible).

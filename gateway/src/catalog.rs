@@ -22,6 +22,7 @@
 mod commit;
 pub mod provider;
 pub mod sqlite;
+pub mod user_view;
 
 pub use self::commit::{
     CommitKind, DataFile, Garbage, PartitionChange, PartitionEdit, PendingWrite, Strictness, WriteCommit,

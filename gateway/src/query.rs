@@ -5,6 +5,7 @@
 //! they read nothing or only system tables.
 
 mod access_cmd;
+mod authorize;
 pub mod copy;
 pub mod cursor;
 pub mod dcl;
@@ -188,11 +189,12 @@ pub trait QueryHandler: Send + Sync + std::fmt::Debug {
     /// portal of the extended protocol, which clients describe).
     async fn cursor_schema(&self, session: &Session, name: &str) -> Option<SchemaRef>;
 
-    /// Schemas of the catalog (user databases), for metadata APIs.
-    fn schemas(&self) -> Vec<String>;
+    /// Schemas of the catalog (user databases) `user` may see, for metadata
+    /// APIs.
+    fn schemas(&self, user: &str) -> Vec<String>;
 
-    /// Tables and views of the catalog, for metadata APIs.
-    fn tables(&self) -> Vec<TableInfo>;
+    /// Tables and views of the catalog `user` may see, for metadata APIs.
+    fn tables(&self, user: &str) -> Vec<TableInfo>;
 }
 
 /// A table or view as metadata APIs list it.

@@ -146,3 +146,127 @@ def test_only_superusers_manage_roles(gw):
         c.execute("ALTER USER frank PASSWORD 'g'")  # one's own password: allowed
     with login(gw, "frank", "g"):
         pass
+
+
+# --- authorization -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shop(gw):
+    admin(
+        gw,
+        "CREATE SCHEMA shop",
+        "CREATE TABLE shop.orders AS SELECT * FROM (VALUES ('EU', 10, 'a@x.eu'), ('EU', 20, 'b@x.eu'), ('US', 5, 'c@x.us'), ('US', 0, 'd@x.us')) AS t(region, amount, email)",
+        "CREATE TABLE shop.secret AS SELECT 1 AS s",
+        "CREATE VIEW shop.totals AS SELECT region, sum(amount) AS total FROM shop.orders GROUP BY region",
+        "CREATE USER ann PASSWORD 'a'",
+        "CREATE USER ben PASSWORD 'b'",
+        "CREATE USER cat PASSWORD 'c'",
+        "CREATE USER dan PASSWORD 'd'",
+        "GRANT USAGE ON SCHEMA shop TO ann, ben, cat, dan",
+        "GRANT SELECT ON shop.orders TO ann",
+        "GRANT SELECT (region, amount) ON shop.orders TO ben",
+        "GRANT SELECT ON shop.orders TO cat",
+        "CREATE POLICY eu_only ON shop.orders FOR SELECT TO cat USING (region = 'EU')",
+        # As in PostgreSQL, once a table has policies a role none applies to
+        # sees no rows (its owner and superusers see all).
+        "CREATE POLICY everything ON shop.orders TO ann, ben USING (true)",
+        "ALTER TABLE shop.orders ALTER COLUMN email SET MASK ('***@' || split_part(email, '@', 2)) FOR cat",
+        "GRANT SELECT ON shop.totals TO dan",
+    )
+    return gw
+
+
+def rows(g, user, password, sql):
+    with login(g, user, password) as c:
+        return c.execute(sql).fetchall()
+
+
+def test_ungranted_tables_do_not_exist(shop):
+    with login(shop, "dan", "d") as c:
+        with pytest.raises(psycopg.errors.UndefinedTable) as hidden:
+            c.execute("SELECT * FROM shop.orders")
+        with pytest.raises(psycopg.errors.UndefinedTable) as missing:
+            c.execute("SELECT * FROM shop.nope")
+        assert str(hidden.value).replace("orders", "X") == str(missing.value).replace("nope", "X")
+        for sql in ["DROP TABLE shop.orders", "INSERT INTO shop.orders VALUES ('EU', 1, 'e')", "COPY shop.orders TO STDOUT"]:
+            with pytest.raises(psycopg.errors.UndefinedTable):
+                c.execute(sql)
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            c.execute("SELECT * FROM system.executors")
+        listed = c.execute("SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema = 'shop'").fetchall()
+        assert listed == [("shop", "totals")]
+        classes = c.execute("SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'shop'").fetchall()
+        assert classes == [("totals",)]
+    env = dict(os.environ, PGPASSWORD="d")
+    r = subprocess.run(["psql", "-X", "-h", "127.0.0.1", "-p", str(shop.pg_port), "-U", "dan", "-d", "sluice", "-c", r"\dt shop.*"], env=env, capture_output=True, text=True, timeout=60)
+    assert "secret" not in r.stdout and "orders" not in r.stdout, r.stdout
+
+    import adbc_driver_flightsql.dbapi as flight_sql
+
+    with flight_sql.connect(shop.flight_uri(), db_kwargs={"username": "dan", "password": "d"}, autocommit=True) as conn:
+        objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+    names = {t["table_name"] for cat in objects for s in cat["catalog_db_schemas"] or [] for t in s["db_schema_tables"] or []}
+    assert "totals" in names and "orders" not in names and "secret" not in names, names
+
+
+def test_privileges_decide_each_statement(shop):
+    assert rows(shop, "ann", "a", "SELECT count(*) FROM shop.orders") == [(4,)]
+    with login(shop, "ann", "a") as c:
+        for sql in [
+            "INSERT INTO shop.orders VALUES ('EU', 1, 'e')",
+            "DROP TABLE shop.orders",
+            "CREATE TABLE shop.mine AS SELECT 1 AS x",
+            "GRANT SELECT ON shop.orders TO dan",
+            "MSCK REPAIR TABLE shop.orders",
+        ]:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                c.execute(sql)
+    admin(shop, "GRANT CREATE ON SCHEMA shop TO ann")
+    with login(shop, "ann", "a") as c:
+        c.execute("CREATE TABLE shop.mine AS SELECT 1 AS x")
+        c.execute("INSERT INTO shop.mine VALUES (2)")
+        c.execute("GRANT SELECT ON shop.mine TO dan")
+    assert rows(shop, "dan", "d", "SELECT x FROM shop.mine ORDER BY x") == [(1,), (2,)]
+    with login(shop, "ann", "a") as c:
+        c.execute("DROP TABLE shop.mine")
+
+
+def test_column_grants_hide_the_other_columns(shop):
+    assert rows(shop, "ben", "b", "SELECT region, sum(amount) FROM shop.orders GROUP BY region ORDER BY region") == [("EU", 30), ("US", 5)]
+    with login(shop, "ben", "b") as c:
+        assert [d.name for d in c.execute("SELECT * FROM shop.orders").description] == ["region", "amount"]
+        with pytest.raises(psycopg.errors.UndefinedColumn):
+            c.execute("SELECT email FROM shop.orders")
+
+
+def test_row_filters_and_masks(shop):
+    got = rows(shop, "cat", "c", "SELECT region, amount, email FROM shop.orders ORDER BY amount")
+    assert got == [("EU", 10, "***@x.eu"), ("EU", 20, "***@x.eu")]
+    # the user's own predicates run on the visible rows only
+    assert rows(shop, "cat", "c", "SELECT count(*) FROM shop.orders WHERE region = 'US'") == [(0,)]
+    assert rows(shop, "cat", "c", "SELECT count(*) FROM shop.orders WHERE email LIKE 'a@%'") == [(0,)]
+    # the owner of the table sees everything
+    assert rows(shop, "sluice", shop.password, "SELECT count(*) FROM shop.orders") == [(4,)]
+    # policies of one role combine with OR
+    admin(shop, "CREATE POLICY small ON shop.orders TO cat USING (amount < 6)")
+    assert rows(shop, "cat", "c", "SELECT region, amount FROM shop.orders ORDER BY amount") == [("US", 0), ("US", 5), ("EU", 10), ("EU", 20)]
+    admin(shop, "DROP POLICY small ON shop.orders")
+    # a role without any applicable policy sees no rows
+    admin(shop, "CREATE USER eve PASSWORD 'e'", "GRANT SELECT ON shop.orders TO eve")
+    assert rows(shop, "eve", "e", "SELECT count(*) FROM shop.orders") == [(0,)]
+
+
+def test_views_run_with_their_owners_rights(shop):
+    # dan may read the view, not the table under it
+    assert rows(shop, "dan", "d", "SELECT region, total FROM shop.totals ORDER BY region") == [("EU", 30), ("US", 5)]
+    admin(shop, "GRANT CREATE ON SCHEMA shop TO cat")
+    with login(shop, "cat", "c") as c:
+        c.execute("CREATE VIEW shop.cat_view AS SELECT region, amount FROM shop.orders")
+        c.execute("GRANT SELECT ON shop.cat_view TO dan")
+    # cat's view reads with cat's rights: its row filter applies for dan too
+    assert rows(shop, "dan", "d", "SELECT count(*) FROM shop.cat_view") == [(2,)]
+    admin(shop, "REVOKE SELECT ON shop.orders FROM cat")
+    with login(shop, "dan", "d") as c:
+        with pytest.raises(psycopg.Error):
+            c.execute("SELECT count(*) FROM shop.cat_view").fetchall()

@@ -61,16 +61,47 @@ pub struct SluiceCatalog {
     /// Planning state used to plan views; set once the base session exists
     /// (it contains this catalog).
     planner: OnceLock<SessionState>,
+    /// The planning state of a view owner who is not a superuser: a view
+    /// runs with its owner's rights (`catalog::user_view`).
+    owner_planner: OnceLock<OwnerPlanner>,
+    /// The bootstrap administrator (always a superuser).
+    admin: String,
+}
+
+/// Builds the planning state a role plans with.
+#[derive(Clone)]
+pub struct OwnerPlanner(pub Arc<dyn Fn(&str) -> SessionState + Send + Sync>);
+
+impl std::fmt::Debug for OwnerPlanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OwnerPlanner")
+    }
 }
 
 impl SluiceCatalog {
-    pub fn new(state: Arc<CatalogState>, services: Arc<TableServices>) -> Self {
+    pub fn new(state: Arc<CatalogState>, services: Arc<TableServices>, admin: &str) -> Self {
         SluiceCatalog {
             state,
             services,
             system: RwLock::new(HashMap::new()),
             planner: OnceLock::new(),
+            owner_planner: OnceLock::new(),
+            admin: admin.to_owned(),
         }
+    }
+
+    /// Gives the catalog the planning state of view owners.
+    pub fn set_owner_planner(&self, planner: OwnerPlanner) {
+        let _ = self.owner_planner.set(planner);
+    }
+
+    pub fn admin(&self) -> &str {
+        &self.admin
+    }
+
+    /// The planning state views are planned with (full catalog).
+    pub fn planner(&self) -> Option<&SessionState> {
+        self.planner.get()
     }
 
     /// Gives the catalog the session state it plans views with.
@@ -102,6 +133,8 @@ impl CatalogProvider for SluiceCatalog {
             state: Arc::clone(&self.state),
             services: Arc::clone(&self.services),
             planner: self.planner.get().cloned(),
+            owner_planner: self.owner_planner.get().cloned(),
+            admin: self.admin.clone(),
         }))
     }
 
@@ -126,6 +159,8 @@ struct DatabaseSchema {
     state: Arc<CatalogState>,
     services: Arc<TableServices>,
     planner: Option<SessionState>,
+    owner_planner: Option<OwnerPlanner>,
+    admin: String,
 }
 
 #[async_trait]
@@ -160,6 +195,17 @@ impl SchemaProvider for DatabaseSchema {
                 "catalog used before the session was built".into(),
             ));
         };
+        // A view owned by a role that is not a superuser is planned as that
+        // role: it reads only what its owner may, with the owner's row
+        // filters and masks (as PostgreSQL's views without security_invoker).
+        let owner_state;
+        let planner = match (&table.kind, table.owner.as_deref(), &self.owner_planner) {
+            (TableKind::View, Some(owner), Some(plan_as)) if !self.superuser(&snapshot, owner) => {
+                owner_state = (plan_as.0)(owner);
+                &owner_state
+            }
+            _ => planner,
+        };
         let provider = match build_provider(planner, &table, &self.services).await {
             Ok(p) => p,
             // A view that cannot be planned still lists (information_schema,
@@ -173,6 +219,16 @@ impl SchemaProvider for DatabaseSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         self.state.table(&self.database, name).is_some()
+    }
+}
+
+impl DatabaseSchema {
+    fn superuser(&self, snapshot: &super::Snapshot, role: &str) -> bool {
+        crate::access::Access {
+            snapshot: &snapshot.access,
+            admin: &self.admin,
+        }
+        .is_superuser(role)
     }
 }
 

@@ -612,9 +612,9 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetDbSchemas,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request).await?;
+        let principal = self.principal(&request).await?;
         let mut b = query.into_builder();
-        for db in self.handler.schemas() {
+        for db in self.handler.schemas(&principal.user) {
             b.append(CATALOG_NAME, db);
         }
         self.metadata_batch(b.build().map_err(internal)?).await
@@ -635,9 +635,9 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request).await?;
+        let principal = self.principal(&request).await?;
         let mut b = query.into_builder();
-        for t in self.handler.tables() {
+        for t in self.handler.tables(&principal.user) {
             b.append(CATALOG_NAME, &t.schema, &t.name, t.kind, &t.arrow_schema)
                 .map_err(internal)?;
         }

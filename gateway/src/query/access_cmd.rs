@@ -500,9 +500,5 @@ pub(super) fn quoted(t: &Table) -> String {
 
 /// The access view of a catalog table.
 pub(crate) fn object(t: &Table) -> Object<'_> {
-    Object {
-        database: &t.database,
-        table: &t.name,
-        owner: t.owner.as_deref(),
-    }
+    Object::of(t)
 }

@@ -259,6 +259,7 @@ impl Engine {
                 format!("relation \"{}\" does not exist", copy.table),
             )
         })?;
+        self.require_on_table(session, &table, crate::access::Privilege::Insert)?;
         let columns = decode_schema(&table.arrow_schema)?;
         let fields = if copy.columns.is_empty() {
             columns.fields().iter().cloned().collect()

@@ -323,7 +323,7 @@ impl super::Engine {
                     ));
                 }
                 let state = session.state();
-                let plan = state.statement_to_plan((**query).clone()).await?;
+                let plan = self.plan_statement(session, &state, query).await?;
                 match self.query(session, &state, plan).await? {
                     QueryOutput::Rows { schema, stream } => cursors.declare(name, *hold, schema, stream).await?,
                     other => {

@@ -135,6 +135,7 @@ impl Engine {
     ) -> Result<QueryOutput, QueryError> {
         match ddl {
             DdlStatement::CreateCatalogSchema(c) => {
+                self.require_superuser(session, "create a schema")?;
                 let name = c.schema_name.rsplit('.').next().unwrap_or(&c.schema_name).to_owned();
                 match self
                     .catalog
@@ -148,6 +149,7 @@ impl Engine {
             }
             DdlStatement::DropCatalogSchema(d) => {
                 let name = d.name.schema_name().to_owned();
+                self.require_schema_owner(session, &name)?;
                 match self
                     .catalog
                     .drop_database(&name, d.cascade, self.managed.garbage_after())
@@ -169,7 +171,12 @@ impl Engine {
             }
             DdlStatement::CreateView(v) => {
                 let (db, name) = self.resolve(state, &v.name)?;
-                self.require_database(&db)?;
+                self.require_create_in(session, &db)?;
+                if v.or_replace
+                    && let Some(old) = self.catalog.table(&db, &name)
+                {
+                    self.require_owner(session, &old)?;
+                }
                 let sql = lifted
                     .view_sql
                     .clone()
@@ -207,11 +214,11 @@ impl Engine {
                 tag("CREATE VIEW")
             }
             DdlStatement::DropTable(d) => {
-                self.drop_relation(state, &d.name, d.if_exists, false).await?;
+                self.drop_relation(session, state, &d.name, d.if_exists, false).await?;
                 tag("DROP TABLE")
             }
             DdlStatement::DropView(d) => {
-                self.drop_relation(state, &d.name, d.if_exists, true).await?;
+                self.drop_relation(session, state, &d.name, d.if_exists, true).await?;
                 tag("DROP VIEW")
             }
             other => Err(QueryError::unsupported(other.name())),
@@ -227,13 +234,22 @@ impl Engine {
 
     async fn drop_relation(
         &self,
+        session: &Session,
         state: &SessionState,
         r: &TableReference,
         if_exists: bool,
         view: bool,
     ) -> Result<(), QueryError> {
         let (db, name) = self.resolve(state, r)?;
-        match self.catalog.table(&db, &name) {
+        // A table the user cannot see is missing for it.
+        let table = self
+            .catalog
+            .table(&db, &name)
+            .filter(|t| self.visible_or_missing(session, t).is_ok());
+        if let Some(t) = &table {
+            self.require_owner(session, t)?;
+        }
+        match table {
             None if if_exists => Ok(()),
             None => Err(QueryError::new(
                 ErrorKind::UndefinedTable,
@@ -260,7 +276,12 @@ impl Engine {
         mut cmd: CreateExternalTable,
     ) -> Result<(), QueryError> {
         let (db, name) = self.resolve(state, &cmd.name)?;
-        self.require_database(&db)?;
+        self.require_create_in(session, &db)?;
+        if cmd.or_replace
+            && let Some(old) = self.catalog.table(&db, &name)
+        {
+            self.require_owner(session, &old)?;
+        }
         if self.catalog.table(&db, &name).is_some() && !cmd.or_replace {
             if cmd.if_not_exists {
                 return Ok(());

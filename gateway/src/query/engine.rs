@@ -19,6 +19,7 @@ use super::managed::ManagedTables;
 use super::pg_functions;
 use super::{Lifted, Parsed, Prepared, QueryHandler, QueryOutput, TableInfo, parse_sql};
 use crate::catalog::provider::SluiceCatalog;
+use crate::catalog::user_view::{UserCatalog, Viewer, schema_visible, table_visible};
 use crate::catalog::{CATALOG_NAME, CatalogState, DEFAULT_DATABASE, TableKind};
 use crate::cluster::Cluster;
 use crate::error::{ErrorKind, QueryError};
@@ -41,6 +42,35 @@ pub struct Engine {
     pub(super) cluster_functions: std::collections::HashSet<String>,
     /// The bootstrap administrator: always a superuser.
     pub(super) admin: String,
+    /// The `sluice` catalog every session sees through its user's eyes.
+    sluice: Arc<SluiceCatalog>,
+}
+
+/// `base` planning as `user`: the `sluice` catalog as the user sees it
+/// (`catalog::user_view`), and the user in the config for providers that
+/// filter by it.
+pub(super) fn user_state(base: &SessionState, sluice: &Arc<SluiceCatalog>, user: &str) -> SessionState {
+    use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
+    let list = MemoryCatalogProviderList::new();
+    let base_list = base.catalog_list();
+    for name in base_list.catalog_names() {
+        let catalog: Arc<dyn CatalogProvider> = if name == CATALOG_NAME {
+            Arc::new(UserCatalog::new(Arc::clone(sluice), user))
+        } else {
+            match base_list.catalog(&name) {
+                Some(c) => c,
+                None => continue,
+            }
+        };
+        list.register_catalog(name, catalog);
+    }
+    let mut state = SessionStateBuilder::new_from_existing(base.clone())
+        .with_catalog_list(Arc::new(list))
+        .build();
+    state
+        .config_mut()
+        .set_extension(Arc::new(Viewer { user: user.to_owned() }));
+    state
 }
 
 impl std::fmt::Debug for Engine {
@@ -89,7 +119,7 @@ impl Engine {
             .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_DATABASE)
             .with_target_partitions(target_partitions.unwrap_or_else(|| cluster.task_slots()).max(1));
         let ctx = SessionContext::new_with_state(sluice_lake::session_state(config, Arc::clone(&runtime)));
-        let sluice = Arc::new(SluiceCatalog::new(Arc::clone(&catalog), Arc::clone(&services)));
+        let sluice = Arc::new(SluiceCatalog::new(Arc::clone(&catalog), Arc::clone(&services), &admin));
         ctx.register_catalog(CATALOG_NAME, Arc::clone(&sluice) as _);
         setup_pg_catalog(&ctx, CATALOG_NAME, pg_functions::Roles::new(vec![admin.clone()]))
             .map_err(|e| QueryError::from(*e))?;
@@ -104,7 +134,29 @@ impl Engine {
                     .get(&(schema.to_owned(), name.to_owned()))
                     .map(|t| t.id.clone())
             });
-            sluice.register_schema("pg_catalog", Arc::new(super::pg_oids::StablePgCatalog::new(pg, ids)))?;
+            let (of, admin_name) = (Arc::clone(&catalog), admin.clone());
+            let visibility: super::pg_oids::Visibility =
+                Arc::new(move |user: &str, schema: &str, table: Option<&str>| {
+                    let snapshot = of.snapshot();
+                    let access = crate::access::Access {
+                        snapshot: &snapshot.access,
+                        admin: &admin_name,
+                    };
+                    if access.is_superuser(user) || !snapshot.databases.contains_key(schema) {
+                        return true;
+                    }
+                    match table {
+                        None => schema_visible(&access, &snapshot, user, schema),
+                        Some(t) => snapshot
+                            .tables
+                            .get(&(schema.to_owned(), t.to_owned()))
+                            .is_none_or(|t| table_visible(&access, user, t)),
+                    }
+                });
+            sluice.register_schema(
+                "pg_catalog",
+                Arc::new(super::pg_oids::StablePgCatalog::new(pg, ids, visibility)),
+            )?;
         }
         // The row functions the cluster runs win over datafusion-pg-catalog's
         // (one definition wherever a plan runs; parse_ident is Sluice's own).
@@ -129,6 +181,10 @@ impl Engine {
         sluice.register_schema(super::system::SYSTEM_SCHEMA, system)?;
         let base = ctx.state();
         sluice.set_planner(base.clone());
+        let (owner_base, owner_catalog) = (base.clone(), Arc::clone(&sluice));
+        sluice.set_owner_planner(crate::catalog::provider::OwnerPlanner(Arc::new(move |role: &str| {
+            user_state(&owner_base, &owner_catalog, role)
+        })));
         let cluster_functions = sluice_lake::session_state(sluice_lake::session_config(), Arc::clone(&runtime))
             .scalar_functions()
             .keys()
@@ -144,6 +200,7 @@ impl Engine {
             fixed_partitions: target_partitions.is_some(),
             cluster_functions,
             admin,
+            sluice,
         })
     }
 
@@ -233,11 +290,12 @@ impl Engine {
 
     pub(super) async fn plan_parsed(
         &self,
+        session: &Session,
         state: &SessionState,
         parsed: &Parsed,
     ) -> Result<Option<LogicalPlan>, QueryError> {
         match parsed {
-            Parsed::Sql { statement, .. } => Ok(Some(state.statement_to_plan((**statement).clone()).await?)),
+            Parsed::Sql { statement, .. } => Ok(Some(self.plan_statement(session, state, statement).await?)),
             _ => Ok(None),
         }
     }
@@ -254,7 +312,7 @@ impl Engine {
                 let plan = if prepared.generation == self.catalog.snapshot().generation {
                     plan.clone()
                 } else {
-                    self.plan_parsed(&state, &prepared.parsed)
+                    self.plan_parsed(session, &state, &prepared.parsed)
                         .await?
                         .ok_or_else(|| QueryError::new(ErrorKind::Internal, "no plan"))?
                 };
@@ -278,7 +336,7 @@ impl Engine {
             Parsed::CopyIn(copy) => self.copy_in(session, copy),
             Parsed::CopyOut(copy) => {
                 let state = session.state();
-                let plan = state.statement_to_plan((*copy.query).clone()).await?;
+                let plan = self.plan_statement(session, &state, &copy.query).await?;
                 match self.query(session, &state, plan).await? {
                     QueryOutput::Rows { schema, stream } => Ok(QueryOutput::CopyOut {
                         schema,
@@ -294,7 +352,7 @@ impl Engine {
             Parsed::Sql { lifted, .. } => {
                 let state = session.state();
                 let plan = self
-                    .plan_parsed(&state, parsed)
+                    .plan_parsed(session, &state, parsed)
                     .await?
                     .ok_or_else(|| QueryError::new(ErrorKind::Internal, "no plan"))?;
                 self.run_plan(session, &state, plan, lifted).await
@@ -306,7 +364,7 @@ impl Engine {
 #[async_trait]
 impl QueryHandler for Engine {
     fn open_session(&self, user: &str) -> Result<Arc<Session>, QueryError> {
-        let mut state = SessionStateBuilder::new_from_existing(self.base.clone())
+        let mut state = SessionStateBuilder::new_from_existing(user_state(&self.base, &self.sluice, user))
             .with_session_id(uuid::Uuid::new_v4().to_string())
             .build();
         if !self.fixed_partitions {
@@ -387,15 +445,24 @@ impl QueryHandler for Engine {
         session.cursors().schema(name).await.ok()
     }
 
-    fn schemas(&self) -> Vec<String> {
-        self.catalog.snapshot().databases.keys().cloned().collect()
+    fn schemas(&self, user: &str) -> Vec<String> {
+        let snapshot = self.catalog.snapshot();
+        let access = self.access(&snapshot);
+        snapshot
+            .databases
+            .keys()
+            .filter(|db| access.is_superuser(user) || schema_visible(&access, &snapshot, user, db))
+            .cloned()
+            .collect()
     }
 
-    fn tables(&self) -> Vec<TableInfo> {
-        self.catalog
-            .snapshot()
+    fn tables(&self, user: &str) -> Vec<TableInfo> {
+        let snapshot = self.catalog.snapshot();
+        let access = self.access(&snapshot);
+        snapshot
             .tables
             .values()
+            .filter(|t| table_visible(&access, user, t))
             .map(|t| TableInfo {
                 schema: t.database.clone(),
                 name: t.name.clone(),

@@ -93,15 +93,22 @@ impl Engine {
             .clone()
             .unwrap_or_else(|| state.config_options().catalog.default_schema.clone());
         let name = target.table.clone();
-        let Some(table) = self.catalog.table(&db, &name) else {
+        // A table the user cannot see is missing for it (and creating one
+        // by that name then fails as a duplicate in the catalog).
+        let table = self
+            .catalog
+            .table(&db, &name)
+            .filter(|t| self.visible_or_missing(session, t).is_ok());
+        if let Some(t) = &table {
+            match target.if_exists {
+                IfExists::Replace => self.require_owner(session, t)?,
+                _ => self.require_on_table(session, t, crate::access::Privilege::Insert)?,
+            }
+        }
+        let Some(table) = table else {
             return match target.if_missing {
                 IfMissing::Create => {
-                    if !self.catalog.snapshot().databases.contains_key(&db) {
-                        return Err(QueryError::new(
-                            ErrorKind::UndefinedSchema,
-                            format!("schema \"{db}\" does not exist"),
-                        ));
-                    }
+                    self.require_create_in(session, &db)?;
                     let schema = stream.schema();
                     self.write_new_table(Some(session.user().to_owned()), &db, &name, schema, stream, false)
                         .await

@@ -19,6 +19,7 @@ use super::ddl::{absolute_location, tag};
 use super::hive::{HiveStatement, PartitionSpec, RepairMode};
 use super::write::partition_dirs;
 use super::{Engine, QueryOutput};
+use crate::access::Privilege;
 use crate::catalog::provider::decode_schema;
 use crate::catalog::{Partition, PartitionEdit, Strictness, Table, TableKind};
 use crate::error::{ErrorKind, QueryError};
@@ -44,6 +45,20 @@ impl Engine {
         stmt: &HiveStatement,
     ) -> Result<QueryOutput, QueryError> {
         let state = session.state();
+        // Partition changes and REFRESH are the owner's; SHOW PARTITIONS
+        // needs SELECT, INSERT [OVERWRITE] needs INSERT.
+        match stmt {
+            HiveStatement::Repair { table, .. }
+            | HiveStatement::AddPartitions { table, .. }
+            | HiveStatement::DropPartitions { table, .. }
+            | HiveStatement::Refresh { table } => self.require_owner(session, &*self.existing(&state, table)?)?,
+            HiveStatement::ShowPartitions { table } => {
+                self.require_on_table(session, &*self.existing(&state, table)?, Privilege::Select)?
+            }
+            HiveStatement::Insert { table, .. } => {
+                self.require_on_table(session, &*self.existing(&state, table)?, Privilege::Insert)?
+            }
+        }
         match stmt {
             HiveStatement::Repair { table, mode } => self.repair(&state, table, *mode).await,
             HiveStatement::AddPartitions {
@@ -131,7 +146,9 @@ impl Engine {
                 query,
             } => {
                 let (db, name) = self.resolve_parts(&state, table)?;
-                let plan = state.statement_to_plan(DfStatement::Statement(query.clone())).await?;
+                let plan = self
+                    .plan_statement(session, &state, &DfStatement::Statement(query.clone()))
+                    .await?;
                 self.insert(session, &state, &db, &name, plan, Some((*overwrite, partition.clone())))
                     .await
             }

@@ -32,6 +32,10 @@ use sha2::{Digest, Sha256};
 /// A lake table's durable id, by (schema, table).
 pub(crate) type TableIds = Arc<dyn Fn(&str, &str) -> Option<String> + Send + Sync>;
 
+/// May `user` see schema `.1` (table `.2`: `None` for the schema itself)?
+/// True for everything that is not a user database.
+pub(crate) type Visibility = Arc<dyn Fn(&str, &str, Option<&str>) -> bool + Send + Sync>;
+
 const USER_RANGE: u32 = 16_384;
 
 /// The OID for `key`, before collisions are resolved.
@@ -86,6 +90,10 @@ struct Mapping {
     namespaces: HashMap<i32, i32>,
     relations: HashMap<i32, i32>,
     databases: HashMap<i32, i32>,
+    /// The crate's OIDs of schemas and relations the session's user may not
+    /// see: their rows are left out.
+    hidden_namespaces: HashSet<i32>,
+    hidden_relations: HashSet<i32>,
 }
 
 /// `pg_catalog` with stable OIDs.
@@ -93,6 +101,15 @@ struct Mapping {
 pub(crate) struct StablePgCatalog {
     inner: Arc<dyn SchemaProvider>,
     table_ids: TableIdsDebug,
+    visibility: VisibilityDebug,
+}
+
+struct VisibilityDebug(Visibility);
+
+impl std::fmt::Debug for VisibilityDebug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Visibility")
+    }
 }
 
 struct TableIdsDebug(TableIds);
@@ -104,10 +121,11 @@ impl std::fmt::Debug for TableIdsDebug {
 }
 
 impl StablePgCatalog {
-    pub(crate) fn new(inner: Arc<dyn SchemaProvider>, table_ids: TableIds) -> Self {
+    pub(crate) fn new(inner: Arc<dyn SchemaProvider>, table_ids: TableIds, visibility: Visibility) -> Self {
         StablePgCatalog {
             inner,
             table_ids: TableIdsDebug(table_ids),
+            visibility: VisibilityDebug(visibility),
         }
     }
 
@@ -124,14 +142,25 @@ impl StablePgCatalog {
     /// Reads the crate's namespaces, relations and databases and maps their
     /// OIDs to stable ones.
     async fn mapping(&self, state: &dyn Session) -> Result<Mapping> {
+        let viewer = state
+            .config()
+            .get_extension::<crate::catalog::user_view::Viewer>()
+            .map(|v| v.user.clone());
+        let sees =
+            |schema: &str, table: Option<&str>| viewer.as_deref().is_none_or(|u| (self.visibility.0)(u, schema, table));
         let namespaces = self.rows(state, "pg_namespace").await?;
         let mut ns_names: HashMap<i32, String> = HashMap::new();
+        let mut hidden_namespaces = HashSet::new();
         for b in &namespaces {
             let (oids, names) = (int32(b, "oid")?, utf8(b, "nspname")?);
             for i in 0..b.num_rows() {
                 ns_names.insert(oids.value(i), names.value(i).to_owned());
+                if !sees(names.value(i), None) {
+                    hidden_namespaces.insert(oids.value(i));
+                }
             }
         }
+        let mut hidden_relations = HashSet::new();
         // pg_catalog's own tables keep PostgreSQL's OIDs, the ones its row
         // types name in the crate's static pg_type (typrelid), so pg_type,
         // pg_index, pg_constraint and pg_description join back to pg_class.
@@ -154,6 +183,9 @@ impl StablePgCatalog {
             for i in 0..b.num_rows() {
                 let schema = ns_names.get(&nsps.value(i)).map_or("", String::as_str);
                 let name = names.value(i);
+                if !sees(schema, Some(name)) {
+                    hidden_relations.insert(oids.value(i));
+                }
                 if let Some(oid) = system.get(name).filter(|_| schema == "pg_catalog") {
                     fixed_relations.insert(oids.value(i), *oid);
                     continue;
@@ -195,6 +227,8 @@ impl StablePgCatalog {
                 .chain(fixed_relations)
                 .collect(),
             databases: db_keys.iter().map(|(oid, key)| (*oid, lookup(key))).collect(),
+            hidden_namespaces,
+            hidden_relations,
         })
     }
 }
@@ -296,7 +330,7 @@ impl TableProvider for Remapped {
         let batches = self.catalog.rows(state, self.kind.table()).await?;
         let batches = batches
             .into_iter()
-            .map(|b| remap(b, self.kind, &mapping))
+            .map(|b| remap(hide(b, self.kind, &mapping)?, self.kind, &mapping))
             .collect::<Result<Vec<_>>>()?;
         Ok(MemorySourceConfig::try_new_exec(
             &[batches],
@@ -304,6 +338,25 @@ impl TableProvider for Remapped {
             projection.cloned(),
         )?)
     }
+}
+
+/// Leaves out the rows of objects the session's user may not see.
+fn hide(batch: RecordBatch, kind: Kind, mapping: &Mapping) -> Result<RecordBatch> {
+    let (column, hidden) = match kind {
+        Kind::Namespace => ("oid", &mapping.hidden_namespaces),
+        Kind::Class => ("oid", &mapping.hidden_relations),
+        Kind::Attribute => ("attrelid", &mapping.hidden_relations),
+        Kind::Database => return Ok(batch),
+    };
+    if hidden.is_empty() {
+        return Ok(batch);
+    }
+    let oids = int32(&batch, column)?;
+    let keep: datafusion::arrow::array::BooleanArray = oids
+        .iter()
+        .map(|o| Some(o.is_none_or(|o| !hidden.contains(&o))))
+        .collect();
+    Ok(datafusion::arrow::compute::filter_record_batch(&batch, &keep)?)
 }
 
 fn remap(batch: RecordBatch, kind: Kind, mapping: &Mapping) -> Result<RecordBatch> {
@@ -345,6 +398,7 @@ impl SchemaProvider for StablePgCatalog {
         let catalog = Arc::new(StablePgCatalog {
             inner: Arc::clone(&self.inner),
             table_ids: TableIdsDebug(Arc::clone(&self.table_ids.0)),
+            visibility: VisibilityDebug(Arc::clone(&self.visibility.0)),
         });
         Ok(Some(Arc::new(Remapped {
             kind,

@@ -56,7 +56,7 @@ impl Engine {
             | Parsed::Empty => (no_rows(), vec![], None),
             Parsed::Sql { .. } => {
                 let plan = self
-                    .plan_parsed(&state, &parsed)
+                    .plan_parsed(session, &state, &parsed)
                     .await?
                     .ok_or_else(|| QueryError::new(ErrorKind::Internal, "no plan"))?;
                 let cast_types = placeholder_cast_types(&plan);

@@ -69,7 +69,12 @@ impl Engine {
         table_properties: &[(String, String)],
     ) -> Result<QueryOutput, QueryError> {
         let (db, name) = self.resolve(state, &c.name)?;
-        self.require_database(&db)?;
+        self.require_create_in(session, &db)?;
+        if c.or_replace
+            && let Some(old) = self.catalog.table(&db, &name)
+        {
+            self.require_owner(session, &old)?;
+        }
         if self.catalog.table(&db, &name).is_some() {
             if c.if_not_exists {
                 return tag("CREATE TABLE");
@@ -229,6 +234,7 @@ impl Engine {
                 format!("relation \"{db}.{name}\" does not exist"),
             )
         })?;
+        self.require_on_table(session, &table, crate::access::Privilege::Insert)?;
         match table.kind {
             TableKind::Managed => {}
             TableKind::View => return Err(QueryError::unsupported(format!("INSERT into view \"{db}.{name}\""))),

@@ -293,7 +293,7 @@ impl FlightSqlServer {
                         session.schema = None;
                         true
                     }
-                    Some(s) if self.handler.schemas().contains(&s) => {
+                    Some(s) if self.handler.schemas(&session.user).contains(&s) => {
                         session.schema = Some(s);
                         true
                     }
