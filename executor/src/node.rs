@@ -288,7 +288,12 @@ impl ExecutorNode {
         let slots = Arc::clone(&self.slots);
         let stop = self.stop.clone();
         let id = self.id.clone();
-        let codec: BallistaCodec<LogicalPlanNode, PhysicalPlanNode> = BallistaCodec::default();
+        // Ballista's codecs plus the boundary of row policies
+        // (`sluice_lake::secure`), which the scheduler's tasks may hold.
+        let codec: BallistaCodec<LogicalPlanNode, PhysicalPlanNode> = BallistaCodec::new(
+            Arc::new(ballista_core::serde::BallistaLogicalExtensionCodec::default()),
+            Arc::new(sluice_lake::secure::SecureCodec::default()),
+        );
         tokio::spawn(async move {
             tokio::select! {
                 r = ballista_executor::execution_loop::poll_loop(

@@ -172,6 +172,8 @@ impl Cluster {
         config.override_create_grpc_client_endpoint = Some(credentials.endpoint_override());
         config.override_session_builder = Some(Arc::clone(&session_builder) as _);
         config.override_logical_codec = Some(logical_codec);
+        // Tasks may hold the boundary of a user's row policies.
+        config.override_physical_codec = Some(Arc::new(sluice_lake::secure::SecureCodec::default()));
         config.override_config_producer = Some(Arc::clone(&config_producer));
         // Executors learn of a runnable job or stage at once instead of at
         // their next idle poll: in-process ones are woken, remote ones are

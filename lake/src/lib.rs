@@ -11,6 +11,7 @@ pub mod cache;
 pub mod config;
 pub mod membership;
 pub mod pg_ident;
+pub mod secure;
 pub mod store;
 
 use std::sync::Arc;
@@ -148,5 +149,6 @@ pub fn session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Session
         .with_scalar_functions(scalars)
         .with_aggregate_functions(ballista_aggregate_functions())
         .with_window_functions(ballista_window_functions())
+        .with_query_planner(Arc::new(secure::SluiceQueryPlanner))
         .build()
 }

@@ -21,6 +21,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::common::Result as DfResult;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::logical_expr::LogicalPlan;
+use sluice_lake::secure::SecureBoundary;
 
 use super::provider::SluiceCatalog;
 use super::{Snapshot, Table};
@@ -193,6 +196,16 @@ impl UserSchema {
             return Ok(None);
         };
         let plan = planner.create_logical_plan(&sql).await?;
+        // The policies' filter goes behind a boundary no predicate crosses:
+        // the user's own predicates then see only the rows it lets through.
+        let plan = plan
+            .transform_up(|node| match node {
+                LogicalPlan::Filter(f) if matches!(*f.input, LogicalPlan::TableScan(_)) => {
+                    Ok(Transformed::yes(SecureBoundary::wrap(LogicalPlan::Filter(f))))
+                }
+                other => Ok(Transformed::no(other)),
+            })?
+            .data;
         Ok(Some(Arc::new(datafusion::datasource::view::ViewTable::new(plan, None))))
     }
 

@@ -47,10 +47,22 @@ impl LakeCodec {
 
 impl LogicalExtensionCodec for LakeCodec {
     fn try_decode(&self, buf: &[u8], inputs: &[LogicalPlan], ctx: &TaskContext) -> DfResult<Extension> {
+        if buf == sluice_lake::secure::MAGIC {
+            let [input] = inputs else {
+                return Err(DataFusionError::Internal("SecureBoundary takes one input".into()));
+            };
+            return Ok(Extension {
+                node: Arc::new(sluice_lake::secure::SecureBoundary { input: input.clone() }),
+            });
+        }
         self.inner.try_decode(buf, inputs, ctx)
     }
 
     fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> DfResult<()> {
+        if sluice_lake::secure::is_boundary(node.node.as_any()) {
+            buf.extend_from_slice(sluice_lake::secure::MAGIC);
+            return Ok(());
+        }
         self.inner.try_encode(node, buf)
     }
 
