@@ -18,6 +18,7 @@ use crate::access::RoleDef;
 use crate::access::scram::Verifier;
 use crate::config::AdminAuth;
 
+pub mod jwt;
 mod throttle;
 pub use throttle::Throttle;
 
@@ -52,6 +53,9 @@ pub enum Method {
     Trust,
     /// SCRAM-SHA-256 against a stored verifier.
     Scram,
+    /// A cleartext password message holding either a JWT or the user's
+    /// password (JWTs configured, and the connection is TLS or loopback).
+    Password,
 }
 
 /// Finds a role of the catalog by name (the current snapshot's).
@@ -60,7 +64,9 @@ pub type RoleLookup = Arc<dyn Fn(&str) -> Option<RoleDef> + Send + Sync>;
 /// Authenticates users and signs/verifies tokens.
 pub trait Authenticator: Send + Sync + std::fmt::Debug {
     /// How `user` connecting from `peer` must authenticate.
-    fn method(&self, user: &str, peer: IpAddr) -> Method;
+    fn method(&self, user: &str, peer: IpAddr, tls: bool) -> Method;
+    /// Verifies a JWT from the identity provider (`--jwt-*`).
+    fn verify_jwt(&self, token: &str) -> Result<Principal, AuthError>;
     /// Trust login (no password) for `user` connecting from `peer`.
     fn trust(&self, user: &str, peer: IpAddr) -> Result<Principal, AuthError>;
     /// The verifier a SCRAM exchange for `user` runs against, and whether it
@@ -104,6 +110,7 @@ pub struct CatalogAuthenticator {
     key: Vec<u8>,
     token_ttl: Duration,
     throttle: Throttle,
+    jwt: Option<jwt::JwtVerifier>,
 }
 
 impl std::fmt::Debug for CatalogAuthenticator {
@@ -129,7 +136,14 @@ impl CatalogAuthenticator {
             key,
             token_ttl: Duration::from_secs(12 * 3600),
             throttle: Throttle::default(),
+            jwt: None,
         }
+    }
+
+    /// Also accepts JWTs verified by `jwt`.
+    pub fn with_jwt(mut self, jwt: jwt::JwtVerifier) -> Self {
+        self.jwt = Some(jwt);
+        self
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -152,12 +166,25 @@ impl CatalogAuthenticator {
 }
 
 impl Authenticator for CatalogAuthenticator {
-    fn method(&self, user: &str, _peer: IpAddr) -> Method {
+    fn method(&self, user: &str, peer: IpAddr, tls: bool) -> Method {
         if user == self.admin_user && self.admin_verifier.is_none() {
             Method::Trust
+        } else if self.jwt.is_some() && (tls || peer.is_loopback()) {
+            Method::Password
         } else {
             Method::Scram
         }
+    }
+
+    fn verify_jwt(&self, token: &str) -> Result<Principal, AuthError> {
+        let jwt = self.jwt.as_ref().ok_or(AuthError::InvalidToken)?;
+        let user = jwt.verify(token)?;
+        // A role of the catalog that may not log in stays out; a user the
+        // catalog does not know gets PUBLIC's rights.
+        if (self.roles)(&user).is_some_and(|r| !r.login) {
+            return Err(AuthError::InvalidToken);
+        }
+        Ok(Principal { user })
     }
 
     fn trust(&self, user: &str, peer: IpAddr) -> Result<Principal, AuthError> {
@@ -350,8 +377,8 @@ mod tests {
     #[test]
     fn trust_is_loopback_only() {
         let a = CatalogAuthenticator::new("sluice", &AdminAuth::LoopbackTrust, b"k".to_vec(), roles());
-        assert_eq!(a.method("sluice", "127.0.0.1".parse().unwrap()), Method::Trust);
-        assert_eq!(a.method("alice", "127.0.0.1".parse().unwrap()), Method::Scram);
+        assert_eq!(a.method("sluice", "127.0.0.1".parse().unwrap(), false), Method::Trust);
+        assert_eq!(a.method("alice", "127.0.0.1".parse().unwrap(), false), Method::Scram);
         assert!(a.trust("sluice", "127.0.0.1".parse().unwrap()).is_ok());
         assert!(matches!(
             a.trust("sluice", "10.1.2.3".parse().unwrap()),

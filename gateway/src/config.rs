@@ -118,6 +118,21 @@ pub struct Cli {
     /// created on first start.
     #[arg(long, env = "SLUICE_TOKEN_KEY_FILE")]
     pub token_key_file: Option<PathBuf>,
+    /// Accept JWTs signed with this shared secret (HS256/384/512; 32+ bytes).
+    #[arg(long, env = "SLUICE_JWT_SECRET_FILE", conflicts_with = "jwt_public_key_file")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Accept JWTs signed by this public key (PEM; RSA: RS*/PS*, EC: ES256/384).
+    #[arg(long, env = "SLUICE_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Required `iss` of JWTs.
+    #[arg(long, env = "SLUICE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` of JWTs.
+    #[arg(long, env = "SLUICE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// The JWT claim that names the user (default `sub`).
+    #[arg(long, env = "SLUICE_JWT_USER_CLAIM")]
+    pub jwt_user_claim: Option<String>,
     /// Write the bound addresses as JSON to this file once listening (for tests and supervisors).
     #[arg(long, env = "SLUICE_LISTEN_FILE")]
     pub listen_file: Option<PathBuf>,
@@ -189,6 +204,11 @@ struct FileConfig {
     demo_scale: Option<f64>,
     listen_file: Option<PathBuf>,
     token_key_file: Option<PathBuf>,
+    jwt_secret_file: Option<PathBuf>,
+    jwt_public_key_file: Option<PathBuf>,
+    jwt_issuer: Option<String>,
+    jwt_audience: Option<String>,
+    jwt_user_claim: Option<String>,
     table_cache_size: Option<u64>,
     table_cache_ttl: Option<u64>,
     partition_cache_size: Option<String>,
@@ -257,6 +277,8 @@ pub struct Config {
     pub listen_file: Option<PathBuf>,
     /// File holding the token-signing key.
     pub token_key_file: PathBuf,
+    /// JWT bearer tokens, when a key is configured.
+    pub jwt: Option<crate::auth::jwt::JwtSettings>,
     /// Object stores, footer cache.
     pub lake: sluice_lake::config::LakeSettings,
     /// Metadata caches of the gateway.
@@ -452,7 +474,53 @@ impl Config {
             .token_key_file
             .or(file.token_key_file)
             .unwrap_or_else(|| data_dir.join("token.key"));
+        let jwt = {
+            use crate::auth::jwt::{JwtKey, JwtSettings, JwtVerifier};
+            let read = |flag: &'static str, path: &PathBuf| {
+                std::fs::read(path).map_err(|e| invalid(flag, format!("{}: {e}", path.display())))
+            };
+            let key = match (
+                cli.jwt_secret_file.or(file.jwt_secret_file),
+                cli.jwt_public_key_file.or(file.jwt_public_key_file),
+            ) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        "--jwt-secret-file",
+                        "give either --jwt-secret-file or --jwt-public-key-file",
+                    ));
+                }
+                (Some(p), None) => {
+                    let mut secret = read("--jwt-secret-file", &p)?;
+                    while secret.last().is_some_and(u8::is_ascii_whitespace) {
+                        secret.pop();
+                    }
+                    Some(("--jwt-secret-file", JwtKey::Secret(secret)))
+                }
+                (None, Some(p)) => Some((
+                    "--jwt-public-key-file",
+                    JwtKey::PublicPem(read("--jwt-public-key-file", &p)?),
+                )),
+                (None, None) => None,
+            };
+            match key {
+                Some((flag, key)) => {
+                    let settings = JwtSettings {
+                        key,
+                        issuer: cli.jwt_issuer.or(file.jwt_issuer),
+                        audience: cli.jwt_audience.or(file.jwt_audience),
+                        user_claim: cli
+                            .jwt_user_claim
+                            .or(file.jwt_user_claim)
+                            .unwrap_or_else(|| "sub".to_owned()),
+                    };
+                    JwtVerifier::new(&settings).map_err(|e| invalid(flag, e.to_string()))?;
+                    Some(settings)
+                }
+                None => None,
+            }
+        };
         Ok(Config {
+            jwt,
             token_key_file,
             catalog_path,
             data_dir,

@@ -70,6 +70,8 @@ pub enum StartError {
     TokenKey(String),
     #[error("--listen-file: {0}")]
     ListenFile(std::io::Error),
+    #[error("--jwt-*: {0}")]
+    Jwt(String),
     #[error("flight: {0}")]
     Flight(String),
     #[error("metrics: {0}")]
@@ -244,12 +246,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         let catalog = Arc::clone(&catalog);
         Arc::new(move |name: &str| catalog.snapshot().access.roles.get(name).cloned())
     };
-    let auth: Arc<dyn Authenticator> = Arc::new(CatalogAuthenticator::new(
-        &config.admin_user,
-        &config.admin_auth,
-        key,
-        roles,
-    ));
+    let mut authenticator = CatalogAuthenticator::new(&config.admin_user, &config.admin_auth, key, roles);
+    if let Some(jwt) = &config.jwt {
+        authenticator =
+            authenticator.with_jwt(auth::jwt::JwtVerifier::new(jwt).map_err(|e| StartError::Jwt(e.to_string()))?);
+    }
+    let auth: Arc<dyn Authenticator> = Arc::new(authenticator);
     let handler: Arc<dyn QueryHandler> = engine;
 
     let addrs = BoundAddrs {

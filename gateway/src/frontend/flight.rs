@@ -158,6 +158,9 @@ impl FlightSqlServer {
         async move {
             let header = header?;
             if let Some(bearer) = header.strip_prefix("Bearer ") {
+                if crate::auth::jwt::looks_like_jwt(bearer.trim()) {
+                    return self.jwt(bearer.trim(), peer).await;
+                }
                 let (token, _session) = session::split_bearer(bearer.trim());
                 return self
                     .auth
@@ -176,6 +179,23 @@ impl FlightSqlServer {
         let principal = self.principal(req).await?;
         let session = self.flight_session(req, &principal)?;
         Ok((principal, session))
+    }
+
+    /// A JWT of the identity provider as the bearer token. Failures are
+    /// throttled per address (the user is not known before the token is).
+    async fn jwt(&self, token: &str, peer: Option<IpAddr>) -> Result<Principal, Status> {
+        const UNKNOWN: &str = "(jwt)";
+        tokio::time::sleep(self.auth.delay(UNKNOWN, peer)).await;
+        let outcome = self.auth.verify_jwt(token);
+        let user = outcome.as_ref().map_or(UNKNOWN, |p| p.user.as_str());
+        let attempt = Attempt {
+            protocol: "flight",
+            method: "jwt",
+            user,
+            peer,
+        };
+        self.auth.record(attempt, outcome.as_ref().map(|_| ()));
+        outcome.map_err(|e| Status::unauthenticated(e.to_string()))
     }
 
     async fn basic(&self, b64: &str, peer: Option<IpAddr>) -> Result<Principal, Status> {

@@ -75,6 +75,11 @@ impl std::fmt::Debug for Sessions {
 /// A bearer value's token and, after a `.`, its session (the token's
 /// base64url alphabet has no `.`).
 pub(super) fn split_bearer(bearer: &str) -> (&str, Option<&str>) {
+    // An identity provider's JWT is a token of its own (its dots are its
+    // own); sessions then live by the token on this gateway.
+    if crate::auth::jwt::looks_like_jwt(bearer) {
+        return (bearer, None);
+    }
     match bearer.split_once('.') {
         Some((token, session)) => (token, Some(session)),
         None => (bearer, None),

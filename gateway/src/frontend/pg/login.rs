@@ -44,6 +44,10 @@ enum State {
         verifier: Verifier,
         real: bool,
     },
+    /// `AuthenticationCleartextPassword` sent: a JWT or the password.
+    AwaitPassword {
+        user: String,
+    },
     /// `server-first-message` sent.
     AwaitFinal {
         user: String,
@@ -221,7 +225,14 @@ impl StartupHandler for Startup {
                 save_startup_parameters_to_metadata(client, startup);
                 client.set_state(PgWireConnectionState::AuthenticationInProgress);
                 let peer = client.socket_addr().ip();
-                match self.auth.method(&user, peer) {
+                match self.auth.method(&user, peer, client.is_secure()) {
+                    Method::Password => {
+                        client
+                            .send(PgWireBackendMessage::Authentication(Authentication::CleartextPassword))
+                            .await?;
+                        *state = State::AwaitPassword { user };
+                        Ok(())
+                    }
                     Method::Trust => {
                         let attempt = self.attempt("trust", &user, client);
                         if let Err(e) = self.auth.trust(&user, peer) {
@@ -246,6 +257,32 @@ impl StartupHandler for Startup {
                 }
             }
             PgWireFrontendMessage::PasswordMessageFamily(msg) => match std::mem::replace(&mut *state, State::Done) {
+                State::AwaitPassword { user } => {
+                    let secret = msg.into_password()?.password;
+                    let peer = client.socket_addr().ip();
+                    let jwt = crate::auth::jwt::looks_like_jwt(&secret);
+                    let attempt = self.attempt(if jwt { "jwt" } else { "password" }, &user, client);
+                    let outcome = if jwt {
+                        // The startup user must be the one the token names.
+                        self.auth.verify_jwt(&secret).and_then(|p| {
+                            if p.user == user {
+                                Ok(p)
+                            } else {
+                                Err(AuthError::InvalidToken)
+                            }
+                        })
+                    } else {
+                        self.auth.verify_password(&user, &secret, Some(peer))
+                    };
+                    match outcome {
+                        Ok(_) => {
+                            tokio::time::sleep(self.auth.delay(&user, attempt.peer)).await;
+                            self.auth.record(attempt, Ok(()));
+                            self.finish(client).await
+                        }
+                        Err(e) => self.refuse(attempt, e).await,
+                    }
+                }
                 State::AwaitFirst { user, verifier, real } => {
                     let initial = msg.into_sasl_initial_response()?;
                     let plus = match initial.auth_method.as_str() {
