@@ -76,7 +76,7 @@ pub struct Cli {
     pub http_listen: Option<SocketAddr>,
     /// Shared secret that makes this process a cluster member (at least 16 bytes).
     #[arg(long, env = "SLUICE_CLUSTER_SECRET", hide_env_values = true)]
-    pub cluster_secret: Option<String>,
+    pub cluster_secret: Option<sluice_lake::config::Secret<String>>,
     /// File holding the cluster secret (instead of --cluster-secret).
     #[arg(long, env = "SLUICE_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<PathBuf>,
@@ -126,7 +126,7 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     pub register_timeout: Duration,
     pub http_listen: Option<SocketAddr>,
-    pub cluster_secret: Vec<u8>,
+    pub cluster_secret: sluice_lake::config::Secret<Vec<u8>>,
     pub listen_file: Option<PathBuf>,
 }
 
@@ -185,7 +185,7 @@ impl Config {
             return Err(invalid("--heartbeat-interval", "must be at least 1 second"));
         }
         let secret = sluice_lake::membership::load_secret(
-            cli.cluster_secret,
+            cli.cluster_secret.map(|s| s.0),
             cli.cluster_secret_file.or(file.cluster_secret_file).as_deref(),
         )
         .map_err(|(flag, message)| invalid(flag, message))?
@@ -216,7 +216,7 @@ impl Config {
             heartbeat_interval: Duration::from_secs(heartbeat),
             register_timeout: Duration::from_secs(cli.register_timeout.or(file.register_timeout).unwrap_or(60)),
             http_listen: cli.http_listen.or(file.http_listen),
-            cluster_secret: secret,
+            cluster_secret: sluice_lake::config::Secret(secret),
             listen_file: cli.listen_file.or(file.listen_file),
         })
     }

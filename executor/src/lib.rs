@@ -55,7 +55,7 @@ pub async fn run(config: Config, terminate: impl Future<Output = ()>) -> Result<
     let store_metrics = sluice_lake::store::StoreMetrics::new().map_err(|e| RunError::Runtime(e.to_string()))?;
     let runtime =
         sluice_lake::runtime_env(&config.lake, store_metrics.clone()).map_err(|e| RunError::Runtime(e.to_string()))?;
-    let credentials = sluice_lake::membership::ClusterCredentials::from_secret(&config.cluster_secret)
+    let credentials = sluice_lake::membership::ClusterCredentials::from_secret(&config.cluster_secret.0)
         .map_err(node::NodeError::from)?;
     let flight_addr = std::net::SocketAddr::new(config.bind, config.port);
     let listener = TcpListener::bind(flight_addr)

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use serde::Deserialize;
+use sluice_lake::config::Secret;
 
 /// Errors found while loading or validating the configuration. Each names the
 /// flag at fault so start-up can stop with one clear line.
@@ -74,7 +75,7 @@ pub struct Cli {
     /// Shared secret of the cluster (16+ bytes); executors need the same one.
     /// Required with --scheduler-listen; prefer the env twin or the file.
     #[arg(long, env = "SLUICE_CLUSTER_SECRET", hide_env_values = true)]
-    pub cluster_secret: Option<String>,
+    pub cluster_secret: Option<Secret<String>>,
     /// File holding the cluster secret.
     #[arg(long, env = "SLUICE_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<PathBuf>,
@@ -103,7 +104,7 @@ pub struct Cli {
     pub admin_user: Option<String>,
     /// Bootstrap administrator password (prefer the env twin or --admin-password-file).
     #[arg(long, env = "SLUICE_ADMIN_PASSWORD", hide_env_values = true)]
-    pub admin_password: Option<String>,
+    pub admin_password: Option<Secret<String>>,
     /// File holding the bootstrap administrator password.
     #[arg(long, env = "SLUICE_ADMIN_PASSWORD_FILE")]
     pub admin_password_file: Option<PathBuf>,
@@ -264,7 +265,7 @@ pub struct Config {
     /// Where remote executors register; None = in-process executors only.
     pub scheduler_listen: Option<SocketAddr>,
     /// Cluster secret; None = a random one (single-process cluster).
-    pub cluster_secret: Option<Vec<u8>>,
+    pub cluster_secret: Option<Secret<Vec<u8>>>,
     pub executor_timeout: std::time::Duration,
     pub capacity_wait: std::time::Duration,
     pub task_max_failures: usize,
@@ -369,7 +370,10 @@ impl Config {
             (None, Some(_)) => return Err(invalid("--tls-cert", "required with --tls-key")),
         };
 
-        let password = match (cli.admin_password, cli.admin_password_file.or(file.admin_password_file)) {
+        let password = match (
+            cli.admin_password.map(|p| p.0),
+            cli.admin_password_file.or(file.admin_password_file),
+        ) {
             (Some(p), _) => Some(p),
             (None, Some(path)) => Some(
                 std::fs::read_to_string(&path)
@@ -431,10 +435,11 @@ impl Config {
             ));
         }
         let cluster_secret = sluice_lake::membership::load_secret(
-            cli.cluster_secret,
+            cli.cluster_secret.map(|s| s.0),
             cli.cluster_secret_file.or(file.cluster_secret_file).as_deref(),
         )
-        .map_err(|(flag, message)| invalid(flag, message))?;
+        .map_err(|(flag, message)| invalid(flag, message))?
+        .map(Secret);
         if cluster_secret.is_none() && scheduler_listen.is_some() {
             return Err(invalid(
                 "--scheduler-listen",

@@ -201,7 +201,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     .await?;
     let scheduler_addr = scheduler_listener.local_addr().map_err(StartError::ListenFile)?;
     let credentials = match &config.cluster_secret {
-        Some(secret) => ClusterCredentials::from_secret(secret),
+        Some(secret) => ClusterCredentials::from_secret(&secret.0),
         None => ClusterCredentials::ephemeral(),
     }
     .map_err(|e| StartError::Cluster(cluster::ClusterError::Scheduler(e.to_string())))?;

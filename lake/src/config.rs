@@ -144,3 +144,37 @@ mod tests {
         assert_eq!(err.0, "--footer-cache-size");
     }
 }
+
+/// A value that must not appear in logs or `Debug` output (passwords,
+/// secrets). Parses from a flag or env var like the value itself.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret<T>(pub T);
+
+impl<T> std::fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret<String> {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::Secret;
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s: Secret<String> = "hunter2".parse().unwrap();
+        assert_eq!(
+            format!("{s:?} {:?}", Some(Secret(b"hunter2".to_vec()))),
+            "<redacted> Some(<redacted>)"
+        );
+    }
+}

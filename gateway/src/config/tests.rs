@@ -142,3 +142,30 @@ fn unknown_toml_key_is_rejected() {
     let err = Config::load(cli(&["--config", toml_path.to_str().unwrap()])).unwrap_err();
     assert!(matches!(err, ConfigError::ParseFile { .. }));
 }
+
+#[test]
+fn secrets_never_print() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let args = cli(&[
+        "--data-dir",
+        d,
+        "--scheduler-listen",
+        "127.0.0.1:0",
+        "--cluster-secret",
+        "cluster-secret-0123456789",
+        "--admin-password",
+        "admin-password-Ω",
+    ]);
+    let shown = format!("{args:?}");
+    let config = Config::load(args).unwrap();
+    let shown = format!("{shown} {config:?}");
+    assert!(
+        !shown.contains("cluster-secret-0123456789") && !shown.contains("admin-password-Ω"),
+        "{shown}"
+    );
+    assert!(
+        config.cluster_secret.is_some()
+            && matches!(config.admin_auth, AdminAuth::Password(ref p) if p == "admin-password-Ω")
+    );
+}

@@ -98,6 +98,14 @@ impl Engine {
         state: &SessionState,
         plan: LogicalPlan,
     ) -> Result<QueryOutput, QueryError> {
+        // Its metrics would count the rows a row policy hides (the scan's
+        // output_rows, the policy filter's selectivity).
+        if matches!(plan, LogicalPlan::Analyze(_)) && behind_boundary(&plan) {
+            return Err(QueryError::new(
+                ErrorKind::InsufficientPrivilege,
+                "EXPLAIN ANALYZE is not available on tables read under row policies",
+            ));
+        }
         let token = session.begin_statement();
         let log = Arc::new(ScanLog::default());
         let mut state = state.clone();
@@ -202,6 +210,21 @@ fn runs_on_cluster(plan: &LogicalPlan, cluster_functions: &std::collections::Has
         })
     });
     lake > 0 && other == 0
+}
+
+/// Whether `plan` reads a table under a row policy.
+fn behind_boundary(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::Extension(e) = node
+            && sluice_lake::secure::is_boundary(e.node.as_any())
+        {
+            found = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
 }
 
 /// Cancels the cluster job of a query whose results are abandoned.
