@@ -14,7 +14,7 @@
 //!
 //! `system` is a superuser's schema; `pg_catalog` and `information_schema`
 //! are everyone's (`pg_catalog` filters its rows itself, see
-//! `query::pg_oids`).
+//! `query::pg_oids`, by the same rule, [`sees`]).
 
 use std::sync::Arc;
 
@@ -63,6 +63,29 @@ pub fn schema_visible(access: &Access<'_>, snapshot: &Snapshot, user: &str, data
             .any(|(_, t)| table_visible(access, user, t))
 }
 
+/// Whether `user` may see schema `schema` (`table` `None`) or a table in it:
+/// what is not a user database is everyone's, except `system`, which is
+/// superusers'. The one rule behind [`UserCatalog`] and `pg_catalog`'s rows.
+pub fn sees(snapshot: &Snapshot, admin: &str, user: &str, schema: &str, table: Option<&str>) -> bool {
+    let access = Access {
+        snapshot: &snapshot.access,
+        admin,
+    };
+    if access.is_superuser(user) {
+        return true;
+    }
+    if !snapshot.databases.contains_key(schema) {
+        return schema != SYSTEM_SCHEMA;
+    }
+    match table {
+        None => schema_visible(&access, snapshot, user, schema),
+        Some(t) => snapshot
+            .tables
+            .get(&(schema.to_owned(), t.to_owned()))
+            .is_some_and(|t| table_visible(&access, user, t)),
+    }
+}
+
 /// `name` as a quoted SQL identifier.
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -83,25 +106,9 @@ impl UserCatalog {
         }
     }
 
-    fn with_access<R>(&self, f: impl FnOnce(&Access<'_>, &Snapshot) -> R) -> R {
-        let snapshot = self.inner.catalog_state().snapshot();
-        let access = Access {
-            snapshot: &snapshot.access,
-            admin: self.inner.admin(),
-        };
-        f(&access, &snapshot)
-    }
-
     fn schema_allowed(&self, name: &str) -> bool {
-        self.with_access(|access, snapshot| {
-            if access.is_superuser(&self.user) {
-                return true;
-            }
-            if snapshot.databases.contains_key(name) {
-                return schema_visible(access, snapshot, &self.user, name);
-            }
-            name != SYSTEM_SCHEMA
-        })
+        let snapshot = self.inner.catalog_state().snapshot();
+        sees(&snapshot, self.inner.admin(), &self.user, name, None)
     }
 }
 
@@ -211,14 +218,7 @@ impl UserSchema {
 
     fn visible(&self, name: &str) -> bool {
         let snapshot = self.catalog.catalog_state().snapshot();
-        let access = Access {
-            snapshot: &snapshot.access,
-            admin: self.catalog.admin(),
-        };
-        snapshot
-            .tables
-            .get(&(self.database.clone(), name.to_owned()))
-            .is_some_and(|t| table_visible(&access, &self.user, t))
+        sees(&snapshot, self.catalog.admin(), &self.user, &self.database, Some(name))
     }
 }
 

@@ -137,21 +137,7 @@ impl Engine {
             let (of, admin_name) = (Arc::clone(&catalog), admin.clone());
             let visibility: super::pg_oids::Visibility =
                 Arc::new(move |user: &str, schema: &str, table: Option<&str>| {
-                    let snapshot = of.snapshot();
-                    let access = crate::access::Access {
-                        snapshot: &snapshot.access,
-                        admin: &admin_name,
-                    };
-                    if access.is_superuser(user) || !snapshot.databases.contains_key(schema) {
-                        return true;
-                    }
-                    match table {
-                        None => schema_visible(&access, &snapshot, user, schema),
-                        Some(t) => snapshot
-                            .tables
-                            .get(&(schema.to_owned(), t.to_owned()))
-                            .is_none_or(|t| table_visible(&access, user, t)),
-                    }
+                    crate::catalog::user_view::sees(&of.snapshot(), &admin_name, user, schema, table)
                 });
             sluice.register_schema(
                 "pg_catalog",

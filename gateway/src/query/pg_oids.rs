@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 pub(crate) type TableIds = Arc<dyn Fn(&str, &str) -> Option<String> + Send + Sync>;
 
 /// May `user` see schema `.1` (table `.2`: `None` for the schema itself)?
-/// True for everything that is not a user database.
+/// (`catalog::user_view::sees`.)
 pub(crate) type Visibility = Arc<dyn Fn(&str, &str, Option<&str>) -> bool + Send + Sync>;
 
 const USER_RANGE: u32 = 16_384;
