@@ -4,6 +4,7 @@ subqueries, aggregates, CTAS, prepared statements and views, hidden tables
 probed through SHOW and errors, a flood of wrong passwords."""
 
 import asyncio
+import re
 import time
 
 import asyncpg
@@ -74,7 +75,9 @@ def test_row_filter_holds_in_prepared_statements_ctas_and_views(gw):
         assert c.execute("SELECT count(*) FROM hr.eu_view WHERE region = 'US'").fetchone() == (0,)
         # EXPLAIN shows the plan, not the hidden rows
         plan = " ".join(r[1] for r in c.execute("EXPLAIN SELECT * FROM hr.pay").fetchall())
-        assert "SecureBoundary" in plan and "dee" not in plan and "400" not in plan
+        # file names are random hex: they may contain "dee" by chance
+        plan = re.sub(r"[^\s\[\]]*\.parquet", "<file>", plan)
+        assert "SecureBoundary" in plan and "dee" not in plan and "400" not in plan, plan
         # EXPLAIN ANALYZE's metrics would count the hidden rows
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             c.execute("EXPLAIN ANALYZE SELECT * FROM hr.pay")
