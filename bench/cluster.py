@@ -22,7 +22,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import psycopg
@@ -31,7 +30,7 @@ from common import TARGET, Gateway, datafusion_context, generate_tpch
 from tpch_queries import QUERIES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "python"))
-from sluice_fixtures import Executor, scrape  # noqa: E402
+from sluice_fixtures import Executor, basic, scrape  # noqa: E402
 
 SECRET = "bench-cluster-secret-0123456789abcdef"
 
@@ -76,15 +75,12 @@ def register_tables(conn, paths):
 
 
 def http_executors(g):
-    listen = json.loads((g.data_dir.parent / (g.data_dir.name + "-listen.json")).read_text())
-    with urllib.request.urlopen(f"http://{listen['http']}/executors", timeout=5) as r:
-        return {e["id"] for e in json.loads(r.read())}
+    return {e["id"] for e in json.loads(g.http("/executors"))}
 
 
 def job_work(g):
     """(partitions, partition runs) of the gateway's finished jobs so far."""
-    listen = json.loads((g.data_dir.parent / (g.data_dir.name + "-listen.json")).read_text())
-    out = scrape(listen["http"])
+    out = scrape(f"127.0.0.1:{g.http_port}", basic("sluice", "bench"))
     return out.get("sluice_job_partitions_total", 0.0), out.get("sluice_job_partition_runs_total", 0.0)
 
 

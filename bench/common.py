@@ -63,6 +63,17 @@ def write_wide(d: Path, n: int):
             w.write_table(pa.table({"id": ids, "label": labels, "value": pc.multiply(ids.cast(pa.float64()), 0.5)}))
 
 
+def http_get(url):
+    """GET `url` with the bench gateway's administrator login (text)."""
+    import base64
+    import urllib.request
+
+    auth = "Basic " + base64.b64encode(b"sluice:bench").decode()
+    req = urllib.request.Request(url, headers={"Authorization": auth})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return r.read().decode()
+
+
 class Gateway:
     def __init__(self, data_dir: Path, *extra):
         self.data_dir = data_dir
@@ -96,13 +107,15 @@ class Gateway:
     def dsn(self):
         return f"host=127.0.0.1 port={self.pg_port} user=sluice password=bench dbname=sluice"
 
+    def http(self, path):
+        """GET `path` on the HTTP port as the administrator (text)."""
+        return http_get(f"http://127.0.0.1:{self.http_port}{path}")
+
     def store_requests(self):
         """Object-store requests so far, by kind (from /metrics)."""
         import re
-        import urllib.request
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as r:
-            text = r.read().decode()
+        text = self.http("/metrics")
         out = {}
         for m in re.finditer(r'sluice_object_store_requests_total\{kind="(\w+)"\} (\S+)', text):
             out[m.group(1)] = float(m.group(2))

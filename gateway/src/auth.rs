@@ -62,11 +62,12 @@ pub enum Method {
 pub type RoleLookup = Arc<dyn Fn(&str) -> Option<RoleDef> + Send + Sync>;
 
 /// Authenticates users and signs/verifies tokens.
+#[async_trait::async_trait]
 pub trait Authenticator: Send + Sync + std::fmt::Debug {
     /// How `user` connecting from `peer` must authenticate.
     fn method(&self, user: &str, peer: IpAddr, tls: bool) -> Method;
     /// Verifies a JWT from the identity provider (`--jwt-*`).
-    fn verify_jwt(&self, token: &str) -> Result<Principal, AuthError>;
+    async fn verify_jwt(&self, token: &str) -> Result<Principal, AuthError>;
     /// Trust login (no password) for `user` connecting from `peer`.
     fn trust(&self, user: &str, peer: IpAddr) -> Result<Principal, AuthError>;
     /// The verifier a SCRAM exchange for `user` runs against, and whether it
@@ -85,11 +86,62 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
     fn issue_token(&self, principal: &Principal) -> String;
     /// Verifies a bearer token.
     fn verify_token(&self, token: &str) -> Result<Principal, AuthError>;
-    /// Signs an opaque payload (tickets, prepared-statement handles).
-    fn sign(&self, payload: &[u8]) -> Vec<u8>;
-    /// Verifies and strips a signature made by [`Authenticator::sign`].
-    fn open(&self, signed: &[u8]) -> Option<Vec<u8>>;
+    /// Signs an opaque payload for one `purpose`, stamped with the time.
+    fn sign(&self, purpose: Purpose, payload: &[u8]) -> Vec<u8>;
+    /// Verifies and strips a signature made by [`Authenticator::sign`] for
+    /// the same `purpose`, no older than the purpose's [`Purpose::max_age`].
+    fn open(&self, purpose: Purpose, signed: &[u8]) -> Option<Vec<u8>>;
 }
+
+/// What a signed value is for. Each purpose signs with its own key (derived
+/// from the token key), so one kind can never be replayed as another: a
+/// bearer token is not a ticket, a ticket is not a prepared handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Flight bearer tokens (handshake / Basic auth).
+    BearerToken,
+    /// Flight `TicketStatementQuery` handles, redeemed by DoGet.
+    Ticket,
+    /// Flight prepared-statement handles.
+    PreparedHandle,
+    /// Flight session options carried after the bearer token.
+    Session,
+}
+
+impl Purpose {
+    const ALL: [Purpose; 4] = [
+        Purpose::BearerToken,
+        Purpose::Ticket,
+        Purpose::PreparedHandle,
+        Purpose::Session,
+    ];
+
+    fn label(self) -> &'static [u8] {
+        match self {
+            Purpose::BearerToken => b"sluice/v1/bearer-token",
+            Purpose::Ticket => b"sluice/v1/ticket",
+            Purpose::PreparedHandle => b"sluice/v1/prepared-handle",
+            Purpose::Session => b"sluice/v1/flight-session",
+        }
+    }
+
+    /// How long after signing a value is accepted. A ticket is redeemed
+    /// right after GetFlightInfo; tokens, sessions and prepared handles live
+    /// as long as a client's login.
+    pub fn max_age(self) -> Duration {
+        match self {
+            Purpose::Ticket => Duration::from_secs(3600),
+            Purpose::BearerToken | Purpose::PreparedHandle | Purpose::Session => TOKEN_TTL,
+        }
+    }
+}
+
+/// Lifetime of bearer tokens.
+const TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Clock skew tolerated between gateways sharing a key.
+const SKEW: u64 = 60;
+/// Bytes of a signature envelope before the payload: tag, then issue time.
+const ENVELOPE: usize = 32 + 8;
 
 /// One authentication attempt, for the log and the throttle.
 #[derive(Debug, Clone, Copy)]
@@ -107,8 +159,10 @@ pub struct CatalogAuthenticator {
     /// `None`: loopback trust for the administrator.
     admin_verifier: Option<Verifier>,
     roles: RoleLookup,
+    /// The token key: decoy verifiers are derived from it.
     key: Vec<u8>,
-    token_ttl: Duration,
+    /// One signing key per [`Purpose`], derived from `key`.
+    purpose_keys: [[u8; 32]; 4],
     throttle: Throttle,
     jwt: Option<jwt::JwtVerifier>,
 }
@@ -133,8 +187,8 @@ impl CatalogAuthenticator {
             admin_user: admin_user.to_owned(),
             admin_verifier,
             roles,
+            purpose_keys: Purpose::ALL.map(|p| derive(&key, p.label())),
             key,
-            token_ttl: Duration::from_secs(12 * 3600),
             throttle: Throttle::default(),
             jwt: None,
         }
@@ -146,9 +200,23 @@ impl CatalogAuthenticator {
         self
     }
 
-    fn mac(&self) -> HmacSha256 {
-        // HMAC accepts keys of any length.
-        HmacSha256::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+    fn mac(&self, purpose: Purpose) -> HmacSha256 {
+        let key = &self.purpose_keys[Purpose::ALL.iter().position(|p| *p == purpose).unwrap_or(0)];
+        HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+    }
+
+    /// `tag || issued || payload`, the tag over the rest with `purpose`'s key.
+    fn sign_at(&self, purpose: Purpose, issued: u64, payload: &[u8]) -> Vec<u8> {
+        let issued = issued.to_be_bytes();
+        let mut mac = self.mac(purpose);
+        mac.update(&issued);
+        mac.update(payload);
+        let tag = mac.finalize().into_bytes();
+        let mut out = Vec::with_capacity(ENVELOPE + payload.len());
+        out.extend_from_slice(&tag);
+        out.extend_from_slice(&issued);
+        out.extend_from_slice(payload);
+        out
     }
 
     /// The stored verifier of a user that may log in.
@@ -165,6 +233,7 @@ impl CatalogAuthenticator {
     }
 }
 
+#[async_trait::async_trait]
 impl Authenticator for CatalogAuthenticator {
     fn method(&self, user: &str, peer: IpAddr, tls: bool) -> Method {
         if user == self.admin_user && self.admin_verifier.is_none() {
@@ -176,7 +245,7 @@ impl Authenticator for CatalogAuthenticator {
         }
     }
 
-    fn verify_jwt(&self, token: &str) -> Result<Principal, AuthError> {
+    async fn verify_jwt(&self, token: &str) -> Result<Principal, AuthError> {
         let jwt = self.jwt.as_ref().ok_or(AuthError::InvalidToken)?;
         let user = jwt.verify(token)?;
         // A role of the catalog that may not log in stays out; a user the
@@ -252,53 +321,57 @@ impl Authenticator for CatalogAuthenticator {
     }
 
     fn issue_token(&self, principal: &Principal) -> String {
-        let expires = SystemTime::now()
-            .checked_add(self.token_ttl)
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs());
         // A nonce makes each login's token its own (Flight sessions are
-        // keyed by it): `expires.nonce:user`.
+        // keyed by it): `nonce:user`; the envelope carries the issue time.
         let nonce: u64 = rand::random();
-        let payload = format!("{expires}.{nonce:016x}:{}", principal.user);
-        URL_SAFE_NO_PAD.encode(self.sign(payload.as_bytes()))
+        let payload = format!("{nonce:016x}:{}", principal.user);
+        URL_SAFE_NO_PAD.encode(self.sign(Purpose::BearerToken, payload.as_bytes()))
     }
 
     fn verify_token(&self, token: &str) -> Result<Principal, AuthError> {
         let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| AuthError::InvalidToken)?;
-        let payload = self.open(&raw).ok_or(AuthError::InvalidToken)?;
+        let payload = self
+            .open(Purpose::BearerToken, &raw)
+            .ok_or(AuthError::InvalidToken)?;
         let payload = String::from_utf8(payload).map_err(|_| AuthError::InvalidToken)?;
-        let (stamp, user) = payload.split_once(':').ok_or(AuthError::InvalidToken)?;
-        let expires = stamp.split_once('.').map_or(stamp, |(e, _nonce)| e);
-        let expires: u64 = expires.parse().map_err(|_| AuthError::InvalidToken)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(u64::MAX, |d| d.as_secs());
-        if now >= expires || !self.may_log_in(user) {
+        let (_nonce, user) = payload.split_once(':').ok_or(AuthError::InvalidToken)?;
+        if !self.may_log_in(user) {
             return Err(AuthError::InvalidToken);
         }
         Ok(Principal { user: user.to_owned() })
     }
 
-    fn sign(&self, payload: &[u8]) -> Vec<u8> {
-        let mut mac = self.mac();
-        mac.update(payload);
-        let tag = mac.finalize().into_bytes();
-        let mut out = Vec::with_capacity(payload.len() + tag.len());
-        out.extend_from_slice(&tag);
-        out.extend_from_slice(payload);
-        out
+    fn sign(&self, purpose: Purpose, payload: &[u8]) -> Vec<u8> {
+        self.sign_at(purpose, unix_now(), payload)
     }
 
-    fn open(&self, signed: &[u8]) -> Option<Vec<u8>> {
-        if signed.len() < 32 {
+    fn open(&self, purpose: Purpose, signed: &[u8]) -> Option<Vec<u8>> {
+        if signed.len() < ENVELOPE {
             return None;
         }
-        let (tag, payload) = signed.split_at(32);
-        let mut mac = self.mac();
-        mac.update(payload);
+        let (tag, rest) = signed.split_at(32);
+        let mut mac = self.mac(purpose);
+        mac.update(rest);
         mac.verify_slice(tag).ok()?;
-        Some(payload.to_vec())
+        let (issued, payload) = rest.split_at(8);
+        let issued = u64::from_be_bytes(issued.try_into().ok()?);
+        let now = unix_now();
+        let fresh = issued <= now.saturating_add(SKEW) && now.saturating_sub(issued) < purpose.max_age().as_secs();
+        fresh.then(|| payload.to_vec())
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(u64::MAX, |d| d.as_secs())
+}
+
+/// The key of one purpose: HMAC-SHA256(token key, label).
+fn derive(key: &[u8], label: &[u8]) -> [u8; 32] {
+    let mut mac = HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(label);
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]
@@ -372,6 +445,26 @@ mod tests {
         let last = forged.len() - 1;
         forged[last] ^= 1;
         assert!(a.verify_token(&URL_SAFE_NO_PAD.encode(forged)).is_err());
+    }
+
+    #[test]
+    fn each_purpose_has_its_own_key_and_lifetime() {
+        let a = auth();
+        let signed = a.sign(Purpose::Ticket, b"payload");
+        assert_eq!(a.open(Purpose::Ticket, &signed).as_deref(), Some(&b"payload"[..]));
+        for other in [Purpose::BearerToken, Purpose::PreparedHandle, Purpose::Session] {
+            assert!(a.open(other, &signed).is_none(), "a ticket opened as {other:?}");
+        }
+        let token = URL_SAFE_NO_PAD.decode(a.issue_token(&Principal { user: "admin".into() })).unwrap();
+        assert!(a.open(Purpose::Ticket, &token).is_none(), "a bearer token opened as a ticket");
+        let stale = unix_now() - Purpose::Ticket.max_age().as_secs() - 1;
+        let old = a.sign_at(Purpose::Ticket, stale, b"payload");
+        assert!(a.open(Purpose::Ticket, &old).is_none(), "an expired ticket");
+        // the same age is still fine for a prepared handle, which lives longer
+        let handle = a.sign_at(Purpose::PreparedHandle, stale, b"payload");
+        assert!(a.open(Purpose::PreparedHandle, &handle).is_some());
+        let early = a.sign_at(Purpose::Ticket, unix_now() + 3600, b"payload");
+        assert!(a.open(Purpose::Ticket, &early).is_none(), "issued in the future");
     }
 
     #[test]

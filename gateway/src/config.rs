@@ -99,6 +99,12 @@ pub struct Cli {
     /// PEM private key (PKCS#8 or RSA).
     #[arg(long, env = "SLUICE_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Refuse plaintext Postgres sessions (needs --tls-cert; Flight and HTTP are TLS-only whenever a certificate is set).
+    #[arg(long, env = "SLUICE_REQUIRE_TLS", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub require_tls: Option<bool>,
+    /// File holding a bearer token that may read /metrics and /executors (for Prometheus); a superuser login may too.
+    #[arg(long, env = "SLUICE_METRICS_TOKEN_FILE")]
+    pub metrics_token_file: Option<PathBuf>,
     /// Name of the bootstrap administrator.
     #[arg(long, env = "SLUICE_ADMIN_USER")]
     pub admin_user: Option<String>,
@@ -199,6 +205,8 @@ struct FileConfig {
     stage_max_failures: Option<usize>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    require_tls: Option<bool>,
+    metrics_token_file: Option<PathBuf>,
     admin_user: Option<String>,
     admin_password_file: Option<PathBuf>,
     demo: Option<bool>,
@@ -271,6 +279,10 @@ pub struct Config {
     pub task_max_failures: usize,
     pub stage_max_failures: usize,
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Plaintext Postgres sessions are refused.
+    pub require_tls: bool,
+    /// Bearer token for /metrics and /executors.
+    pub metrics_token: Option<Secret<String>>,
     pub admin_user: String,
     pub admin_auth: AdminAuth,
     pub demo: bool,
@@ -368,6 +380,23 @@ impl Config {
             (None, None) => None,
             (Some(_), None) => return Err(invalid("--tls-key", "required with --tls-cert")),
             (None, Some(_)) => return Err(invalid("--tls-cert", "required with --tls-key")),
+        };
+        let require_tls = cli.require_tls.or(file.require_tls).unwrap_or(false);
+        if require_tls && tls.is_none() {
+            return Err(invalid("--require-tls", "needs a certificate: set --tls-cert and --tls-key"));
+        }
+        let metrics_token = match cli.metrics_token_file.or(file.metrics_token_file) {
+            Some(path) => {
+                let token = std::fs::read_to_string(&path)
+                    .map_err(|e| invalid("--metrics-token-file", format!("cannot read {}: {e}", path.display())))?
+                    .trim()
+                    .to_owned();
+                if token.len() < 16 {
+                    return Err(invalid("--metrics-token-file", "the token must be at least 16 characters"));
+                }
+                Some(Secret(token))
+            }
+            None => None,
         };
 
         let password = match (
@@ -543,6 +572,8 @@ impl Config {
             task_max_failures,
             stage_max_failures,
             tls,
+            require_tls,
+            metrics_token,
             admin_user,
             admin_auth,
             demo: cli.demo.or(file.demo).unwrap_or(false),

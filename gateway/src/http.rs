@@ -1,5 +1,7 @@
-//! Operator HTTP endpoints: `/healthz` (process up), `/readyz` (catalog open
-//! and at least one executor alive), `/metrics` (Prometheus text format).
+//! Operator HTTP endpoints: `/healthz` (process up) and `/readyz` (catalog
+//! open and at least one executor alive) answer anyone (probes); `/metrics`
+//! (Prometheus text format) and `/executors` (JSON) need credentials (see
+//! [`guard`]). With a certificate the port serves TLS only.
 
 use std::sync::Arc;
 
@@ -56,6 +58,9 @@ impl Metrics {
     }
 }
 
+mod guard;
+pub use guard::Access;
+
 #[derive(Clone)]
 struct AppState {
     metrics: Metrics,
@@ -92,24 +97,41 @@ async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     }
 }
 
-/// Serves the HTTP endpoints until `shutdown`.
+/// Serves the HTTP endpoints until `shutdown`; TLS only when `tls` is set.
 pub async fn run(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     metrics_: Metrics,
     cluster: Cluster,
+    access: Access,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let state = Arc::new(AppState {
         metrics: metrics_,
         cluster,
     });
+    let guarded = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/executors", get(executors))
+        .route_layer(axum::middleware::from_fn_with_state(Arc::new(access), guard::require));
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/executors", get(executors))
-        .with_state(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+        .merge(guarded)
+        .with_state(state)
+        .into_make_service_with_connect_info::<guard::Peer>();
+    match tls {
+        Some(acceptor) => {
+            let local = listener.local_addr()?;
+            let rx = crate::tls::incoming(listener, acceptor, shutdown.clone());
+            axum::serve(guard::TlsListener { rx, local }, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+    }
 }

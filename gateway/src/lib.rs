@@ -27,6 +27,7 @@ pub mod http;
 pub mod query;
 pub mod session;
 pub mod table;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -84,38 +85,25 @@ async fn bind(flag: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
         .map_err(|source| StartError::Bind { flag, addr, source })
 }
 
-struct Tls {
-    pg: tokio_rustls::TlsAcceptor,
-    flight: tonic::transport::ServerTlsConfig,
-    /// PEM of the certificate chain, for SCRAM channel binding.
-    cert_pem: Vec<u8>,
-}
-
-fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls, StartError> {
-    use tokio_rustls::rustls;
-    let cert_pem = std::fs::read(cert).map_err(|e| StartError::Tls(format!("read {}: {e}", cert.display())))?;
-    let key_pem = std::fs::read(key).map_err(|e| StartError::Tls(format!("read {}: {e}", key.display())))?;
-    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| StartError::Tls(format!("parse {}: {e}", cert.display())))?;
-    if certs.is_empty() {
-        return Err(StartError::Tls(format!("no certificate in {}", cert.display())));
-    }
-    let private = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|e| StartError::Tls(format!("parse {}: {e}", key.display())))?
-        .ok_or_else(|| StartError::Tls(format!("no private key in {}", key.display())))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| StartError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, private)
-        .map_err(|e| StartError::Tls(e.to_string()))?;
-    Ok(Tls {
-        pg: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-        flight: tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(cert_pem.clone(), key_pem)),
-        cert_pem,
-    })
+/// Reloads the certificate on every SIGHUP; a bad file leaves the current
+/// one in place (and says why in the log).
+fn spawn_reload_on_sighup(certs: Arc<tls::CertStore>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: certificates will not reload");
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                Some(()) = hangups.recv() => match certs.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded; new connections present it"),
+                    Err(e) => tracing::error!("SIGHUP: TLS certificate not reloaded, the current one stays: {e}"),
+                },
+            }
+        }
+    });
 }
 
 /// Reads the token-signing key, creating a random one (mode 0600) if the file
@@ -164,8 +152,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     let pg_listener = bind("--pg-listen", config.pg_listen).await?;
     let flight_listener = bind("--flight-listen", config.flight_listen).await?;
     let http_listener = bind("--http-listen", config.http_listen).await?;
-    let tls = match &config.tls {
-        Some((cert, key)) => Some(load_tls(cert, key)?),
+    let certs = match &config.tls {
+        Some((cert, key)) => Some(tls::CertStore::load(cert, key).map_err(|e| StartError::Tls(e.to_string()))?),
         None => None,
     };
 
@@ -260,16 +248,35 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         http: http_listener.local_addr().map_err(StartError::ListenFile)?,
         scheduler: scheduler_addr,
     };
-    let (pg_tls, flight_tls, cert_pem) = match tls {
-        Some(t) => (Some(t.pg), Some(t.flight), Some(t.cert_pem)),
-        None => (None, None, None),
+    let acceptor = |alpn: &[&[u8]]| {
+        certs
+            .as_ref()
+            .map(|c| c.acceptor(alpn))
+            .transpose()
+            .map_err(|e| StartError::Tls(e.to_string()))
     };
+    let (pg_tls, flight_tls, http_tls) = (acceptor(&[])?, acceptor(&[b"h2"])?, acceptor(&[b"http/1.1"])?);
+    if let Some(certs) = &certs {
+        spawn_reload_on_sighup(Arc::clone(certs), shutdown.clone());
+    }
     let pg = frontend::pg::PgServer {
         auth: Arc::clone(&auth),
         handler: Arc::clone(&handler),
         tls: pg_tls,
-        cert_pem,
+        certs: certs.clone(),
+        require_tls: config.require_tls,
         max_connections: 1000,
+    };
+    let http_access = http::Access {
+        auth: Arc::clone(&auth),
+        is_superuser: {
+            let (catalog, admin) = (Arc::clone(&catalog), config.admin_user.clone());
+            Arc::new(move |user: &str| {
+                user == admin || catalog.snapshot().access.roles.get(user).is_some_and(|r| r.superuser)
+            })
+        },
+        metrics_token: config.metrics_token.clone(),
+        tls: http_tls.is_some(),
     };
     let flight = frontend::flight::FlightSqlServer::new(Arc::clone(&auth), Arc::clone(&handler))
         .map_err(|e| StartError::Flight(e.to_string()))?;
@@ -284,7 +291,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     });
     let s = shutdown.clone();
     tasks.spawn(async move {
-        if let Err(e) = http::run(http_listener, metrics, cluster, s).await {
+        if let Err(e) = http::run(http_listener, http_tls, metrics, cluster, http_access, s).await {
             tracing::error!("http server stopped: {e}");
         }
     });

@@ -21,12 +21,25 @@ PASSWORD = "test-password-Ω"
 USER = "sluice"
 
 
-def scrape(addr):
-    """Prometheus samples of http://addr/metrics: {"name{labels}": value}."""
+def basic(user, password):
+    """An HTTP Basic `Authorization` header value."""
+    import base64
+
+    return "Basic " + base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+
+
+def http_get(url, authorization=None, context=None):
+    """GET `url` (optionally with an `Authorization` value); the body as text."""
     import urllib.request
 
-    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as r:
-        text = r.read().decode()
+    req = urllib.request.Request(url, headers={"Authorization": authorization} if authorization else {})
+    with urllib.request.urlopen(req, timeout=5, context=context) as r:
+        return r.read().decode()
+
+
+def scrape(addr, authorization=None):
+    """Prometheus samples of http://addr/metrics: {"name{labels}": value}."""
+    text = http_get(f"http://{addr}/metrics", authorization)
     out = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
@@ -124,9 +137,13 @@ class Gateway:
     def flight_uri(self):
         return f"grpc://127.0.0.1:{self.flight_port}"
 
+    def http(self, path):
+        """GET `path` on the HTTP port as the administrator."""
+        return http_get(f"http://127.0.0.1:{self.http_port}{path}", basic(USER, self.password))
+
     def metrics(self):
         """Prometheus samples of /metrics: {"name{labels}": value}."""
-        return scrape(f"127.0.0.1:{self.http_port}")
+        return scrape(f"127.0.0.1:{self.http_port}", basic(USER, self.password))
 
     def store_requests(self, kind):
         """Object-store requests of `kind` (LIST, GET, HEAD, PUT, DELETE) so far."""

@@ -12,7 +12,8 @@ import psycopg
 import pytest
 
 from sluice_fixtures import Gateway
-from test_flight import _statement_descriptor
+from test_flight import _pb_len, _statement_descriptor
+from test_flight_session import _fields
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +158,62 @@ def test_flight_tickets_and_tokens_are_bound_to_their_user(gw):
 
         as_bearer = b"Bearer " + base64.urlsafe_b64encode(ticket.ticket).rstrip(b"=")
         client.do_get(ticket, fl.FlightCallOptions(headers=[(b"authorization", as_bearer)])).read_all()
+
+
+SQL_TYPE = b"type.googleapis.com/arrow.flight.protocol.sql."
+
+
+def _any(name, msg):
+    return _pb_len(1, SQL_TYPE + name) + _pb_len(2, msg)
+
+
+def _prepare(client, sql, opts):
+    """A prepared-statement handle from CreatePreparedStatement."""
+    import pyarrow.flight as fl
+
+    body = _any(b"ActionCreatePreparedStatementRequest", _pb_len(1, sql.encode()))
+    result = next(iter(client.do_action(fl.Action("CreatePreparedStatement", body), opts)))
+    any_msg = dict(_fields(result.body.to_pybytes()))
+    return dict(_fields(any_msg[2]))[1]
+
+
+def test_prepared_handles_are_bound_to_their_user_and_kind(gw):
+    import pyarrow as pa
+    import pyarrow.flight as fl
+
+    client = fl.FlightClient(gw.flight_uri())
+    eu = fl.FlightCallOptions(headers=[client.authenticate_basic_token("eu", "eu")])
+    other = fl.FlightCallOptions(headers=[client.authenticate_basic_token("other", "other")])
+    handle = _prepare(client, "SELECT name FROM hr.pay ORDER BY name", eu)
+    as_query = fl.FlightDescriptor.for_command(_any(b"CommandPreparedStatementQuery", _pb_len(1, handle)))
+    info = client.get_flight_info(as_query, eu)
+    assert client.do_get(info.endpoints[0].ticket, eu).read_all().column("name").to_pylist() == ["ann", "bob"]
+    # another user replaying eu's prepared handle
+    with pytest.raises(fl.FlightUnauthorizedError) as e:
+        client.get_flight_info(as_query, other)
+    assert "another user" in str(e.value), e.value
+    # the handle as a DoGet ticket of the other user
+    with pytest.raises(fl.FlightUnauthorizedError):
+        client.do_get(fl.Ticket(_any(b"CommandPreparedStatementQuery", _pb_len(1, handle))), other).read_all()
+    # a prepared handle presented as a statement ticket, and a ticket's
+    # handle presented as a prepared handle: signed with another key each
+    with pytest.raises(fl.FlightUnauthorizedError) as e:
+        client.do_get(fl.Ticket(_any(b"TicketStatementQuery", _pb_len(1, handle))), eu).read_all()
+    assert "invalid" in str(e.value), e.value
+    ticket_any = dict(_fields(info.endpoints[0].ticket.ticket))
+    ticket_handle = dict(_fields(ticket_any[2]))[1]
+    with pytest.raises(fl.FlightUnauthorizedError) as e:
+        client.get_flight_info(
+            fl.FlightDescriptor.for_command(_any(b"CommandPreparedStatementQuery", _pb_len(1, ticket_handle))), eu
+        )
+    assert "invalid" in str(e.value), e.value
+    # a flipped bit in the handle
+    forged = bytearray(handle)
+    forged[-1] ^= 1
+    with pytest.raises((fl.FlightUnauthorizedError, pa.ArrowInvalid)):
+        client.get_flight_info(
+            fl.FlightDescriptor.for_command(_any(b"CommandPreparedStatementQuery", _pb_len(1, bytes(forged)))), eu
+        )
 
 
 def test_a_flood_of_wrong_passwords_is_throttled_and_others_are_served(gw):

@@ -73,8 +73,7 @@ class Cluster:
         return [e for e in self.executors if e.alive()]
 
     def registered(self):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.gw.http_port}/executors", timeout=5) as r:
-            return json.loads(r.read())
+        return json.loads(self.gw.http("/executors"))
 
     def wait_registered(self, n, timeout=30):
         """Waits until exactly the live executors are registered."""

@@ -119,12 +119,12 @@ def test_demo_data_and_http_endpoints(workdir):
         base = f"http://127.0.0.1:{g.http_port}"
         assert urllib.request.urlopen(base + "/healthz").status == 200
         assert urllib.request.urlopen(base + "/readyz").status == 200
-        metrics = urllib.request.urlopen(base + "/metrics").read().decode()
+        metrics = g.http("/metrics")
         assert "sluice_executors_alive 2" in metrics, metrics
         assert 'sluice_statements_total{outcome="ok"}' in metrics, metrics
         import json
 
-        listed = json.loads(urllib.request.urlopen(base + "/executors").read())
+        listed = json.loads(g.http("/executors"))
         assert len(listed) == 2 and all(e["task_slots"] == 2 for e in listed), listed
         rows = g.psql("select executor_id, task_slots, last_heartbeat is not null from system.executors order by 1").split()
         assert sorted(r.split("|")[0] for r in rows) == sorted(e["id"] for e in listed)

@@ -42,8 +42,6 @@ use arrow_flight::{
     Action, ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, FlightDescriptor, FlightEndpoint, FlightInfo,
     HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
 };
-use base64::Engine as _;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
@@ -54,7 +52,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::{Attempt, Authenticator, Principal};
+use crate::auth::{Authenticator, Principal, Purpose};
+use crate::frontend::credentials;
 use crate::catalog::CATALOG_NAME;
 use crate::error::QueryError;
 use crate::query::write::conform;
@@ -122,24 +121,37 @@ impl FlightSqlServer {
     pub async fn run(
         self,
         listener: TcpListener,
-        tls: Option<tonic::transport::ServerTlsConfig>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
         shutdown: CancellationToken,
     ) -> Result<(), tonic::transport::Error> {
-        let incoming = futures::stream::unfold(listener, |l| async move {
-            let r = l.accept().await.map(|(s, _)| {
-                let _ = s.set_nodelay(true);
-                s
-            });
-            Some((r, l))
-        });
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(tls) = tls {
-            builder = builder.tls_config(tls)?;
+        let service = FlightServiceServer::new(service::Service(self)).max_decoding_message_size(64 * 1024 * 1024);
+        let router = tonic::transport::Server::builder().add_service(service);
+        match tls {
+            // TLS only: the handshakes run in `tls::incoming`, with the
+            // certificate current at each one (reloaded on SIGHUP).
+            Some(acceptor) => {
+                let rx = crate::tls::incoming(listener, acceptor, shutdown.clone());
+                let incoming = futures::stream::unfold(rx, |mut rx| async move {
+                    let (stream, _peer) = rx.recv().await?;
+                    Some((Ok::<_, std::io::Error>(stream), rx))
+                });
+                router
+                    .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+                    .await
+            }
+            None => {
+                let incoming = futures::stream::unfold(listener, |l| async move {
+                    let r = l.accept().await.map(|(s, _)| {
+                        let _ = s.set_nodelay(true);
+                        s
+                    });
+                    Some((r, l))
+                });
+                router
+                    .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+                    .await
+            }
         }
-        builder
-            .add_service(FlightServiceServer::new(service::Service(self)).max_decoding_message_size(64 * 1024 * 1024))
-            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-            .await
     }
 
     /// The caller's principal. The future does not borrow the request (a
@@ -156,21 +168,9 @@ impl FlightSqlServer {
             });
         let peer = peer_ip(req);
         async move {
-            let header = header?;
-            if let Some(bearer) = header.strip_prefix("Bearer ") {
-                if crate::auth::jwt::looks_like_jwt(bearer.trim()) {
-                    return self.jwt(bearer.trim(), peer).await;
-                }
-                let (token, _session) = session::split_bearer(bearer.trim());
-                return self
-                    .auth
-                    .verify_token(token)
-                    .map_err(|e| Status::unauthenticated(e.to_string()));
-            }
-            if let Some(basic) = header.strip_prefix("Basic ") {
-                return self.basic(basic, peer).await;
-            }
-            Err(Status::unauthenticated("unsupported authorization scheme"))
+            credentials::authenticate(self.auth.as_ref(), &header?, peer, "flight")
+                .await
+                .map_err(|e| Status::unauthenticated(e.to_string()))
         }
     }
 
@@ -181,68 +181,29 @@ impl FlightSqlServer {
         Ok((principal, session))
     }
 
-    /// A JWT of the identity provider as the bearer token. Failures are
-    /// throttled per address (the user is not known before the token is).
-    async fn jwt(&self, token: &str, peer: Option<IpAddr>) -> Result<Principal, Status> {
-        const UNKNOWN: &str = "(jwt)";
-        tokio::time::sleep(self.auth.delay(UNKNOWN, peer)).await;
-        let outcome = self.auth.verify_jwt(token);
-        let user = outcome.as_ref().map_or(UNKNOWN, |p| p.user.as_str());
-        let attempt = Attempt {
-            protocol: "flight",
-            method: "jwt",
-            user,
-            peer,
-        };
-        self.auth.record(attempt, outcome.as_ref().map(|_| ()));
-        outcome.map_err(|e| Status::unauthenticated(e.to_string()))
-    }
-
-    async fn basic(&self, b64: &str, peer: Option<IpAddr>) -> Result<Principal, Status> {
-        const LENIENT: GeneralPurpose = GeneralPurpose::new(
-            &base64::alphabet::STANDARD,
-            GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-        );
-        let decoded = LENIENT
-            .decode(b64.trim())
-            .map_err(|_| Status::unauthenticated("malformed basic credentials"))?;
-        let text = String::from_utf8(decoded).map_err(|_| Status::unauthenticated("malformed basic credentials"))?;
-        let (user, password) = text
-            .split_once(':')
-            .ok_or_else(|| Status::unauthenticated("malformed basic credentials"))?;
-        let attempt = Attempt {
-            protocol: "flight",
-            method: "basic",
-            user,
-            peer,
-        };
-        // As on the pg port: every answer for a throttled pair waits out its
-        // delay, right password or not, so guessing is slowed and a right
-        // guess does not answer sooner than a wrong one.
-        tokio::time::sleep(self.auth.delay(user, peer)).await;
-        let outcome = self.auth.verify_password(user, password, peer);
-        self.auth.record(attempt, outcome.as_ref().map(|_| ()));
-        outcome.map_err(|e| Status::unauthenticated(e.to_string()))
-    }
-
     /// Plans a statement written with Flight/JDBC `?` markers.
     async fn prepare(&self, session: &Session, sql: &str) -> Result<Prepared, Status> {
         Ok(self.handler.prepare(session, &positional_placeholders(sql)).await?)
     }
 
-    fn seal(&self, handle: &StatementHandle) -> bytes::Bytes {
-        self.auth.sign(&handle.encode_to_vec()).into()
+    /// Signs `handle` as a ticket or a prepared-statement handle.
+    fn seal(&self, purpose: Purpose, handle: &StatementHandle) -> bytes::Bytes {
+        self.auth.sign(purpose, &handle.encode_to_vec()).into()
     }
 
-    fn unseal(&self, bytes: &[u8], principal: &Principal) -> Result<StatementHandle, Status> {
+    fn unseal(&self, purpose: Purpose, bytes: &[u8], principal: &Principal) -> Result<StatementHandle, Status> {
+        let what = match purpose {
+            Purpose::PreparedHandle => "prepared statement handle",
+            _ => "ticket",
+        };
         let payload = self
             .auth
-            .open(bytes)
-            .ok_or_else(|| Status::permission_denied("ticket signature is invalid"))?;
+            .open(purpose, bytes)
+            .ok_or_else(|| Status::permission_denied(format!("{what} is invalid or expired")))?;
         let handle =
             StatementHandle::decode(payload.as_slice()).map_err(|_| Status::invalid_argument("malformed ticket"))?;
         if handle.user != principal.user {
-            return Err(Status::permission_denied("ticket was issued to another user"));
+            return Err(Status::permission_denied(format!("{what} was issued to another user")));
         }
         Ok(handle)
     }
@@ -430,7 +391,7 @@ impl FlightSqlService for FlightSqlServer {
             .plan_statement(&principal, options, &query.query, Vec::new())
             .await?;
         let ticket = TicketStatementQuery {
-            statement_handle: self.seal(&handle),
+            statement_handle: self.seal(Purpose::Ticket, &handle),
         };
         self.info(&schema, ticket.as_any().encode_to_vec().into(), request.into_inner())
     }
@@ -443,12 +404,12 @@ impl FlightSqlService for FlightSqlServer {
         // A prepared statement runs with the session's options as they are
         // now (PostgreSQL re-plans one when search_path changes).
         let (principal, options) = self.caller(&request).await?;
-        let handle = self.unseal(&cmd.prepared_statement_handle, &principal)?;
+        let handle = self.unseal(Purpose::PreparedHandle, &cmd.prepared_statement_handle, &principal)?;
         let (schema, handle) = self
             .plan_statement(&principal, options, &handle.sql, handle.params_ipc)
             .await?;
         let ticket = TicketStatementQuery {
-            statement_handle: self.seal(&handle),
+            statement_handle: self.seal(Purpose::Ticket, &handle),
         };
         self.info(&schema, ticket.as_any().encode_to_vec().into(), request.into_inner())
     }
@@ -459,7 +420,7 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let principal = self.principal(&request).await?;
-        let handle = self.unseal(&ticket.statement_handle, &principal)?;
+        let handle = self.unseal(Purpose::Ticket, &ticket.statement_handle, &principal)?;
         let raw = request.get_ref().ticket.clone();
         self.stream_handle(&principal, handle, raw).await
     }
@@ -470,7 +431,7 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let (principal, options) = self.caller(&request).await?;
-        let mut handle = self.unseal(&cmd.prepared_statement_handle, &principal)?;
+        let mut handle = self.unseal(Purpose::PreparedHandle, &cmd.prepared_statement_handle, &principal)?;
         handle.session = options;
         let raw = request.get_ref().ticket.clone();
         self.stream_handle(&principal, handle, raw).await
@@ -520,7 +481,7 @@ impl FlightSqlService for FlightSqlServer {
             session: None,
         };
         Ok(ActionCreatePreparedStatementResult {
-            prepared_statement_handle: self.seal(&handle),
+            prepared_statement_handle: self.seal(Purpose::PreparedHandle, &handle),
             dataset_schema: schema_ipc(&shown_schema(&prepared.schema, options.as_ref()))?,
             parameter_schema: schema_ipc(&parameter_schema(&prepared))?,
         })
@@ -532,7 +493,7 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let principal = self.principal(&request).await?;
-        let mut handle = self.unseal(&cmd.prepared_statement_handle, &principal)?;
+        let mut handle = self.unseal(Purpose::PreparedHandle, &cmd.prepared_statement_handle, &principal)?;
         let batches: Vec<RecordBatch> = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
             request.into_inner().map_err(FlightError::from),
         )
@@ -548,7 +509,7 @@ impl FlightSqlService for FlightSqlServer {
             None => Vec::new(),
         };
         Ok(DoPutPreparedStatementResult {
-            prepared_statement_handle: Some(self.seal(&handle)),
+            prepared_statement_handle: Some(self.seal(Purpose::PreparedHandle, &handle)),
         })
     }
 
@@ -558,7 +519,7 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let (principal, options) = self.caller(&request).await?;
-        let handle = self.unseal(&cmd.prepared_statement_handle, &principal)?;
+        let handle = self.unseal(Purpose::PreparedHandle, &cmd.prepared_statement_handle, &principal)?;
         let batches: Vec<RecordBatch> = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
             request.into_inner().map_err(FlightError::from),
         )

@@ -487,8 +487,10 @@ pub struct PgServer {
     pub auth: Arc<dyn Authenticator>,
     pub handler: Arc<dyn QueryHandler>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-    /// PEM certificate chain for SCRAM channel binding (with TLS).
-    pub cert_pem: Option<Vec<u8>>,
+    /// The certificate the acceptor presents, for SCRAM channel binding.
+    pub certs: Option<Arc<crate::tls::CertStore>>,
+    /// Refuse sessions that did not negotiate TLS.
+    pub require_tls: bool,
     pub max_connections: usize,
 }
 
@@ -496,6 +498,7 @@ impl std::fmt::Debug for PgServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgServer")
             .field("tls", &self.tls.is_some())
+            .field("require_tls", &self.require_tls)
             .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
@@ -565,7 +568,8 @@ impl PgServer {
             Arc::clone(&self.handler),
             cancel,
             parameters(),
-            self.cert_pem.as_deref().and_then(login::cert_hash),
+            self.certs.as_ref().and_then(|c| login::cert_hash(&c.cert_pem())),
+            self.require_tls,
         )
     }
 

@@ -15,7 +15,7 @@ use prost::Message;
 use tonic::Status;
 
 use super::FlightSqlServer;
-use crate::auth::Principal;
+use crate::auth::{Principal, Purpose};
 use crate::session::Session;
 
 /// How long a ticket cancelled before its DoGet stays refused.
@@ -117,9 +117,9 @@ impl FlightSqlServer {
                 .map_err(|_| Status::invalid_argument("malformed ticket"))?;
             let malformed = |_| Status::invalid_argument("malformed ticket");
             let handle = if let Some(t) = any.unpack::<TicketStatementQuery>().map_err(malformed)? {
-                self.unseal(&t.statement_handle, principal)?
+                self.unseal(Purpose::Ticket, &t.statement_handle, principal)?
             } else if let Some(t) = any.unpack::<CommandPreparedStatementQuery>().map_err(malformed)? {
-                self.unseal(&t.prepared_statement_handle, principal)?
+                self.unseal(Purpose::PreparedHandle, &t.prepared_statement_handle, principal)?
             } else {
                 return Ok(CancelStatus::NotCancellable);
             };

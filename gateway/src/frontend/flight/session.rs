@@ -23,7 +23,8 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
 use super::FlightSqlServer;
-use crate::auth::Principal;
+use crate::auth::{Principal, Purpose};
+use crate::frontend::credentials::split_bearer;
 use crate::catalog::{CATALOG_NAME, DEFAULT_DATABASE};
 use crate::query::{Parsed, SessionCommand};
 use crate::session::Session;
@@ -69,20 +70,6 @@ impl Default for Sessions {
 impl std::fmt::Debug for Sessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sessions").finish_non_exhaustive()
-    }
-}
-
-/// A bearer value's token and, after a `.`, its session (the token's
-/// base64url alphabet has no `.`).
-pub(super) fn split_bearer(bearer: &str) -> (&str, Option<&str>) {
-    // An identity provider's JWT is a token of its own (its dots are its
-    // own); sessions then live by the token on this gateway.
-    if crate::auth::jwt::looks_like_jwt(bearer) {
-        return (bearer, None);
-    }
-    match bearer.split_once('.') {
-        Some((token, session)) => (token, Some(session)),
-        None => (bearer, None),
     }
 }
 
@@ -141,7 +128,7 @@ impl FlightSqlServer {
             Some(encoded) => {
                 let invalid = || Status::unauthenticated("invalid session in authorization header");
                 let signed = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| invalid())?;
-                let payload = self.auth.open(&signed).ok_or_else(invalid)?;
+                let payload = self.auth.open(Purpose::Session, &signed).ok_or_else(invalid)?;
                 FlightSession::decode(payload.as_slice()).map_err(|_| invalid())?
             }
             None => match self.sessions.by_token.get(token) {
@@ -210,7 +197,7 @@ impl FlightSqlServer {
         let value = match session {
             Some(s) => format!(
                 "Bearer {token}.{}",
-                URL_SAFE_NO_PAD.encode(self.auth.sign(&s.encode_to_vec()))
+                URL_SAFE_NO_PAD.encode(self.auth.sign(Purpose::Session, &s.encode_to_vec()))
             ),
             None => format!("Bearer {token}"),
         };

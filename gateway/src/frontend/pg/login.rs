@@ -69,6 +69,8 @@ pub(super) struct Startup {
     pub(super) params: DefaultServerParameterProvider,
     /// SHA-256 of the server certificate (DER), for channel binding.
     pub(super) cert_hash: Option<Vec<u8>>,
+    /// Refuse sessions that did not negotiate TLS (`--require-tls`).
+    pub(super) require_tls: bool,
     state: Mutex<State>,
 }
 
@@ -95,6 +97,7 @@ impl Startup {
         cancel: Arc<CancelRegistry>,
         params: DefaultServerParameterProvider,
         cert_hash: Option<Vec<u8>>,
+        require_tls: bool,
     ) -> Self {
         Startup {
             auth,
@@ -102,6 +105,7 @@ impl Startup {
             cancel,
             params,
             cert_hash,
+            require_tls,
             state: Mutex::new(State::Initial),
         }
     }
@@ -208,6 +212,31 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        match self.step(client, message).await {
+            // PostgreSQL closes the connection after a FATAL error; pgwire
+            // 0.41 would send ReadyForQuery after it, which clients reject
+            // as a protocol violation. Send the error and close here.
+            Err(PgWireError::UserError(info)) if info.is_fatal() => {
+                client.send(PgWireBackendMessage::ErrorResponse((*info).into())).await?;
+                client.close().await?;
+                Err(PgWireError::IoError(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "connection closed after a FATAL error",
+                )))
+            }
+            other => other,
+        }
+    }
+}
+
+impl Startup {
+    /// One message of the start-up exchange.
+    async fn step<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
         let mut state = self.state.lock().await;
         match message {
             PgWireFrontendMessage::Startup(ref startup) => {
@@ -218,6 +247,14 @@ impl StartupHandler for Startup {
                     .cloned()
                     .unwrap_or_else(|| user.clone());
                 tracing::Span::current().record("database", database.as_str());
+                if self.require_tls && !client.is_secure() {
+                    // PostgreSQL's answer for a `hostssl`-only server (28000).
+                    tracing::warn!(target: "sluice::auth", user, peer = %client.socket_addr().ip(), "plaintext session refused: TLS is required");
+                    return Err(fatal(
+                        "28000",
+                        "this server requires TLS: connect with sslmode=require (or verify-full)".to_owned(),
+                    ));
+                }
                 if database != CATALOG_NAME {
                     return Err(fatal("3D000", format!("database \"{database}\" does not exist")));
                 }
@@ -264,7 +301,7 @@ impl StartupHandler for Startup {
                     let attempt = self.attempt(if jwt { "jwt" } else { "password" }, &user, client);
                     let outcome = if jwt {
                         // The startup user must be the one the token names.
-                        self.auth.verify_jwt(&secret).and_then(|p| {
+                        self.auth.verify_jwt(&secret).await.and_then(|p| {
                             if p.user == user {
                                 Ok(p)
                             } else {
