@@ -44,6 +44,17 @@ pub enum AuthError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub user: String,
+    /// Where the user connected from, when the front end knows it.
+    pub peer: Option<IpAddr>,
+}
+
+impl Principal {
+    pub fn new(user: impl Into<String>) -> Self {
+        Principal {
+            user: user.into(),
+            peer: None,
+        }
+    }
 }
 
 /// How a Postgres client proves who it is.
@@ -253,7 +264,7 @@ impl Authenticator for CatalogAuthenticator {
         if (self.roles)(&user).is_some_and(|r| !r.login) {
             return Err(AuthError::InvalidToken);
         }
-        Ok(Principal { user })
+        Ok(Principal::new(user))
     }
 
     fn trust(&self, user: &str, peer: IpAddr) -> Result<Principal, AuthError> {
@@ -263,7 +274,7 @@ impl Authenticator for CatalogAuthenticator {
         if !peer.is_loopback() {
             return Err(AuthError::NotPermitted(user.to_owned()));
         }
-        Ok(Principal { user: user.to_owned() })
+        Ok(Principal::new(user.to_owned()))
     }
 
     fn scram_verifier(&self, user: &str) -> (Verifier, bool) {
@@ -280,7 +291,7 @@ impl Authenticator for CatalogAuthenticator {
         // Unknown users pay the same key derivation as known ones.
         let (verifier, real) = self.scram_verifier(user);
         if verifier.verify_password(password) && real {
-            Ok(Principal { user: user.to_owned() })
+            Ok(Principal::new(user.to_owned()))
         } else {
             Err(AuthError::InvalidCredentials(user.to_owned()))
         }
@@ -330,15 +341,13 @@ impl Authenticator for CatalogAuthenticator {
 
     fn verify_token(&self, token: &str) -> Result<Principal, AuthError> {
         let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| AuthError::InvalidToken)?;
-        let payload = self
-            .open(Purpose::BearerToken, &raw)
-            .ok_or(AuthError::InvalidToken)?;
+        let payload = self.open(Purpose::BearerToken, &raw).ok_or(AuthError::InvalidToken)?;
         let payload = String::from_utf8(payload).map_err(|_| AuthError::InvalidToken)?;
         let (_nonce, user) = payload.split_once(':').ok_or(AuthError::InvalidToken)?;
         if !self.may_log_in(user) {
             return Err(AuthError::InvalidToken);
         }
-        Ok(Principal { user: user.to_owned() })
+        Ok(Principal::new(user.to_owned()))
     }
 
     fn sign(&self, purpose: Purpose, payload: &[u8]) -> Vec<u8> {
@@ -425,14 +434,14 @@ mod tests {
             a.scram_verifier("eve").0.salt,
             "the decoy is stable, as a real verifier is"
         );
-        let t = a.issue_token(&Principal { user: "admin".into() });
+        let t = a.issue_token(&Principal::new("admin"));
         assert_eq!(a.verify_token(&t).unwrap().user, "admin");
         assert_ne!(
             t,
-            a.issue_token(&Principal { user: "admin".into() }),
+            a.issue_token(&Principal::new("admin")),
             "each login gets its own token"
         );
-        let gone = a.issue_token(&Principal { user: "bob".into() });
+        let gone = a.issue_token(&Principal::new("bob"));
         assert!(a.verify_token(&gone).is_err(), "a token of a dropped user is refused");
         let other = CatalogAuthenticator::new(
             "admin",
@@ -455,8 +464,11 @@ mod tests {
         for other in [Purpose::BearerToken, Purpose::PreparedHandle, Purpose::Session] {
             assert!(a.open(other, &signed).is_none(), "a ticket opened as {other:?}");
         }
-        let token = URL_SAFE_NO_PAD.decode(a.issue_token(&Principal { user: "admin".into() })).unwrap();
-        assert!(a.open(Purpose::Ticket, &token).is_none(), "a bearer token opened as a ticket");
+        let token = URL_SAFE_NO_PAD.decode(a.issue_token(&Principal::new("admin"))).unwrap();
+        assert!(
+            a.open(Purpose::Ticket, &token).is_none(),
+            "a bearer token opened as a ticket"
+        );
         let stale = unix_now() - Purpose::Ticket.max_age().as_secs() - 1;
         let old = a.sign_at(Purpose::Ticket, stale, b"payload");
         assert!(a.open(Purpose::Ticket, &old).is_none(), "an expired ticket");

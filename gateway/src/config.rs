@@ -125,6 +125,9 @@ pub struct Cli {
     /// created on first start.
     #[arg(long, env = "SLUICE_TOKEN_KEY_FILE")]
     pub token_key_file: Option<PathBuf>,
+    /// JSON-lines audit log of every statement (read back as `system.audit`). Default: `<data-dir>/audit.jsonl`.
+    #[arg(long, env = "SLUICE_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
     /// Accept JWTs signed with this shared secret (HS256/384/512; 32+ bytes).
     #[arg(long, env = "SLUICE_JWT_SECRET_FILE", conflicts_with = "jwt_public_key_file")]
     pub jwt_secret_file: Option<PathBuf>,
@@ -213,6 +216,7 @@ struct FileConfig {
     demo_scale: Option<f64>,
     listen_file: Option<PathBuf>,
     token_key_file: Option<PathBuf>,
+    audit_log: Option<PathBuf>,
     jwt_secret_file: Option<PathBuf>,
     jwt_public_key_file: Option<PathBuf>,
     jwt_issuer: Option<String>,
@@ -290,6 +294,8 @@ pub struct Config {
     pub listen_file: Option<PathBuf>,
     /// File holding the token-signing key.
     pub token_key_file: PathBuf,
+    /// The audit log file.
+    pub audit_log: PathBuf,
     /// JWT bearer tokens, when a key is configured.
     pub jwt: Option<crate::auth::jwt::JwtSettings>,
     /// Object stores, footer cache.
@@ -383,7 +389,10 @@ impl Config {
         };
         let require_tls = cli.require_tls.or(file.require_tls).unwrap_or(false);
         if require_tls && tls.is_none() {
-            return Err(invalid("--require-tls", "needs a certificate: set --tls-cert and --tls-key"));
+            return Err(invalid(
+                "--require-tls",
+                "needs a certificate: set --tls-cert and --tls-key",
+            ));
         }
         let metrics_token = match cli.metrics_token_file.or(file.metrics_token_file) {
             Some(path) => {
@@ -392,7 +401,10 @@ impl Config {
                     .trim()
                     .to_owned();
                 if token.len() < 16 {
-                    return Err(invalid("--metrics-token-file", "the token must be at least 16 characters"));
+                    return Err(invalid(
+                        "--metrics-token-file",
+                        "the token must be at least 16 characters",
+                    ));
                 }
                 Some(Secret(token))
             }
@@ -508,6 +520,10 @@ impl Config {
             .token_key_file
             .or(file.token_key_file)
             .unwrap_or_else(|| data_dir.join("token.key"));
+        let audit_log = cli
+            .audit_log
+            .or(file.audit_log)
+            .unwrap_or_else(|| data_dir.join("audit.jsonl"));
         let jwt = {
             use crate::auth::jwt::{JwtKey, JwtSettings, JwtVerifier};
             let read = |flag: &'static str, path: &PathBuf| {
@@ -556,6 +572,7 @@ impl Config {
         Ok(Config {
             jwt,
             token_key_file,
+            audit_log,
             catalog_path,
             data_dir,
             warehouse,

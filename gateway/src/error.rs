@@ -6,6 +6,8 @@ use datafusion::error::DataFusionError;
 
 use crate::catalog::CatalogError;
 
+mod messages;
+
 /// Broad classes of failure, each with a SQLSTATE and a gRPC code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -44,6 +46,9 @@ pub enum ErrorKind {
     DataException,
     /// A value that does not read as its type (`'abc'` for an integer).
     InvalidTextRepresentation,
+    DivisionByZero,
+    /// A value out of its type's range (integer overflow).
+    NumericOutOfRange,
     /// COPY data that is not in the format the statement named.
     BadCopyFormat,
     /// Bytes that are not valid UTF-8.
@@ -86,6 +91,8 @@ impl ErrorKind {
             ErrorKind::InvalidParameter => "22023",
             ErrorKind::DataException => "22000",
             ErrorKind::InvalidTextRepresentation => "22P02",
+            ErrorKind::DivisionByZero => "22012",
+            ErrorKind::NumericOutOfRange => "22003",
             ErrorKind::BadCopyFormat => "22P04",
             ErrorKind::InvalidEncoding => "22021",
             ErrorKind::Cancelled => "57014",
@@ -106,6 +113,8 @@ impl ErrorKind {
             | ErrorKind::InvalidParameter
             | ErrorKind::DataException
             | ErrorKind::InvalidTextRepresentation
+            | ErrorKind::DivisionByZero
+            | ErrorKind::NumericOutOfRange
             | ErrorKind::BadCopyFormat
             | ErrorKind::InvalidEncoding
             | ErrorKind::DependentObjects
@@ -226,26 +235,35 @@ fn classify_datafusion(e: DataFusionError) -> QueryError {
             } else {
                 ErrorKind::Syntax
             };
-            QueryError::new(kind, msg)
+            messages::tidy(kind, &msg)
         }
         DataFusionError::ObjectStore(e) => QueryError::new(ErrorKind::DataException, format!("object store: {e}")),
         DataFusionError::NotImplemented(msg) => QueryError::new(ErrorKind::FeatureNotSupported, msg),
         DataFusionError::ResourcesExhausted(msg) => QueryError::new(ErrorKind::ResourcesExhausted, msg),
-        DataFusionError::ArrowError(e, _) => QueryError::new(ErrorKind::DataException, e.to_string()),
+        DataFusionError::ArrowError(e, _) => messages::tidy(ErrorKind::DataException, &format!("Arrow error: {e}")),
         // A catalog conflict raised in the scheduler comes back as a failed
         // job; keep its class so clients retry.
         DataFusionError::Execution(msg) if msg.contains(crate::catalog::CHANGED_MARKER) => {
             QueryError::new(ErrorKind::Conflict, msg)
         }
-        DataFusionError::Execution(msg) => QueryError::new(ErrorKind::DataException, msg),
+        DataFusionError::Execution(msg) => {
+            let tidy = messages::tidy(ErrorKind::DataException, &msg);
+            if tidy.message != msg {
+                tracing::debug!("execution error: {msg}");
+            }
+            tidy
+        }
+        // The optimizer's rule names are internals; the cause is the news.
+        DataFusionError::Context(ctx, inner) if ctx.starts_with("Optimizer rule") => classify_datafusion(*inner),
         DataFusionError::Context(ctx, inner) => {
             let inner = classify_datafusion(*inner);
             QueryError::new(inner.kind, format!("{ctx}: {}", inner.message))
         }
         DataFusionError::Diagnostic(_, inner) => classify_datafusion(*inner),
-        DataFusionError::Shared(inner) => classify_datafusion(DataFusionError::External(Box::new(
-            std::io::Error::other(inner.to_string()),
-        ))),
+        DataFusionError::Shared(inner) => match std::sync::Arc::try_unwrap(inner) {
+            Ok(owned) => classify_datafusion(owned),
+            Err(shared) => messages::tidy(ErrorKind::DataException, &shared.to_string()),
+        },
         DataFusionError::External(inner) => {
             if let Some(q) = inner.downcast_ref::<QueryError>() {
                 return q.clone();
@@ -260,11 +278,11 @@ fn classify_datafusion(e: DataFusionError) -> QueryError {
             if let Some(st) = inner.downcast_ref::<sluice_lake::store::StoreError>() {
                 return QueryError::new(ErrorKind::InvalidParameter, st.to_string());
             }
-            QueryError::new(ErrorKind::DataException, inner.to_string())
+            messages::tidy(ErrorKind::DataException, &inner.to_string())
         }
         other => {
             tracing::warn!("internal error: {other}");
-            QueryError::new(ErrorKind::Internal, other.to_string())
+            messages::tidy(ErrorKind::Internal, &other.to_string())
         }
     }
 }

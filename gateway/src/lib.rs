@@ -75,6 +75,8 @@ pub enum StartError {
     Jwt(String),
     #[error("flight: {0}")]
     Flight(String),
+    #[error("--audit-log: {0}")]
+    Audit(String),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }
@@ -221,6 +223,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         statements: metrics.statements.clone(),
         target_partitions: config.target_partitions,
         admin: config.admin_user.clone(),
+        audit: Some(
+            query::audit::AuditLog::open(&config.audit_log)
+                .await
+                .map_err(|e| StartError::Audit(format!("{}: {e}", config.audit_log.display())))?,
+        ),
     })?);
     if config.demo {
         let rows = demo::install(&engine, config.demo_scale).await?;

@@ -5,6 +5,7 @@
 //! they read nothing or only system tables.
 
 mod access_cmd;
+pub mod audit;
 mod authorize;
 pub mod copy;
 pub mod cursor;
@@ -156,11 +157,12 @@ pub struct Prepared {
 /// the authenticator.
 #[async_trait]
 pub trait QueryHandler: Send + Sync + std::fmt::Debug {
-    /// Opens a session for an authenticated user.
-    fn open_session(&self, user: &str) -> Result<Arc<Session>, QueryError>;
+    /// Opens a session for an authenticated user connected from `client`.
+    fn open_session(&self, user: &str, client: audit::ClientAddr) -> Result<Arc<Session>, QueryError>;
 
-    /// Parses a string that may hold several statements (simple protocol).
-    fn parse(&self, sql: &str) -> Result<Vec<Parsed>, QueryError>;
+    /// Parses a string that may hold several statements (simple protocol);
+    /// a string that does not parse is audited as refused.
+    fn parse(&self, session: &Session, sql: &str) -> Result<Vec<Parsed>, QueryError>;
 
     /// Plans one statement and describes its result and parameters.
     async fn prepare(&self, session: &Session, sql: &str) -> Result<Prepared, QueryError>;
@@ -173,8 +175,10 @@ pub trait QueryHandler: Send + Sync + std::fmt::Debug {
         params: Option<ParamValues>,
     ) -> Result<QueryOutput, QueryError>;
 
-    /// Runs one parsed statement.
-    async fn run(&self, session: &Session, parsed: &Parsed) -> Result<QueryOutput, QueryError>;
+    /// Runs one parsed statement, audited under `sql` (the text it was
+    /// parsed from; empty for commands a front end issues on its own, such
+    /// as applying Flight session options, which are not audited).
+    async fn run(&self, session: &Session, sql: &str, parsed: &Parsed) -> Result<QueryOutput, QueryError>;
 
     /// Bulk ingest of `stream` into a managed table (Flight SQL
     /// `CommandStatementIngest`); the rows written.

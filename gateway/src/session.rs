@@ -93,6 +93,7 @@ pub fn time_zone_setting(value: &str) -> Option<String> {
 pub struct Session {
     id: u64,
     user: String,
+    client: crate::query::audit::ClientAddr,
     state: Mutex<SessionState>,
     gucs: crate::query::Gucs,
     in_transaction: Mutex<bool>,
@@ -101,10 +102,11 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(user: &str, state: SessionState) -> Self {
+    pub fn new(user: &str, state: SessionState, client: crate::query::audit::ClientAddr) -> Self {
         Session {
             id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             user: user.to_owned(),
+            client,
             state: Mutex::new(state),
             gucs: std::sync::Arc::new(Mutex::new(
                 DEFAULT_GUCS
@@ -120,6 +122,11 @@ impl Session {
 
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// The client's protocol and address.
+    pub fn client(&self) -> crate::query::audit::ClientAddr {
+        self.client
     }
 
     pub fn user(&self) -> &str {

@@ -151,7 +151,7 @@ def test_flight_tickets_and_tokens_are_bound_to_their_user(gw):
     bearer = other_token[1].split(b" ", 1)[1]
     with pytest.raises((fl.FlightError, pa.ArrowInvalid)) as e:
         client.do_get(fl.Ticket(bearer), other).read_all()
-    assert "INVALID_ARGUMENT" in str(e.value) or "signature" in str(e.value), e.value
+    assert "INVALID_ARGUMENT" in str(e.value) or "invalid" in str(e.value), e.value
     # a ticket presented as a bearer token
     with pytest.raises(fl.FlightUnauthenticatedError):
         import base64

@@ -44,6 +44,36 @@ def _connect_error(gateway, **kw):
     return None
 
 
+INTERNALS = ["DataFusionError", "Optimizer rule", "Job ", "Arrow error", "ArrowError", "Shared(", "bug report", ".rs:"]
+
+
+@pytest.mark.parametrize(
+    "sql, state, text",
+    [
+        ("SELECT a / b FROM default.err_texts", "22012", "division by zero"),
+        ("SELECT a / b FROM default.err_texts GROUP BY a, b", "22012", "division by zero"),
+        ("SELECT CAST(s AS INT) FROM default.err_texts", "22P02", "Cannot cast string 'x'"),
+        ("SELECT CAST('x' AS INT)", "22P02", "Cannot cast string 'x'"),
+        ("SELECT * FROM default.err_texts WHERE a = 'abc'", "22P02", "Cannot cast string 'abc'"),
+        ("SELECT sum(s) FROM default.err_texts", "42883", "function sum(Utf8) does not exist"),
+        ("SELECT 1/0", "22012", "division by zero"),
+    ],
+)
+def test_error_texts_name_the_cause_not_the_internals(gateway, sql, state, text):
+    """On the cluster and in the planner alike: PostgreSQL's SQLSTATE, a
+    message about the data, nothing of job ids, wrappers or bug boilerplate."""
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS default.err_texts AS "
+            "SELECT * FROM (VALUES (1, 0, 'x'), (2, 1, '5')) AS v(a, b, s)"
+        )
+        with pytest.raises(psycopg.Error) as e:
+            conn.execute(sql)
+    message = e.value.diag.message_primary
+    assert (e.value.sqlstate, text in message) == (state, True), message
+    assert not [i for i in INTERNALS if i in message], message
+
+
 def test_wrong_password_is_28p01(gateway):
     assert _connect_error(gateway, password="wrong") == "28P01"
     assert _connect_error(gateway, user="nobody") == "28P01"

@@ -119,7 +119,7 @@ def test_tickets_are_signed_and_schemas_match(gateway, lake):
     raw[-3] ^= 0x01
     with pytest.raises(fl.FlightError) as e:
         client.do_get(fl.Ticket(bytes(raw)), opts).read_all()
-    assert "signature" in str(e.value) or "malformed" in str(e.value)
+    assert "invalid" in str(e.value) or "malformed" in str(e.value), e.value
     # and no call works without credentials
     with pytest.raises(fl.FlightUnauthenticatedError):
         client.do_get(ticket).read_all()

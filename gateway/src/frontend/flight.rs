@@ -53,9 +53,9 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{Authenticator, Principal, Purpose};
-use crate::frontend::credentials;
 use crate::catalog::CATALOG_NAME;
 use crate::error::QueryError;
+use crate::frontend::credentials;
 use crate::query::write::conform;
 use crate::query::{Prepared, QueryHandler, QueryOutput, positional_placeholders};
 use crate::session::Session;
@@ -168,9 +168,11 @@ impl FlightSqlServer {
             });
         let peer = peer_ip(req);
         async move {
-            credentials::authenticate(self.auth.as_ref(), &header?, peer, "flight")
+            let mut principal = credentials::authenticate(self.auth.as_ref(), &header?, peer, "flight")
                 .await
-                .map_err(|e| Status::unauthenticated(e.to_string()))
+                .map_err(|e| Status::unauthenticated(e.to_string()))?;
+            principal.peer = peer;
+            Ok(principal)
         }
     }
 

@@ -108,10 +108,10 @@ pub(super) async fn require(
     let Ok(value) = value.to_str() else {
         return refuse(StatusCode::UNAUTHORIZED, "malformed authorization header");
     };
-    if let (Some(token), Some(bearer)) = (&access.metrics_token, value.strip_prefix("Bearer ")) {
-        if same(token.0.as_bytes(), bearer.trim().as_bytes()) {
-            return next.run(request).await;
-        }
+    if let (Some(token), Some(bearer)) = (&access.metrics_token, value.strip_prefix("Bearer "))
+        && same(token.0.as_bytes(), bearer.trim().as_bytes())
+    {
+        return next.run(request).await;
     }
     if value.starts_with("Basic ") && !access.tls && !peer.ip().is_loopback() {
         return refuse(

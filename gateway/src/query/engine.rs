@@ -32,7 +32,7 @@ pub struct Engine {
     pub(super) catalog: Arc<CatalogState>,
     pub(super) managed: Arc<ManagedTables>,
     pub(super) cluster: Cluster,
-    compat: super::pg_parse::PgParser,
+    pub(super) compat: super::pg_parse::PgParser,
     statements: prometheus::IntCounterVec,
     /// `--target-partitions` was given; otherwise sessions follow the
     /// cluster's live task slots.
@@ -44,6 +44,7 @@ pub struct Engine {
     pub(super) admin: String,
     /// The `sluice` catalog every session sees through its user's eyes.
     sluice: Arc<SluiceCatalog>,
+    audit: Option<super::audit::AuditLog>,
 }
 
 /// `base` planning as `user`: the `sluice` catalog as the user sees it
@@ -95,6 +96,8 @@ pub struct EngineParts {
     pub target_partitions: Option<usize>,
     /// The bootstrap administrator (a superuser, configured, not stored).
     pub admin: String,
+    /// Where every statement is recorded (`None`: not audited).
+    pub audit: Option<super::audit::AuditLog>,
 }
 
 impl Engine {
@@ -111,6 +114,7 @@ impl Engine {
             statements,
             target_partitions,
             admin,
+            audit,
         } = parts;
         let config = cluster
             .credentials()
@@ -164,6 +168,9 @@ impl Engine {
             "executors".to_owned(),
             Arc::new(super::system::ExecutorsTable::new(cluster.clone())),
         )?;
+        if let Some(log) = &audit {
+            system.register_table("audit".to_owned(), Arc::new(super::audit::AuditTable::new(log)))?;
+        }
         sluice.register_schema(super::system::SYSTEM_SCHEMA, system)?;
         let base = ctx.state();
         sluice.set_planner(base.clone());
@@ -187,6 +194,7 @@ impl Engine {
             cluster_functions,
             admin,
             sluice,
+            audit,
         })
     }
 
@@ -274,6 +282,58 @@ impl Engine {
         r
     }
 
+    /// Writes `sql`'s audit record when `r`'s statement ends: now for a
+    /// refusal or a command, at the end of its stream for rows.
+    fn audited(
+        &self,
+        session: &Session,
+        sql: &str,
+        r: Result<QueryOutput, QueryError>,
+    ) -> Result<QueryOutput, QueryError> {
+        let Some(log) = self.audit.as_ref().filter(|_| !sql.is_empty()) else {
+            return r;
+        };
+        let pending = log.begin(session, sql);
+        match r {
+            Err(e) => {
+                pending.finish(Err(&e));
+                Err(e)
+            }
+            Ok(QueryOutput::Rows { schema, stream }) => Ok(QueryOutput::Rows {
+                schema,
+                stream: pending.stream(stream),
+            }),
+            Ok(QueryOutput::Fetched { schema, stream }) => Ok(QueryOutput::Fetched {
+                schema,
+                stream: pending.stream(stream),
+            }),
+            Ok(QueryOutput::CopyOut {
+                schema,
+                stream,
+                options,
+            }) => Ok(QueryOutput::CopyOut {
+                schema,
+                stream: pending.stream(stream),
+                options,
+            }),
+            Ok(other) => {
+                let rows = match &other {
+                    QueryOutput::Command { tag } => tag.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0),
+                    _ => 0,
+                };
+                pending.finish(Ok(rows));
+                Ok(other)
+            }
+        }
+    }
+
+    /// Audits a statement refused before it could run.
+    fn audit_refused(&self, session: &Session, sql: &str, e: &QueryError) {
+        if let Some(log) = &self.audit {
+            log.begin(session, sql).finish(Err(e));
+        }
+    }
+
     pub(super) async fn plan_parsed(
         &self,
         session: &Session,
@@ -349,7 +409,7 @@ impl Engine {
 
 #[async_trait]
 impl QueryHandler for Engine {
-    fn open_session(&self, user: &str) -> Result<Arc<Session>, QueryError> {
+    fn open_session(&self, user: &str, client: super::audit::ClientAddr) -> Result<Arc<Session>, QueryError> {
         let mut state = SessionStateBuilder::new_from_existing(user_state(&self.base, &self.sluice, user))
             .with_session_id(uuid::Uuid::new_v4().to_string())
             .build();
@@ -364,7 +424,7 @@ impl QueryHandler for Engine {
             &mut state,
             Arc::new(pg_functions::session_user_udf(user)),
         )?;
-        let session = Session::new(user, state);
+        let session = Session::new(user, state, client);
         let gucs = session.gucs_handle();
         let catalog = Arc::clone(&self.catalog);
         let user_name = user.to_owned();
@@ -394,12 +454,20 @@ impl QueryHandler for Engine {
         Ok(Arc::new(session))
     }
 
-    fn parse(&self, sql: &str) -> Result<Vec<Parsed>, QueryError> {
-        parse_sql(&self.compat, sql)
+    fn parse(&self, session: &Session, sql: &str) -> Result<Vec<Parsed>, QueryError> {
+        let r = parse_sql(&self.compat, sql);
+        if let Err(e) = &r {
+            self.audit_refused(session, sql, e);
+        }
+        r
     }
 
     async fn prepare(&self, session: &Session, sql: &str) -> Result<Prepared, QueryError> {
-        self.prepare_statement(session, sql).await
+        let r = self.prepare_statement(session, sql).await;
+        if let Err(e) = &r {
+            self.audit_refused(session, sql, e);
+        }
+        r
     }
 
     async fn execute(
@@ -409,12 +477,12 @@ impl QueryHandler for Engine {
         params: Option<ParamValues>,
     ) -> Result<QueryOutput, QueryError> {
         let r = self.execute_prepared(session, prepared, params).await;
-        self.count(r)
+        self.audited(session, &prepared.sql, self.count(r))
     }
 
-    async fn run(&self, session: &Session, parsed: &Parsed) -> Result<QueryOutput, QueryError> {
+    async fn run(&self, session: &Session, sql: &str, parsed: &Parsed) -> Result<QueryOutput, QueryError> {
         let r = self.run_parsed(session, parsed).await;
-        self.count(r)
+        self.audited(session, sql, self.count(r))
     }
 
     async fn ingest(
@@ -423,8 +491,16 @@ impl QueryHandler for Engine {
         target: super::ingest::IngestTarget,
         stream: datafusion::execution::SendableRecordBatchStream,
     ) -> Result<u64, QueryError> {
+        let text = match &target.schema {
+            Some(schema) => format!("INGEST INTO {schema}.{}", target.table),
+            None => format!("INGEST INTO {}", target.table),
+        };
         let r = self.ingest_stream(session, target, stream).await;
-        self.count(r)
+        let r = self.count(r);
+        if let Some(log) = &self.audit {
+            log.begin(session, &text).finish(r.as_ref().map(|n| *n));
+        }
+        r
     }
 
     async fn cursor_schema(&self, session: &Session, name: &str) -> Option<datafusion::arrow::datatypes::SchemaRef> {

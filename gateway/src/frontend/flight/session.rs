@@ -24,8 +24,8 @@ use tonic::{Request, Response, Status};
 
 use super::FlightSqlServer;
 use crate::auth::{Principal, Purpose};
-use crate::frontend::credentials::split_bearer;
 use crate::catalog::{CATALOG_NAME, DEFAULT_DATABASE};
+use crate::frontend::credentials::split_bearer;
 use crate::query::{Parsed, SessionCommand};
 use crate::session::Session;
 use sluice_proto::FlightSession;
@@ -161,7 +161,11 @@ impl FlightSqlServer {
         principal: &Principal,
         options: Option<&FlightSession>,
     ) -> Result<Arc<Session>, Status> {
-        let session = self.handler.open_session(&principal.user)?;
+        let client = crate::query::audit::ClientAddr {
+            protocol: "flight",
+            peer: principal.peer,
+        };
+        let session = self.handler.open_session(&principal.user, client)?;
         let Some(options) = options else {
             return Ok(session);
         };
@@ -178,7 +182,7 @@ impl FlightSqlServer {
                 value,
             });
             // Answered by the session itself: no planning, no job.
-            self.handler.run(&session, &set).await?;
+            self.handler.run(&session, "", &set).await?;
         }
         Ok(session)
     }

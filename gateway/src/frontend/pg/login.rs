@@ -112,7 +112,11 @@ impl Startup {
 
     fn open_session<C: ClientInfo>(&self, client: &C) -> PgWireResult<()> {
         let user = client.metadata().get("user").cloned().unwrap_or_default();
-        let session = self.handler.open_session(&user).map_err(pg_error)?;
+        let client_addr = crate::query::audit::ClientAddr {
+            protocol: "pg",
+            peer: Some(client.socket_addr().ip()),
+        };
+        let session = self.handler.open_session(&user, client_addr).map_err(pg_error)?;
         let span = tracing::Span::current();
         span.record("user", user.as_str());
         span.record("session_id", session.id());

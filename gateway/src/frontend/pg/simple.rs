@@ -36,7 +36,7 @@ impl Queries {
         client.set_state(PgWireConnectionState::QueryInProgress);
         let session = session_of(client)?;
         let sql = query.query;
-        let parsed = match self.handler.parse(&sql).and_then(copy_in_last) {
+        let parsed = match self.handler.parse(&session, &sql).and_then(copy_in_last) {
             Ok(p) => p,
             Err(e) => {
                 log_statement_error(&e, &sql);
@@ -48,7 +48,7 @@ impl Queries {
             }
         };
         for p in &parsed {
-            let response = match self.handler.run(&session, p).await {
+            let response = match self.handler.run(&session, &sql, p).await {
                 Ok(output) => self.to_response(client, output, &Format::UnifiedText).await?,
                 Err(e) => {
                     log_statement_error(&e, &sql);

@@ -1,0 +1,377 @@
+//! The audit trail: one JSON line per statement — who ran what, when, from
+//! which address over which protocol, its outcome (SQLSTATE), the rows and
+//! bytes it returned and how long it took — refused statements included.
+//! Lines are appended to `--audit-log` by one writer task (statements never
+//! wait on the disk) and read back as `system.audit` (superusers only, as
+//! all of `system`). Passwords in the text (`PASSWORD '...'`) are replaced
+//! before a line is written.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::{MemTable, Session as DfSession, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::error::QueryError;
+use crate::session::Session;
+
+/// Where a session's client is: its protocol and address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr {
+    pub protocol: &'static str,
+    pub peer: Option<IpAddr>,
+}
+
+impl ClientAddr {
+    /// A session opened by the gateway itself (tests, demo data).
+    pub const INTERNAL: ClientAddr = ClientAddr {
+        protocol: "internal",
+        peer: None,
+    };
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    /// Microseconds since the Unix epoch when the statement arrived.
+    pub time_us: i64,
+    pub user: String,
+    pub protocol: String,
+    pub client_addr: Option<String>,
+    pub session_id: u64,
+    pub statement: String,
+    /// `ok`, `error`, or `incomplete` (the client stopped reading).
+    pub outcome: String,
+    pub sqlstate: String,
+    /// The error the client was sent, if any.
+    pub message: Option<String>,
+    pub rows: u64,
+    /// Bytes of Arrow data returned (before wire encoding).
+    pub bytes: u64,
+    pub duration_ms: f64,
+}
+
+/// Longest statement text kept in a record.
+const MAX_STATEMENT: usize = 16 * 1024;
+
+/// The audit log: records go to a writer task appending to one file.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    tx: mpsc::UnboundedSender<Record>,
+    path: Arc<PathBuf>,
+}
+
+impl AuditLog {
+    /// Appends to `path` (created mode 0600 if missing) from a background task.
+    pub async fn open(path: &Path) -> std::io::Result<Self> {
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .await?;
+        let (tx, mut rx) = mpsc::unbounded_channel::<Record>();
+        let shown = path.display().to_string();
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            while let Some(first) = rx.recv().await {
+                buf.clear();
+                let mut next = Some(first);
+                // Everything queued goes out in one write.
+                while let Some(record) = next {
+                    if serde_json::to_writer(&mut buf, &record).is_ok() {
+                        buf.push(b'\n');
+                    }
+                    next = rx.try_recv().ok();
+                }
+                if let Err(e) = file.write_all(&buf).await.and(file.flush().await) {
+                    tracing::error!(path = shown, "audit log write failed: {e}");
+                }
+            }
+        });
+        Ok(AuditLog {
+            tx,
+            path: Arc::new(path.to_owned()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write(&self, record: Record) {
+        // Fails only once the writer is gone (runtime shutting down).
+        let _ = self.tx.send(record);
+    }
+
+    /// Starts the record of one statement of `session`.
+    pub fn begin(&self, session: &Session, statement: &str) -> Pending {
+        Pending {
+            log: self.clone(),
+            started: Instant::now(),
+            record: Record {
+                time_us: chrono::Utc::now().timestamp_micros(),
+                user: session.user().to_owned(),
+                protocol: session.client().protocol.to_owned(),
+                client_addr: session.client().peer.map(|p| p.to_string()),
+                session_id: session.id(),
+                statement: redact(statement),
+                outcome: String::new(),
+                sqlstate: String::new(),
+                message: None,
+                rows: 0,
+                bytes: 0,
+                duration_ms: 0.0,
+            },
+        }
+    }
+}
+
+/// A statement under way; written when it ends.
+#[derive(Debug)]
+pub struct Pending {
+    log: AuditLog,
+    started: Instant,
+    record: Record,
+}
+
+impl Pending {
+    /// Writes the record: `error` (with its SQLSTATE) or `ok` with `rows`.
+    pub fn finish(mut self, outcome: Result<u64, &QueryError>) {
+        match outcome {
+            Ok(rows) => {
+                self.record.rows = rows;
+                self.record.outcome = "ok".into();
+                self.record.sqlstate = "00000".into();
+            }
+            Err(e) => {
+                self.record.outcome = "error".into();
+                self.record.sqlstate = e.sqlstate().into();
+                self.record.message = Some(e.message.clone());
+            }
+        }
+        self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        self.log.write(self.record);
+    }
+
+    /// Counts what `stream` returns and writes the record when it ends.
+    pub fn stream(self, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+        Box::pin(Audited {
+            schema: stream.schema(),
+            inner: stream,
+            pending: Some(self),
+        })
+    }
+}
+
+/// A result stream that writes its statement's record when it ends (or is
+/// dropped before its end: `incomplete`).
+struct Audited {
+    schema: SchemaRef,
+    inner: SendableRecordBatchStream,
+    pending: Option<Pending>,
+}
+
+impl Stream for Audited {
+    type Item = datafusion::error::Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = self.inner.as_mut().poll_next(cx);
+        match &item {
+            Poll::Ready(Some(Ok(batch))) => {
+                if let Some(p) = self.pending.as_mut() {
+                    p.record.rows += batch.num_rows() as u64;
+                    p.record.bytes += batch
+                        .columns()
+                        .iter()
+                        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64)
+                        .sum::<u64>();
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                let Poll::Ready(Some(Err(e))) = item else {
+                    unreachable!("matched above")
+                };
+                // Classified once here; the client gets the same error back.
+                let error = QueryError::from(e);
+                if let Some(p) = self.pending.take() {
+                    p.finish(Err(&error));
+                }
+                return Poll::Ready(Some(Err(datafusion::error::DataFusionError::External(Box::new(error)))));
+            }
+            Poll::Ready(None) => {
+                if let Some(p) = self.pending.take() {
+                    let rows = p.record.rows;
+                    p.finish(Ok(rows));
+                }
+            }
+            Poll::Pending => {}
+        }
+        item
+    }
+}
+
+impl RecordBatchStream for Audited {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+}
+
+impl Drop for Audited {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.pending.take() {
+            p.record.outcome = "incomplete".into();
+            p.record.sqlstate = "00000".into();
+            p.record.duration_ms = p.started.elapsed().as_secs_f64() * 1e3;
+            p.log.write(p.record);
+        }
+    }
+}
+
+/// The statement with every `PASSWORD '...'` literal replaced.
+pub fn redact(statement: &str) -> String {
+    static PASSWORD: OnceLock<regex::Regex> = OnceLock::new();
+    let re = PASSWORD.get_or_init(|| {
+        regex::Regex::new(r"(?i)(\bpassword(?:\s+|\s*=\s*))(?:E?'(?:[^'\\]|''|\\.)*'?|\$\$.*?(?:\$\$|$))")
+            .unwrap_or_else(|e| unreachable!("a fixed pattern: {e}"))
+    });
+    let mut out = re.replace_all(statement, "${1}'***'").into_owned();
+    if out.len() > MAX_STATEMENT {
+        let mut cut = MAX_STATEMENT;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str("...");
+    }
+    out
+}
+
+/// `system.audit`: the audit log's complete lines, read at each scan.
+#[derive(Debug)]
+pub struct AuditTable {
+    path: Arc<PathBuf>,
+    schema: SchemaRef,
+}
+
+impl AuditTable {
+    pub fn new(log: &AuditLog) -> Self {
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("time", ts, false),
+            Field::new("user_name", DataType::Utf8, false),
+            Field::new("protocol", DataType::Utf8, false),
+            Field::new("client_addr", DataType::Utf8, true),
+            Field::new("session_id", DataType::UInt64, false),
+            Field::new("statement", DataType::Utf8, false),
+            Field::new("outcome", DataType::Utf8, false),
+            Field::new("sqlstate", DataType::Utf8, false),
+            Field::new("message", DataType::Utf8, true),
+            Field::new("rows", DataType::UInt64, false),
+            Field::new("bytes", DataType::UInt64, false),
+            Field::new("duration_ms", DataType::Float64, false),
+        ]));
+        AuditTable {
+            path: Arc::clone(&log.path),
+            schema,
+        }
+    }
+
+    fn batch(&self, records: &[Record]) -> datafusion::error::Result<RecordBatch> {
+        let text = |f: fn(&Record) -> &str| Arc::new(StringArray::from_iter_values(records.iter().map(f)));
+        Ok(RecordBatch::try_new(
+            Arc::clone(&self.schema),
+            vec![
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(records.iter().map(|r| r.time_us))
+                        .with_timezone("+00:00"),
+                ),
+                text(|r| &r.user),
+                text(|r| &r.protocol),
+                Arc::new(StringArray::from_iter(records.iter().map(|r| r.client_addr.as_deref()))),
+                Arc::new(UInt64Array::from_iter_values(records.iter().map(|r| r.session_id))),
+                text(|r| &r.statement),
+                text(|r| &r.outcome),
+                text(|r| &r.sqlstate),
+                Arc::new(StringArray::from_iter(records.iter().map(|r| r.message.as_deref()))),
+                Arc::new(UInt64Array::from_iter_values(records.iter().map(|r| r.rows))),
+                Arc::new(UInt64Array::from_iter_values(records.iter().map(|r| r.bytes))),
+                Arc::new(Float64Array::from_iter_values(records.iter().map(|r| r.duration_ms))),
+            ],
+        )?)
+    }
+}
+
+#[async_trait]
+impl TableProvider for AuditTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn DfSession,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let text = match tokio::fs::read(self.path.as_ref()).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(datafusion::error::DataFusionError::IoError(e)),
+        };
+        // Complete lines only: the writer may be half-way through one.
+        let complete = &text[..text.iter().rposition(|b| *b == b'\n').unwrap_or(0)];
+        let records: Vec<Record> = complete
+            .split(|b| *b == b'\n')
+            .filter_map(|line| serde_json::from_slice(line).ok())
+            .collect();
+        let table = MemTable::try_new(Arc::clone(&self.schema), vec![vec![self.batch(&records)?]])?;
+        table.scan(state, projection, filters, limit).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_redacted() {
+        for (sql, want) in [
+            ("CREATE USER a PASSWORD 'x''y'", "CREATE USER a PASSWORD '***'"),
+            (
+                "alter role a with login password 'p' superuser",
+                "alter role a with login password '***' superuser",
+            ),
+            (
+                "CREATE USER a PASSWORD E'a\\'b' LOGIN",
+                "CREATE USER a PASSWORD '***' LOGIN",
+            ),
+            ("ALTER USER a PASSWORD $$secret$$", "ALTER USER a PASSWORD '***'"),
+            ("CREATE USER a PASSWORD 'unterminated", "CREATE USER a PASSWORD '***'"),
+            ("SELECT 'password' AS c", "SELECT 'password' AS c"),
+        ] {
+            assert_eq!(redact(sql), want, "{sql}");
+        }
+        let long = "x".repeat(super::MAX_STATEMENT + 10);
+        assert!(redact(&long).len() <= super::MAX_STATEMENT + 3);
+    }
+}
