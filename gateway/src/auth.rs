@@ -18,6 +18,7 @@ use crate::access::RoleDef;
 use crate::access::scram::Verifier;
 use crate::config::AdminAuth;
 
+pub mod jwks;
 pub mod jwt;
 mod throttle;
 pub use throttle::Throttle;
@@ -258,7 +259,7 @@ impl Authenticator for CatalogAuthenticator {
 
     async fn verify_jwt(&self, token: &str) -> Result<Principal, AuthError> {
         let jwt = self.jwt.as_ref().ok_or(AuthError::InvalidToken)?;
-        let user = jwt.verify(token)?;
+        let user = jwt.verify(token).await?;
         // A role of the catalog that may not log in stays out; a user the
         // catalog does not know gets PUBLIC's rights.
         if (self.roles)(&user).is_some_and(|r| !r.login) {

@@ -134,6 +134,12 @@ pub struct Cli {
     /// Accept JWTs signed by this public key (PEM; RSA: RS*/PS*, EC: ES256/384).
     #[arg(long, env = "SLUICE_JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<PathBuf>,
+    /// Accept JWTs signed by the keys of this JWK Set (http/https URL; RSA: RS*/PS*, EC: ES256/384; the token's `kid` picks the key).
+    #[arg(long, env = "SLUICE_JWT_JWKS_URL", conflicts_with_all = ["jwt_secret_file", "jwt_public_key_file"])]
+    pub jwt_jwks_url: Option<String>,
+    /// Seconds the keys of --jwt-jwks-url are kept without a refetch that lists them again (default 600).
+    #[arg(long, env = "SLUICE_JWT_JWKS_TTL")]
+    pub jwt_jwks_ttl: Option<u64>,
     /// Required `iss` of JWTs.
     #[arg(long, env = "SLUICE_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
@@ -219,6 +225,8 @@ struct FileConfig {
     audit_log: Option<PathBuf>,
     jwt_secret_file: Option<PathBuf>,
     jwt_public_key_file: Option<PathBuf>,
+    jwt_jwks_url: Option<String>,
+    jwt_jwks_ttl: Option<u64>,
     jwt_issuer: Option<String>,
     jwt_audience: Option<String>,
     jwt_user_claim: Option<String>,
@@ -529,28 +537,54 @@ impl Config {
             let read = |flag: &'static str, path: &PathBuf| {
                 std::fs::read(path).map_err(|e| invalid(flag, format!("{}: {e}", path.display())))
             };
-            let key = match (
-                cli.jwt_secret_file.or(file.jwt_secret_file),
-                cli.jwt_public_key_file.or(file.jwt_public_key_file),
-            ) {
-                (Some(_), Some(_)) => {
-                    return Err(invalid(
-                        "--jwt-secret-file",
-                        "give either --jwt-secret-file or --jwt-public-key-file",
-                    ));
-                }
-                (Some(p), None) => {
+            let secret_file = cli.jwt_secret_file.or(file.jwt_secret_file);
+            let public_key_file = cli.jwt_public_key_file.or(file.jwt_public_key_file);
+            let jwks_url = cli.jwt_jwks_url.or(file.jwt_jwks_url);
+            let jwks_ttl = cli.jwt_jwks_ttl.or(file.jwt_jwks_ttl);
+            let given = [
+                ("--jwt-secret-file", secret_file.is_some()),
+                ("--jwt-public-key-file", public_key_file.is_some()),
+                ("--jwt-jwks-url", jwks_url.is_some()),
+            ];
+            if given.iter().filter(|(_, set)| *set).count() > 1 {
+                let flag = given
+                    .iter()
+                    .find(|(_, set)| *set)
+                    .map_or("--jwt-secret-file", |(f, _)| f);
+                return Err(invalid(
+                    flag,
+                    "give only one of --jwt-secret-file, --jwt-public-key-file and --jwt-jwks-url",
+                ));
+            }
+            if jwks_ttl.is_some() && jwks_url.is_none() {
+                return Err(invalid("--jwt-jwks-ttl", "needs --jwt-jwks-url"));
+            }
+            let key = match (secret_file, public_key_file, jwks_url) {
+                (Some(p), _, _) => {
                     let mut secret = read("--jwt-secret-file", &p)?;
                     while secret.last().is_some_and(u8::is_ascii_whitespace) {
                         secret.pop();
                     }
                     Some(("--jwt-secret-file", JwtKey::Secret(secret)))
                 }
-                (None, Some(p)) => Some((
+                (None, Some(p), _) => Some((
                     "--jwt-public-key-file",
                     JwtKey::PublicPem(read("--jwt-public-key-file", &p)?),
                 )),
-                (None, None) => None,
+                (None, None, Some(url)) => {
+                    let ttl = jwks_ttl.unwrap_or(crate::auth::jwks::DEFAULT_TTL.as_secs());
+                    if ttl == 0 {
+                        return Err(invalid("--jwt-jwks-ttl", "must be at least 1 second"));
+                    }
+                    Some((
+                        "--jwt-jwks-url",
+                        JwtKey::Jwks {
+                            url: parse_jwks_url(&url).map_err(|m| invalid("--jwt-jwks-url", m))?,
+                            ttl: std::time::Duration::from_secs(ttl),
+                        },
+                    ))
+                }
+                (None, None, None) => None,
             };
             match key {
                 Some((flag, key)) => {
@@ -563,7 +597,10 @@ impl Config {
                             .or(file.jwt_user_claim)
                             .unwrap_or_else(|| "sub".to_owned()),
                     };
-                    JwtVerifier::new(&settings).map_err(|e| invalid(flag, e.to_string()))?;
+                    // A JWK Set is only fetched at start (its URL is checked above).
+                    if !matches!(settings.key, JwtKey::Jwks { .. }) {
+                        JwtVerifier::new(&settings).map_err(|e| invalid(flag, e.to_string()))?;
+                    }
                     Some(settings)
                 }
                 None => None,
@@ -602,6 +639,18 @@ impl Config {
             gc_grace,
         })
     }
+}
+
+/// An http(s) URL with a host, for --jwt-jwks-url.
+fn parse_jwks_url(s: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("not a valid URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("the scheme must be http or https, not '{}'", url.scheme()));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL names no host".to_owned());
+    }
+    Ok(url)
 }
 
 /// Accepts a URL or an absolute/relative local path and returns a directory URL.

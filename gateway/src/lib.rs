@@ -243,8 +243,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     };
     let mut authenticator = CatalogAuthenticator::new(&config.admin_user, &config.admin_auth, key, roles);
     if let Some(jwt) = &config.jwt {
-        authenticator =
-            authenticator.with_jwt(auth::jwt::JwtVerifier::new(jwt).map_err(|e| StartError::Jwt(e.to_string()))?);
+        let verifier = auth::jwt::JwtVerifier::new(jwt).map_err(|e| StartError::Jwt(e.to_string()))?;
+        // A JWK Set is fetched now; when that fails start-up goes on and
+        // tokens refetch it.
+        verifier.prime().await;
+        authenticator = authenticator.with_jwt(verifier);
     }
     let auth: Arc<dyn Authenticator> = Arc::new(authenticator);
     let handler: Arc<dyn QueryHandler> = engine;

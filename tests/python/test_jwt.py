@@ -147,3 +147,149 @@ def test_bad_key_files_stop_start_up(tmp_path):
     (tmp_path / "bad.pem").write_text("not a key")
     r = subprocess.run([str(BINARY), "--data-dir", str(tmp_path / "d"), "--jwt-public-key-file", str(tmp_path / "bad.pem")], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "--jwt-public-key-file" in r.stderr, r.stderr
+
+
+# --- JWK Set (--jwt-jwks-url) -------------------------------------------
+
+
+def b64url_uint(n):
+    return jwt.utils.base64url_encode(n.to_bytes((n.bit_length() + 7) // 8, "big")).decode()
+
+
+def rsa_jwk(private, kid):
+    numbers = private.public_key().public_numbers()
+    return {"kty": "RSA", "use": "sig", "kid": kid, "n": b64url_uint(numbers.n), "e": b64url_uint(numbers.e)}
+
+
+class JwksServer:
+    """Serves a JWK Set on 127.0.0.1 and counts the requests."""
+
+    def __init__(self, keys, status=200):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.keys, self.status, self.fetches = list(keys), status, 0
+        lock, server = threading.Lock(), self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                with lock:
+                    server.fetches += 1
+                    status, body = server.status, json.dumps({"keys": server.keys}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/jwks.json"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def refusal_sqlstate(g, user, password):
+    import asyncio
+
+    import asyncpg
+
+    async def attempt():
+        c = await asyncpg.connect(host="127.0.0.1", port=g.pg_port, user=user, password=password, database="sluice")
+        await c.close()
+
+    with pytest.raises(asyncpg.PostgresError) as e:
+        asyncio.run(attempt())
+    return e.value.sqlstate
+
+
+def assert_flight_refused(g, token):
+    with pytest.raises(Exception) as e:
+        flight_rows(g, token, "SELECT 1")
+    assert "nauthenticated" in str(e.value) or "UNAUTHENTICATED" in str(e.value), e.value
+
+
+def test_jwks_keys_rotate_and_unknown_kids_refetch_rate_limited(tmp_path):
+    import hashlib
+    import hmac
+    import secrets
+    from concurrent.futures import ThreadPoolExecutor
+
+    k1 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    k2 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    outsider = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwks = JwksServer([rsa_jwk(k1, "k1")])
+    g = Gateway(tmp_path / "data", extra=["--jwt-jwks-url", jwks.url]).start()
+    try:
+        assert jwks.fetches == 1, "fetched at start"
+        token = jwt.encode(claims("carol"), k1, algorithm="RS256", headers={"kid": "k1"})
+        assert flight_rows(g, token, "SELECT current_user AS u") == [("carol",)]
+        with pg_login(g, "carol", token) as c:
+            assert c.execute("SELECT current_user").fetchone() == ("carol",)
+        assert jwks.fetches == 1, "a known kid needs no fetch"
+
+        # rotation: a token naming the new key refetches the set
+        jwks.keys.append(rsa_jwk(k2, "k2"))
+        rotated = jwt.encode(claims("dave"), k2, algorithm="PS256", headers={"kid": "k2"})
+        with pg_login(g, "dave", rotated) as c:
+            assert c.execute("SELECT current_user").fetchone() == ("dave",)
+        assert flight_rows(g, rotated, "SELECT current_user AS u") == [("dave",)]
+        assert jwks.fetches == 2
+
+        # a burst of unknown kids (one user each: pg throttles per user and address)
+        before = jwks.fetches
+
+        def unknown(i):
+            t = jwt.encode(claims(f"u_burst_{i}"), k1, algorithm="RS256", headers={"kid": secrets.token_hex(8)})
+            with pytest.raises(psycopg.OperationalError):
+                pg_login(g, f"u_burst_{i}", t).close()
+
+        with ThreadPoolExecutor(10) as pool:
+            list(pool.map(unknown, range(50)))
+        assert jwks.fetches - before <= 2, jwks.fetches - before
+
+        # a key outside the set, under a kid of the set and under its own
+        for i, kid in enumerate(["k1", "k3"]):
+            forged = jwt.encode(claims(f"u_outsider_{i}"), outsider, algorithm="RS256", headers={"kid": kid})
+            assert refusal_sqlstate(g, f"u_outsider_{i}", forged) == "28P01"
+        assert_flight_refused(g, jwt.encode(claims("eve"), outsider, algorithm="RS256", headers={"kid": "k1"}))
+
+        # key confusion: HS256 under k1's kid, MACed with k1's public key PEM
+        pem = k1.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        head = jwt.utils.base64url_encode(b'{"alg":"HS256","typ":"JWT","kid":"k1"}').decode()
+        body = jwt.utils.base64url_encode(('{"sub":"carol","exp":%d}' % (time.time() + 300)).encode()).decode()
+        sig = jwt.utils.base64url_encode(hmac.new(pem, f"{head}.{body}".encode(), hashlib.sha256).digest()).decode()
+        assert refusal_sqlstate(g, "carol", f"{head}.{body}.{sig}") == "28P01"
+        assert_flight_refused(g, f"{head}.{body}.{sig}")
+        # and the real key still works
+        assert flight_rows(g, token, "SELECT current_user AS u") == [("carol",)]
+    finally:
+        g.stop()
+        jwks.close()
+
+
+def test_jwks_unreachable_at_start_is_fetched_later(tmp_path):
+    k1 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwks = JwksServer([rsa_jwk(k1, "k1")], status=503)
+    g = Gateway(tmp_path / "data", extra=["--jwt-jwks-url", jwks.url, "--jwt-jwks-ttl", "60"]).start()
+    try:
+        assert jwks.fetches == 1
+        jwks.status = 200
+        token = jwt.encode(claims("carol"), k1, algorithm="RS256", headers={"kid": "k1"})
+        assert flight_rows(g, token, "SELECT current_user AS u") == [("carol",)]
+        assert jwks.fetches == 2
+    finally:
+        g.stop()
+        jwks.close()
+    import subprocess
+
+    from sluice_fixtures import BINARY
+
+    r = subprocess.run([str(BINARY), "--data-dir", str(tmp_path / "d"), "--jwt-jwks-url", "ftp://idp/jwks"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "--jwt-jwks-url" in r.stderr, r.stderr

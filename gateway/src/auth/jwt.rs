@@ -4,11 +4,15 @@
 //! ES256/384 only — so a token signed with a public key used as an HMAC
 //! secret, or with `alg: none`, is refused. `exp` is required, `nbf`, `iss`
 //! and `aud` are checked when configured (60 s leeway for clock skew). The
-//! user is the `user_claim` claim (default `sub`).
+//! user is the `user_claim` claim (default `sub`). Or a JWK Set
+//! (`--jwt-jwks-url`, [`super::jwks`]): the token's `kid` picks the key, and
+//! the key's kind (and its `alg`) the algorithms; never an HMAC key.
+
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
-use super::AuthError;
+use super::{AuthError, jwks};
 
 /// Where the key comes from, as configured.
 #[derive(Clone)]
@@ -17,6 +21,9 @@ pub enum JwtKey {
     Secret(Vec<u8>),
     /// A PEM public key (RSA or EC).
     PublicPem(Vec<u8>),
+    /// An identity provider's JWK Set, fetched over HTTP(S); its keys are
+    /// cached for `ttl`.
+    Jwks { url: url::Url, ttl: Duration },
 }
 
 impl std::fmt::Debug for JwtKey {
@@ -24,6 +31,11 @@ impl std::fmt::Debug for JwtKey {
         match self {
             JwtKey::Secret(_) => f.write_str("Secret(<redacted>)"),
             JwtKey::PublicPem(_) => f.write_str("PublicPem"),
+            JwtKey::Jwks { url, ttl } => f
+                .debug_struct("Jwks")
+                .field("url", &jwks::shown(url))
+                .field("ttl", ttl)
+                .finish(),
         }
     }
 }
@@ -37,18 +49,30 @@ pub struct JwtSettings {
     pub user_claim: String,
 }
 
-/// Verifies JWTs against one key.
+/// The keys tokens are verified against.
+enum Keys {
+    /// One configured key; `validation` holds its algorithms.
+    One(DecodingKey),
+    /// A JWK Set; each key brings its algorithms, `validation` holds the
+    /// ones any key of a set may have.
+    Set(Box<jwks::Jwks>),
+}
+
+/// Verifies JWTs against one key or a JWK Set.
 pub struct JwtVerifier {
-    key: DecodingKey,
+    keys: Keys,
     validation: Validation,
     user_claim: String,
 }
 
 impl std::fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtVerifier")
-            .field("algorithms", &self.validation.algorithms)
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("JwtVerifier");
+        d.field("algorithms", &self.validation.algorithms);
+        if let Keys::Set(set) = &self.keys {
+            d.field("jwks", set);
+        }
+        d.finish_non_exhaustive()
     }
 }
 
@@ -58,22 +82,29 @@ impl std::fmt::Debug for JwtVerifier {
 pub struct KeyError(String);
 
 impl JwtVerifier {
+    /// Fetches nothing: a JWK Set is fetched by [`JwtVerifier::prime`].
     pub fn new(settings: &JwtSettings) -> Result<Self, KeyError> {
         use Algorithm::*;
-        let (key, algorithms) = match &settings.key {
+        let (keys, algorithms) = match &settings.key {
             JwtKey::Secret(secret) => {
                 if secret.len() < 32 {
                     return Err(KeyError("the JWT secret must be at least 32 bytes".into()));
                 }
-                (DecodingKey::from_secret(secret), vec![HS256, HS384, HS512])
+                (Keys::One(DecodingKey::from_secret(secret)), vec![HS256, HS384, HS512])
             }
             JwtKey::PublicPem(pem) => match DecodingKey::from_rsa_pem(pem) {
-                Ok(k) => (k, vec![RS256, RS384, RS512, PS256, PS384, PS512]),
+                Ok(k) => (Keys::One(k), vec![RS256, RS384, RS512, PS256, PS384, PS512]),
                 Err(_) => match DecodingKey::from_ec_pem(pem) {
-                    Ok(k) => (k, vec![ES256, ES384]),
+                    Ok(k) => (Keys::One(k), vec![ES256, ES384]),
                     Err(e) => return Err(KeyError(format!("not an RSA or EC public key in PEM: {e}"))),
                 },
             },
+            JwtKey::Jwks { url, ttl } => (
+                Keys::Set(Box::new(
+                    jwks::Jwks::new(url.clone(), *ttl).map_err(|e| KeyError(e.to_string()))?,
+                )),
+                jwks::ASYMMETRIC.to_vec(),
+            ),
         };
         let mut validation = Validation::new(algorithms[0]);
         validation.algorithms = algorithms;
@@ -87,20 +118,45 @@ impl JwtVerifier {
             validation.set_issuer(&[iss]);
         }
         Ok(JwtVerifier {
-            key,
+            keys,
             validation,
             user_claim: settings.user_claim.clone(),
         })
     }
 
+    /// Fetches a JWK Set's keys at start-up; a failure is logged, and
+    /// tokens refetch later. Nothing to do for one configured key.
+    pub async fn prime(&self) {
+        if let Keys::Set(set) = &self.keys {
+            set.prime().await;
+        }
+    }
+
     /// The user a valid token names.
-    pub fn verify(&self, token: &str) -> Result<String, AuthError> {
-        let data =
-            jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &self.key, &self.validation)
-                .map_err(|e| {
-                    tracing::debug!(target: "sluice::auth", "JWT refused: {e}");
-                    AuthError::InvalidToken
-                })?;
+    pub async fn verify(&self, token: &str) -> Result<String, AuthError> {
+        fn refused(why: &dyn std::fmt::Display) -> AuthError {
+            tracing::debug!(target: "sluice::auth", "JWT refused: {why}");
+            AuthError::InvalidToken
+        }
+        type Claims = serde_json::Map<String, serde_json::Value>;
+        let data = match &self.keys {
+            Keys::One(key) => jsonwebtoken::decode::<Claims>(token, key, &self.validation),
+            Keys::Set(set) => {
+                let header = jsonwebtoken::decode_header(token).map_err(|e| refused(&e))?;
+                // No lookup (nor refetch) for an algorithm no key may have.
+                if !self.validation.algorithms.contains(&header.alg) {
+                    return Err(refused(&"an algorithm no JWK Set key may have"));
+                }
+                let key = set
+                    .key(header.kid.as_deref())
+                    .await
+                    .ok_or_else(|| refused(&"no key of the JWK Set matches the token's kid"))?;
+                let mut validation = self.validation.clone();
+                validation.algorithms.clone_from(&key.algorithms);
+                jsonwebtoken::decode::<Claims>(token, &key.key, &validation)
+            }
+        }
+        .map_err(|e| refused(&e))?;
         match data.claims.get(&self.user_claim) {
             Some(serde_json::Value::String(user)) if !user.is_empty() => Ok(user.clone()),
             _ => Err(AuthError::InvalidToken),
@@ -151,13 +207,13 @@ mod tests {
             .as_secs()
     }
 
-    #[test]
-    fn claims_are_checked() {
+    #[tokio::test]
+    async fn claims_are_checked() {
         let v = verifier(Some("idp"), Some("sluice"));
         let good = serde_json::json!({"sub": "alice", "exp": now() + 600, "iss": "idp", "aud": "sluice"});
         let t = token(good.clone(), Algorithm::HS256);
         assert!(looks_like_jwt(&t));
-        assert_eq!(v.verify(&t).unwrap(), "alice");
+        assert_eq!(v.verify(&t).await.unwrap(), "alice");
         for bad in [
             serde_json::json!({"sub": "alice", "exp": now() - 3600, "iss": "idp", "aud": "sluice"}),
             serde_json::json!({"sub": "alice", "iss": "idp", "aud": "sluice"}),
@@ -166,12 +222,12 @@ mod tests {
             serde_json::json!({"sub": "alice", "exp": now() + 600, "nbf": now() + 3600, "iss": "idp", "aud": "sluice"}),
             serde_json::json!({"exp": now() + 600, "iss": "idp", "aud": "sluice"}),
         ] {
-            assert!(v.verify(&token(bad.clone(), Algorithm::HS256)).is_err(), "{bad}");
+            assert!(v.verify(&token(bad.clone(), Algorithm::HS256)).await.is_err(), "{bad}");
         }
     }
 
-    #[test]
-    fn algorithms_are_pinned_and_none_is_refused() {
+    #[tokio::test]
+    async fn algorithms_are_pinned_and_none_is_refused() {
         use base64::Engine as _;
         let v = verifier(None, None);
         let claims = serde_json::json!({"sub": "alice", "exp": now() + 600});
@@ -182,17 +238,17 @@ mod tests {
             b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
             b64.encode(claims.to_string())
         );
-        assert!(v.verify(&none).is_err());
+        assert!(v.verify(&none).await.is_err());
         // a token whose header claims RS256, MACed with the secret
         let t = token(claims.clone(), Algorithm::HS256);
         let (_, rest) = t.split_once('.').unwrap();
         let forged = format!("{}.{rest}", b64.encode(br#"{"alg":"RS256","typ":"JWT"}"#));
-        assert!(v.verify(&forged).is_err());
+        assert!(v.verify(&forged).await.is_err());
         // tampered claims
         let (head, rest) = t.split_once('.').unwrap();
         let (_, sig) = rest.split_once('.').unwrap();
         let evil = b64.encode(serde_json::json!({"sub": "admin", "exp": now() + 600}).to_string());
-        assert!(v.verify(&format!("{head}.{evil}.{sig}")).is_err());
+        assert!(v.verify(&format!("{head}.{evil}.{sig}")).await.is_err());
         assert!(
             JwtVerifier::new(&JwtSettings {
                 key: JwtKey::Secret(b"short".to_vec()),

@@ -169,3 +169,50 @@ fn secrets_never_print() {
             && matches!(config.admin_auth, AdminAuth::Password(ref p) if p == "admin-password-Ω")
     );
 }
+
+#[test]
+fn jwks_url_is_checked_and_exclusive() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let c = Config::load(cli(&[
+        "--data-dir",
+        d,
+        "--jwt-jwks-url",
+        "https://idp.example/jwks.json",
+    ]))
+    .unwrap();
+    match c.jwt.map(|j| j.key) {
+        Some(crate::auth::jwt::JwtKey::Jwks { url, ttl }) => {
+            assert_eq!(url.as_str(), "https://idp.example/jwks.json");
+            assert_eq!(ttl.as_secs(), 600);
+        }
+        other => panic!("{other:?}"),
+    }
+    for bad in ["ftp://idp.example/jwks.json", "not a url", "file:///etc/jwks.json"] {
+        let err = Config::load(cli(&["--data-dir", d, "--jwt-jwks-url", bad])).unwrap_err();
+        assert!(err.to_string().starts_with("--jwt-jwks-url:"), "{err}");
+    }
+    let err = Config::load(cli(&["--data-dir", d, "--jwt-jwks-ttl", "60"])).unwrap_err();
+    assert!(err.to_string().starts_with("--jwt-jwks-ttl:"), "{err}");
+    let mut v = vec![
+        "sluice-gateway",
+        "--jwt-jwks-url",
+        "https://idp.example/k",
+        "--jwt-public-key-file",
+        "k.pem",
+    ];
+    assert!(Cli::try_parse_from(&v).is_err(), "clap refuses two key sources");
+    v.truncate(3);
+    // The file's key and the flag's URL conflict too.
+    let toml_path = dir.path().join("j.toml");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef").unwrap();
+    std::fs::write(
+        &toml_path,
+        format!("jwt_secret_file = {:?}\n", secret.to_str().unwrap()),
+    )
+    .unwrap();
+    v.extend(["--data-dir", d, "--config", toml_path.to_str().unwrap()]);
+    let err = Config::load(Cli::try_parse_from(&v).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("only one of"), "{err}");
+}
