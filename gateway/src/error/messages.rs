@@ -88,7 +88,7 @@ fn strip(mut text: &str) -> String {
 }
 
 /// `Name("text")` of a Debug-printed Arrow error, unescaped.
-fn debug_payload<'a>(text: &'a str, name: &str) -> Option<String> {
+fn debug_payload(text: &str, name: &str) -> Option<String> {
     let inner = text.strip_prefix(name)?.strip_prefix("(\"")?.strip_suffix("\")")?;
     Some(unescape(inner))
 }
