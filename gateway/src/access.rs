@@ -13,7 +13,8 @@
 //! the role may `USAGE` (PUBLIC may use `default`, as PostgreSQL's `public`).
 //! Sluice adds: an object a role has no privilege on is invisible to it
 //! (metadata lists only what it may touch, and reading it fails as if it did
-//! not exist).
+//! not exist); and a login may bring roles from its identity provider (a
+//! JWT's roles claim), held for that session as if granted ([`Access::claimed`]).
 
 pub mod scram;
 
@@ -197,6 +198,11 @@ impl AccessSnapshot {
 pub struct Access<'a> {
     pub snapshot: &'a AccessSnapshot,
     pub admin: &'a str,
+    /// Roles the session's login holds by its identity provider's word (a
+    /// JWT's roles claim): the role asked about is treated as a member of
+    /// those of them the catalog knows. An `Access` is built for one
+    /// session; a view's owner is asked about with none.
+    pub claimed: &'a [String],
 }
 
 /// A user's view of one object, for the checks below.
@@ -221,6 +227,20 @@ impl<'a> Object<'a> {
 }
 
 impl Access<'_> {
+    /// The roles whose privileges `role` holds in this session: its own
+    /// memberships, PUBLIC, and the claimed roles the catalog knows (with
+    /// their memberships). Claims never make a superuser: that attribute is
+    /// not inherited.
+    fn roles_of(&self, role: &str) -> BTreeSet<String> {
+        let mut roles = self.snapshot.effective_roles(role);
+        for claimed in self.claimed {
+            if self.snapshot.roles.contains_key(claimed) && !roles.contains(claimed) {
+                roles.extend(self.snapshot.effective_roles(claimed));
+            }
+        }
+        roles
+    }
+
     pub fn is_superuser(&self, role: &str) -> bool {
         role == self.admin || self.snapshot.roles.get(role).is_some_and(|r| r.superuser)
     }
@@ -231,7 +251,7 @@ impl Access<'_> {
             return true;
         }
         match owner {
-            Some(o) => self.snapshot.is_member_of(role, o),
+            Some(o) => role == o || self.roles_of(role).contains(o),
             None => false,
         }
     }
@@ -264,7 +284,7 @@ impl Access<'_> {
         if privilege == Privilege::Usage && schema.database == DEFAULT_DATABASE {
             return true;
         }
-        let roles = self.snapshot.effective_roles(role);
+        let roles = self.roles_of(role);
         self.granted(&roles, schema.database, "", privilege, "")
             || (privilege == Privilege::Usage && self.granted(&roles, schema.database, "", Privilege::Create, ""))
     }
@@ -272,7 +292,7 @@ impl Access<'_> {
     /// `privilege` on a whole table or view.
     pub fn on_table(&self, role: &str, table: Object<'_>, privilege: Privilege) -> bool {
         self.owns(role, table.owner) || {
-            let roles = self.snapshot.effective_roles(role);
+            let roles = self.roles_of(role);
             self.granted(&roles, table.database, table.table, privilege, "")
         }
     }
@@ -282,7 +302,7 @@ impl Access<'_> {
         if self.on_table(role, table, Privilege::Select) {
             return vec![];
         }
-        let roles = self.snapshot.effective_roles(role);
+        let roles = self.roles_of(role);
         columns
             .iter()
             .filter(|c| !self.granted(&roles, table.database, table.table, Privilege::Select, c))
@@ -292,7 +312,7 @@ impl Access<'_> {
 
     /// SELECT on at least one column of a table (without SELECT on all of it).
     pub fn has_column_select(&self, role: &str, table: Object<'_>) -> bool {
-        let roles = self.snapshot.effective_roles(role);
+        let roles = self.roles_of(role);
         self.snapshot.grants.iter().any(|g| {
             g.database == table.database
                 && g.table == table.table
@@ -308,7 +328,7 @@ impl Access<'_> {
         if self.on_table(role, table, Privilege::Select) {
             return None;
         }
-        let roles = self.snapshot.effective_roles(role);
+        let roles = self.roles_of(role);
         Some(
             self.snapshot
                 .grants
@@ -330,7 +350,7 @@ impl Access<'_> {
         if self.owns(role, table.owner) {
             return true;
         }
-        let roles = self.snapshot.effective_roles(role);
+        let roles = self.roles_of(role);
         self.snapshot
             .grants
             .iter()
@@ -354,7 +374,7 @@ impl Access<'_> {
         if on_table.is_empty() {
             return None;
         }
-        let roles = self.snapshot.effective_roles(role);
+        let roles = self.roles_of(role);
         Some(
             on_table
                 .into_iter()
@@ -372,7 +392,7 @@ impl Access<'_> {
         if self.owns(role, table.owner) {
             return out;
         }
-        let roles = self.snapshot.effective_roles(role);
+        let roles = self.roles_of(role);
         let mut masks: Vec<&MaskDef> = self
             .snapshot
             .masks
@@ -442,11 +462,44 @@ mod tests {
     }
 
     #[test]
+    fn claimed_roles_lend_their_privileges_but_not_superuser() {
+        let mut s = snapshot();
+        s.roles.insert(
+            "root".into(),
+            RoleDef {
+                name: "root".into(),
+                login: false,
+                superuser: true,
+                verifier: None,
+            },
+        );
+        let claims = ["analysts".to_owned(), "root".to_owned(), "unknown".to_owned()];
+        let a = Access {
+            snapshot: &s,
+            admin: "sluice",
+            claimed: &claims,
+        };
+        let plain = Access {
+            claimed: &[],
+            ..a.clone()
+        };
+        assert!(a.on_table("bob", obj("shop", "orders"), Privilege::Select));
+        assert!(!plain.on_table("bob", obj("shop", "orders"), Privilege::Select));
+        assert_eq!(
+            a.row_filters("bob", obj("shop", "orders")),
+            Some(vec!["region = 'EU'"]),
+            "the claimed role's policy applies"
+        );
+        assert!(!a.is_superuser("bob"), "a claimed superuser role does not make one");
+    }
+
+    #[test]
     fn privileges_reach_members_transitively() {
         let s = snapshot();
         let a = Access {
             snapshot: &s,
             admin: "sluice",
+            claimed: &[],
         };
         assert!(a.on_schema("alice", obj("shop", ""), Privilege::Usage));
         assert!(!a.on_schema("bob", obj("shop", ""), Privilege::Usage));
@@ -468,6 +521,7 @@ mod tests {
         let a = Access {
             snapshot: &s,
             admin: "sluice",
+            claimed: &[],
         };
         let cols = vec!["name".to_owned(), "salary".to_owned()];
         assert_eq!(a.missing_columns("bob", obj("shop", "people"), &cols), vec!["salary"]);
@@ -490,6 +544,7 @@ mod tests {
         let a = Access {
             snapshot: &s,
             admin: "sluice",
+            claimed: &[],
         };
         assert_eq!(
             a.row_filters("alice", obj("shop", "orders")),

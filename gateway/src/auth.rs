@@ -47,6 +47,9 @@ pub struct Principal {
     pub user: String,
     /// Where the user connected from, when the front end knows it.
     pub peer: Option<IpAddr>,
+    /// Roles the identity provider grants this login (`--jwt-roles-claim`);
+    /// those the catalog knows are held for the session, as if granted.
+    pub roles: Vec<String>,
 }
 
 impl Principal {
@@ -54,6 +57,7 @@ impl Principal {
         Principal {
             user: user.into(),
             peer: None,
+            roles: Vec::new(),
         }
     }
 }
@@ -259,13 +263,16 @@ impl Authenticator for CatalogAuthenticator {
 
     async fn verify_jwt(&self, token: &str) -> Result<Principal, AuthError> {
         let jwt = self.jwt.as_ref().ok_or(AuthError::InvalidToken)?;
-        let user = jwt.verify(token).await?;
+        let identity = jwt.verify(token).await?;
         // A role of the catalog that may not log in stays out; a user the
-        // catalog does not know gets PUBLIC's rights.
-        if (self.roles)(&user).is_some_and(|r| !r.login) {
+        // catalog does not know gets PUBLIC's rights (and its claimed roles').
+        if (self.roles)(&identity.user).is_some_and(|r| !r.login) {
             return Err(AuthError::InvalidToken);
         }
-        Ok(Principal::new(user))
+        Ok(Principal {
+            roles: identity.roles,
+            ..Principal::new(identity.user)
+        })
     }
 
     fn trust(&self, user: &str, peer: IpAddr) -> Result<Principal, AuthError> {

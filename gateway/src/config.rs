@@ -149,6 +149,9 @@ pub struct Cli {
     /// The JWT claim that names the user (default `sub`).
     #[arg(long, env = "SLUICE_JWT_USER_CLAIM")]
     pub jwt_user_claim: Option<String>,
+    /// The JWT claim listing the login's roles (array, or names separated by spaces/commas); roles of the catalog named there are held for the session, as if granted.
+    #[arg(long, env = "SLUICE_JWT_ROLES_CLAIM")]
+    pub jwt_roles_claim: Option<String>,
     /// Write the bound addresses as JSON to this file once listening (for tests and supervisors).
     #[arg(long, env = "SLUICE_LISTEN_FILE")]
     pub listen_file: Option<PathBuf>,
@@ -230,6 +233,7 @@ struct FileConfig {
     jwt_issuer: Option<String>,
     jwt_audience: Option<String>,
     jwt_user_claim: Option<String>,
+    jwt_roles_claim: Option<String>,
     table_cache_size: Option<u64>,
     table_cache_ttl: Option<u64>,
     partition_cache_size: Option<String>,
@@ -596,6 +600,7 @@ impl Config {
                             .jwt_user_claim
                             .or(file.jwt_user_claim)
                             .unwrap_or_else(|| "sub".to_owned()),
+                        roles_claim: cli.jwt_roles_claim.or(file.jwt_roles_claim),
                     };
                     // A JWK Set is only fetched at start (its URL is checked above).
                     if !matches!(settings.key, JwtKey::Jwks { .. }) {

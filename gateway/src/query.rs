@@ -157,8 +157,10 @@ pub struct Prepared {
 /// the authenticator.
 #[async_trait]
 pub trait QueryHandler: Send + Sync + std::fmt::Debug {
-    /// Opens a session for an authenticated user connected from `client`.
-    fn open_session(&self, user: &str, client: audit::ClientAddr) -> Result<Arc<Session>, QueryError>;
+    /// Opens a session for an authenticated user connected from `client`,
+    /// holding the `roles` its login claims (a JWT's roles claim).
+    fn open_session(&self, user: &str, roles: &[String], client: audit::ClientAddr)
+    -> Result<Arc<Session>, QueryError>;
 
     /// Parses a string that may hold several statements (simple protocol);
     /// a string that does not parse is audited as refused.
@@ -193,12 +195,13 @@ pub trait QueryHandler: Send + Sync + std::fmt::Debug {
     /// portal of the extended protocol, which clients describe).
     async fn cursor_schema(&self, session: &Session, name: &str) -> Option<SchemaRef>;
 
-    /// Schemas of the catalog (user databases) `user` may see, for metadata
-    /// APIs.
-    fn schemas(&self, user: &str) -> Vec<String>;
+    /// Schemas of the catalog (user databases) `user` (holding the claimed
+    /// `roles`) may see, for metadata APIs.
+    fn schemas(&self, user: &str, roles: &[String]) -> Vec<String>;
 
-    /// Tables and views of the catalog `user` may see, for metadata APIs.
-    fn tables(&self, user: &str) -> Vec<TableInfo>;
+    /// Tables and views of the catalog `user` (holding the claimed `roles`)
+    /// may see, for metadata APIs.
+    fn tables(&self, user: &str, roles: &[String]) -> Vec<TableInfo>;
 }
 
 /// A table or view as metadata APIs list it.

@@ -94,6 +94,8 @@ pub struct Session {
     id: u64,
     user: String,
     client: crate::query::audit::ClientAddr,
+    /// Roles the login holds by its identity provider's word.
+    roles: Vec<String>,
     state: Mutex<SessionState>,
     gucs: crate::query::Gucs,
     in_transaction: Mutex<bool>,
@@ -102,11 +104,12 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(user: &str, state: SessionState, client: crate::query::audit::ClientAddr) -> Self {
+    pub fn new(user: &str, roles: &[String], state: SessionState, client: crate::query::audit::ClientAddr) -> Self {
         Session {
             id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             user: user.to_owned(),
             client,
+            roles: roles.to_vec(),
             state: Mutex::new(state),
             gucs: std::sync::Arc::new(Mutex::new(
                 DEFAULT_GUCS
@@ -122,6 +125,11 @@ impl Session {
 
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Roles the login claims (a JWT's roles claim), held as if granted.
+    pub fn roles(&self) -> &[String] {
+        &self.roles
     }
 
     /// The client's protocol and address.

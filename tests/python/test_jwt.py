@@ -26,9 +26,14 @@ def claims(user="alice", **kw):
 def hs(tmp_path_factory):
     d = tmp_path_factory.mktemp("jwt-hs")
     (d / "secret").write_bytes(SECRET + b"\n")
-    g = Gateway(d / "data", extra=["--jwt-secret-file", str(d / "secret"), "--jwt-issuer", "https://idp.example", "--jwt-audience", "sluice"]).start()
+    g = Gateway(d / "data", extra=["--jwt-secret-file", str(d / "secret"), "--jwt-issuer", "https://idp.example",
+                                   "--jwt-audience", "sluice", "--jwt-roles-claim", "groups"]).start()
     with psycopg.connect(g.dsn(), autocommit=True) as c:
         c.execute("CREATE TABLE t AS SELECT 1 AS x")
+        c.execute("CREATE TABLE sales_claims AS SELECT 7 AS amount")
+        c.execute("CREATE ROLE analysts")
+        c.execute("GRANT SELECT ON sales_claims TO analysts")
+        c.execute("CREATE ROLE root_group SUPERUSER")
         c.execute("CREATE USER alice PASSWORD 'pw'")
         c.execute("GRANT SELECT ON t TO alice")
         c.execute("CREATE ROLE nologin")
@@ -62,6 +67,32 @@ def test_jwt_is_a_postgres_password_and_a_flight_bearer(hs):
     with pg_login(hs, "bob", other) as c:
         with pytest.raises(psycopg.errors.UndefinedTable):
             c.execute("SELECT * FROM t")
+
+
+def test_roles_claim_grants_the_catalogs_roles_for_the_session(hs):
+    def token(groups=None):
+        extra = {} if groups is None else {"groups": groups}
+        return jwt.encode(claims("carol", **extra), SECRET, algorithm="HS256")
+
+    listed = "SELECT count(*) FROM pg_catalog.pg_class WHERE relname = 'sales_claims'"
+    # carol is unknown to the catalog: the claim alone brings analysts' rights
+    with pg_login(hs, "carol", token(["analysts"])) as c:
+        assert c.execute("SELECT amount FROM sales_claims").fetchone() == (7,)
+        assert c.execute(listed).fetchone() == (1,)
+    assert flight_rows(hs, token("other analysts"), "SELECT amount FROM sales_claims") == [(7,)]
+    # without the claim, or with roles the catalog does not know, nothing
+    for groups in [None, [], ["nosuchrole"], "nosuchrole"]:
+        with pg_login(hs, "carol", token(groups)) as c:
+            with pytest.raises(psycopg.errors.UndefinedTable):
+                c.execute("SELECT amount FROM sales_claims")
+            assert c.execute(listed).fetchone() == (0,)
+    # a claimed superuser role does not make a superuser (the attribute is
+    # not inherited, as in PostgreSQL)
+    with pg_login(hs, "carol", token(["root_group"])) as c:
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            c.execute("SELECT * FROM system.executors")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute("CREATE ROLE sneaky")
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,17 @@ pub struct JwtSettings {
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub user_claim: String,
+    /// The claim holding the login's roles (`--jwt-roles-claim`).
+    pub roles_claim: Option<String>,
+}
+
+/// Who a valid token names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: String,
+    /// The roles claim: a JSON array of strings, or one string of names
+    /// separated by spaces or commas (OAuth `scope` style).
+    pub roles: Vec<String>,
 }
 
 /// The keys tokens are verified against.
@@ -63,6 +74,7 @@ pub struct JwtVerifier {
     keys: Keys,
     validation: Validation,
     user_claim: String,
+    roles_claim: Option<String>,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -121,6 +133,7 @@ impl JwtVerifier {
             keys,
             validation,
             user_claim: settings.user_claim.clone(),
+            roles_claim: settings.roles_claim.clone(),
         })
     }
 
@@ -132,8 +145,8 @@ impl JwtVerifier {
         }
     }
 
-    /// The user a valid token names.
-    pub async fn verify(&self, token: &str) -> Result<String, AuthError> {
+    /// The user (and roles) a valid token names.
+    pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         fn refused(why: &dyn std::fmt::Display) -> AuthError {
             tracing::debug!(target: "sluice::auth", "JWT refused: {why}");
             AuthError::InvalidToken
@@ -157,10 +170,25 @@ impl JwtVerifier {
             }
         }
         .map_err(|e| refused(&e))?;
-        match data.claims.get(&self.user_claim) {
-            Some(serde_json::Value::String(user)) if !user.is_empty() => Ok(user.clone()),
-            _ => Err(AuthError::InvalidToken),
-        }
+        let user = match data.claims.get(&self.user_claim) {
+            Some(serde_json::Value::String(user)) if !user.is_empty() => user.clone(),
+            _ => return Err(AuthError::InvalidToken),
+        };
+        let roles = match self.roles_claim.as_ref().and_then(|c| data.claims.get(c)) {
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str())
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            Some(serde_json::Value::String(names)) => names
+                .split([' ', ','])
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(Identity { user, roles })
     }
 }
 
@@ -192,6 +220,7 @@ mod tests {
             issuer: issuer.map(str::to_owned),
             audience: audience.map(str::to_owned),
             user_claim: "sub".into(),
+            roles_claim: Some("groups".into()),
         })
         .unwrap()
     }
@@ -213,7 +242,18 @@ mod tests {
         let good = serde_json::json!({"sub": "alice", "exp": now() + 600, "iss": "idp", "aud": "sluice"});
         let t = token(good.clone(), Algorithm::HS256);
         assert!(looks_like_jwt(&t));
-        assert_eq!(v.verify(&t).await.unwrap(), "alice");
+        assert_eq!(v.verify(&t).await.unwrap().user, "alice");
+        let grouped = serde_json::json!({"sub": "bo", "exp": now() + 600, "iss": "idp", "aud": "sluice", "groups": ["a", "", 7, "b"]});
+        assert_eq!(
+            v.verify(&token(grouped, Algorithm::HS256)).await.unwrap().roles,
+            ["a", "b"]
+        );
+        let scoped =
+            serde_json::json!({"sub": "bo", "exp": now() + 600, "iss": "idp", "aud": "sluice", "groups": "a b,c"});
+        assert_eq!(
+            v.verify(&token(scoped, Algorithm::HS256)).await.unwrap().roles,
+            ["a", "b", "c"]
+        );
         for bad in [
             serde_json::json!({"sub": "alice", "exp": now() - 3600, "iss": "idp", "aud": "sluice"}),
             serde_json::json!({"sub": "alice", "iss": "idp", "aud": "sluice"}),
@@ -254,7 +294,8 @@ mod tests {
                 key: JwtKey::Secret(b"short".to_vec()),
                 issuer: None,
                 audience: None,
-                user_claim: "sub".into()
+                user_claim: "sub".into(),
+                roles_claim: None,
             })
             .is_err()
         );

@@ -227,6 +227,7 @@ impl DatabaseSchema {
         crate::access::Access {
             snapshot: &snapshot.access,
             admin: &self.admin,
+            claimed: &[],
         }
         .is_superuser(role)
     }

@@ -37,6 +37,18 @@ const SYSTEM_SCHEMA: &str = "system";
 #[derive(Debug, Clone)]
 pub struct Viewer {
     pub user: String,
+    /// Roles the login holds by its identity provider's word (see
+    /// [`Access::claimed`]).
+    pub roles: Arc<[String]>,
+}
+
+impl Viewer {
+    pub fn new(user: &str, roles: &[String]) -> Self {
+        Viewer {
+            user: user.to_owned(),
+            roles: roles.into(),
+        }
+    }
 }
 
 /// May `user` see this table (any privilege on it or its columns, or owner)?
@@ -66,11 +78,13 @@ pub fn schema_visible(access: &Access<'_>, snapshot: &Snapshot, user: &str, data
 /// Whether `user` may see schema `schema` (`table` `None`) or a table in it:
 /// what is not a user database is everyone's, except `system`, which is
 /// superusers'. The one rule behind [`UserCatalog`] and `pg_catalog`'s rows.
-pub fn sees(snapshot: &Snapshot, admin: &str, user: &str, schema: &str, table: Option<&str>) -> bool {
+pub fn sees(snapshot: &Snapshot, admin: &str, viewer: &Viewer, schema: &str, table: Option<&str>) -> bool {
     let access = Access {
         snapshot: &snapshot.access,
         admin,
+        claimed: &viewer.roles,
     };
+    let user = viewer.user.as_str();
     if access.is_superuser(user) {
         return true;
     }
@@ -95,20 +109,17 @@ fn quote(name: &str) -> String {
 #[derive(Debug)]
 pub struct UserCatalog {
     inner: Arc<SluiceCatalog>,
-    user: String,
+    viewer: Viewer,
 }
 
 impl UserCatalog {
-    pub fn new(inner: Arc<SluiceCatalog>, user: &str) -> Self {
-        UserCatalog {
-            inner,
-            user: user.to_owned(),
-        }
+    pub fn new(inner: Arc<SluiceCatalog>, viewer: Viewer) -> Self {
+        UserCatalog { inner, viewer }
     }
 
     fn schema_allowed(&self, name: &str) -> bool {
         let snapshot = self.inner.catalog_state().snapshot();
-        sees(&snapshot, self.inner.admin(), &self.user, name, None)
+        sees(&snapshot, self.inner.admin(), &self.viewer, name, None)
     }
 }
 
@@ -133,7 +144,7 @@ impl CatalogProvider for UserCatalog {
             inner,
             database: name.to_owned(),
             catalog: Arc::clone(&self.inner),
-            user: self.user.clone(),
+            viewer: self.viewer.clone(),
         }))
     }
 }
@@ -144,7 +155,7 @@ struct UserSchema {
     inner: Arc<dyn SchemaProvider>,
     database: String,
     catalog: Arc<SluiceCatalog>,
-    user: String,
+    viewer: Viewer,
 }
 
 impl UserSchema {
@@ -158,11 +169,13 @@ impl UserSchema {
         let access = Access {
             snapshot: &snapshot.access,
             admin: self.catalog.admin(),
+            claimed: &self.viewer.roles,
         };
         let object = Object::of(table);
-        let columns = access.selectable_columns(&self.user, object);
-        let filters = access.row_filters(&self.user, object);
-        let masks = access.masks(&self.user, object);
+        let user = self.viewer.user.as_str();
+        let columns = access.selectable_columns(user, object);
+        let filters = access.row_filters(user, object);
+        let masks = access.masks(user, object);
         if columns.is_none() && filters.is_none() && masks.is_empty() {
             return Ok(None);
         }
@@ -218,7 +231,13 @@ impl UserSchema {
 
     fn visible(&self, name: &str) -> bool {
         let snapshot = self.catalog.catalog_state().snapshot();
-        sees(&snapshot, self.catalog.admin(), &self.user, &self.database, Some(name))
+        sees(
+            &snapshot,
+            self.catalog.admin(),
+            &self.viewer,
+            &self.database,
+            Some(name),
+        )
     }
 }
 

@@ -597,7 +597,7 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let principal = self.principal(&request).await?;
         let mut b = query.into_builder();
-        for db in self.handler.schemas(&principal.user) {
+        for db in self.handler.schemas(&principal.user, &principal.roles) {
             b.append(CATALOG_NAME, db);
         }
         self.metadata_batch(b.build().map_err(internal)?).await
@@ -620,7 +620,7 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let principal = self.principal(&request).await?;
         let mut b = query.into_builder();
-        for t in self.handler.tables(&principal.user) {
+        for t in self.handler.tables(&principal.user, &principal.roles) {
             b.append(CATALOG_NAME, &t.schema, &t.name, t.kind, &t.arrow_schema)
                 .map_err(internal)?;
         }

@@ -45,12 +45,16 @@ impl Engine {
         Access {
             snapshot: &snapshot.access,
             admin: &self.admin,
+            claimed: &[],
         }
     }
 
     pub(super) async fn dcl(&self, session: &Session, stmt: &DclStatement) -> Result<QueryOutput, QueryError> {
         let snapshot = self.catalog.snapshot();
-        let access = self.access(&snapshot);
+        let access = Access {
+            claimed: session.roles(),
+            ..self.access(&snapshot)
+        };
         let me = session.user();
         let superuser = access.is_superuser(me);
         let role_admin = |what: &str| {

@@ -28,17 +28,19 @@ fn denied(message: String) -> QueryError {
 }
 
 impl Engine {
-    fn with_access<R>(&self, f: impl FnOnce(&Access<'_>, &Snapshot) -> R) -> R {
+    /// Access decisions for `session` (with the roles its login claims).
+    fn with_access<R>(&self, session: &Session, f: impl FnOnce(&Access<'_>, &Snapshot) -> R) -> R {
         let snapshot = self.catalog.snapshot();
         let access = Access {
             snapshot: &snapshot.access,
             admin: &self.admin,
+            claimed: session.roles(),
         };
         f(&access, &snapshot)
     }
 
     pub(super) fn require_superuser(&self, session: &Session, what: &str) -> Result<(), QueryError> {
-        if self.with_access(|a, _| a.is_superuser(session.user())) {
+        if self.with_access(session, |a, _| a.is_superuser(session.user())) {
             Ok(())
         } else {
             Err(denied(format!("permission denied to {what}: only superusers may")))
@@ -48,7 +50,7 @@ impl Engine {
     /// CREATE on schema `db` (to create tables and views in it).
     pub(super) fn require_create_in(&self, session: &Session, db: &str) -> Result<(), QueryError> {
         self.require_database(db)?;
-        let ok = self.with_access(|a, s| {
+        let ok = self.with_access(session, |a, s| {
             let owner = s.databases.get(db).and_then(|d| d.owner.as_deref());
             a.on_schema(
                 session.user(),
@@ -69,7 +71,7 @@ impl Engine {
 
     /// Ownership of schema `db`.
     pub(super) fn require_schema_owner(&self, session: &Session, db: &str) -> Result<(), QueryError> {
-        let ok = self.with_access(|a, s| match s.databases.get(db) {
+        let ok = self.with_access(session, |a, s| match s.databases.get(db) {
             Some(d) => a.owns(session.user(), d.owner.as_deref()),
             // Missing: the statement reports it.
             None => true,
@@ -83,7 +85,9 @@ impl Engine {
 
     /// A table or view the session's user may see; 42P01 otherwise.
     pub(super) fn visible_or_missing(&self, session: &Session, t: &Table) -> Result<(), QueryError> {
-        let seen = self.with_access(|a, _| crate::catalog::user_view::table_visible(a, session.user(), t));
+        let seen = self.with_access(session, |a, _| {
+            crate::catalog::user_view::table_visible(a, session.user(), t)
+        });
         if seen {
             Ok(())
         } else {
@@ -97,7 +101,7 @@ impl Engine {
     /// Ownership of a table or view (which must be visible).
     pub(super) fn require_owner(&self, session: &Session, t: &Table) -> Result<(), QueryError> {
         self.visible_or_missing(session, t)?;
-        if self.with_access(|a, _| a.owns(session.user(), t.owner.as_deref())) {
+        if self.with_access(session, |a, _| a.owns(session.user(), t.owner.as_deref())) {
             Ok(())
         } else {
             Err(denied(format!("must be owner of table {}", t.qualified())))
@@ -113,7 +117,7 @@ impl Engine {
         privilege: Privilege,
     ) -> Result<(), QueryError> {
         self.visible_or_missing(session, t)?;
-        let ok = self.with_access(|a, _| {
+        let ok = self.with_access(session, |a, _| {
             let o = Object::of(t);
             a.on_table(session.user(), o, privilege)
                 || (privilege == Privilege::Select && a.has_column_select(session.user(), o))

@@ -50,13 +50,13 @@ pub struct Engine {
 /// `base` planning as `user`: the `sluice` catalog as the user sees it
 /// (`catalog::user_view`), and the user in the config for providers that
 /// filter by it.
-pub(super) fn user_state(base: &SessionState, sluice: &Arc<SluiceCatalog>, user: &str) -> SessionState {
+pub(super) fn user_state(base: &SessionState, sluice: &Arc<SluiceCatalog>, viewer: Viewer) -> SessionState {
     use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
     let list = MemoryCatalogProviderList::new();
     let base_list = base.catalog_list();
     for name in base_list.catalog_names() {
         let catalog: Arc<dyn CatalogProvider> = if name == CATALOG_NAME {
-            Arc::new(UserCatalog::new(Arc::clone(sluice), user))
+            Arc::new(UserCatalog::new(Arc::clone(sluice), viewer.clone()))
         } else {
             match base_list.catalog(&name) {
                 Some(c) => c,
@@ -68,9 +68,7 @@ pub(super) fn user_state(base: &SessionState, sluice: &Arc<SluiceCatalog>, user:
     let mut state = SessionStateBuilder::new_from_existing(base.clone())
         .with_catalog_list(Arc::new(list))
         .build();
-    state
-        .config_mut()
-        .set_extension(Arc::new(Viewer { user: user.to_owned() }));
+    state.config_mut().set_extension(Arc::new(viewer));
     state
 }
 
@@ -140,8 +138,8 @@ impl Engine {
             });
             let (of, admin_name) = (Arc::clone(&catalog), admin.clone());
             let visibility: super::pg_oids::Visibility =
-                Arc::new(move |user: &str, schema: &str, table: Option<&str>| {
-                    crate::catalog::user_view::sees(&of.snapshot(), &admin_name, user, schema, table)
+                Arc::new(move |viewer: &Viewer, schema: &str, table: Option<&str>| {
+                    crate::catalog::user_view::sees(&of.snapshot(), &admin_name, viewer, schema, table)
                 });
             sluice.register_schema(
                 "pg_catalog",
@@ -176,7 +174,8 @@ impl Engine {
         sluice.set_planner(base.clone());
         let (owner_base, owner_catalog) = (base.clone(), Arc::clone(&sluice));
         sluice.set_owner_planner(crate::catalog::provider::OwnerPlanner(Arc::new(move |role: &str| {
-            user_state(&owner_base, &owner_catalog, role)
+            // A view's owner plans with its catalog rights only.
+            user_state(&owner_base, &owner_catalog, Viewer::new(role, &[]))
         })));
         let cluster_functions = sluice_lake::session_state(sluice_lake::session_config(), Arc::clone(&runtime))
             .scalar_functions()
@@ -409,10 +408,16 @@ impl Engine {
 
 #[async_trait]
 impl QueryHandler for Engine {
-    fn open_session(&self, user: &str, client: super::audit::ClientAddr) -> Result<Arc<Session>, QueryError> {
-        let mut state = SessionStateBuilder::new_from_existing(user_state(&self.base, &self.sluice, user))
-            .with_session_id(uuid::Uuid::new_v4().to_string())
-            .build();
+    fn open_session(
+        &self,
+        user: &str,
+        roles: &[String],
+        client: super::audit::ClientAddr,
+    ) -> Result<Arc<Session>, QueryError> {
+        let mut state =
+            SessionStateBuilder::new_from_existing(user_state(&self.base, &self.sluice, Viewer::new(user, roles)))
+                .with_session_id(uuid::Uuid::new_v4().to_string())
+                .build();
         if !self.fixed_partitions {
             // One partition per task slot of the executors registered now.
             state.config_mut().options_mut().execution.target_partitions = self.cluster.task_slots().max(1);
@@ -424,7 +429,7 @@ impl QueryHandler for Engine {
             &mut state,
             Arc::new(pg_functions::session_user_udf(user)),
         )?;
-        let session = Session::new(user, state, client);
+        let session = Session::new(user, roles, state, client);
         let gucs = session.gucs_handle();
         let catalog = Arc::clone(&self.catalog);
         let user_name = user.to_owned();
@@ -507,9 +512,12 @@ impl QueryHandler for Engine {
         session.cursors().schema(name).await.ok()
     }
 
-    fn schemas(&self, user: &str) -> Vec<String> {
+    fn schemas(&self, user: &str, roles: &[String]) -> Vec<String> {
         let snapshot = self.catalog.snapshot();
-        let access = self.access(&snapshot);
+        let access = crate::access::Access {
+            claimed: roles,
+            ..self.access(&snapshot)
+        };
         snapshot
             .databases
             .keys()
@@ -518,9 +526,12 @@ impl QueryHandler for Engine {
             .collect()
     }
 
-    fn tables(&self, user: &str) -> Vec<TableInfo> {
+    fn tables(&self, user: &str, roles: &[String]) -> Vec<TableInfo> {
         let snapshot = self.catalog.snapshot();
-        let access = self.access(&snapshot);
+        let access = crate::access::Access {
+            claimed: roles,
+            ..self.access(&snapshot)
+        };
         snapshot
             .tables
             .values()

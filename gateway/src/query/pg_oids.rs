@@ -34,7 +34,7 @@ pub(crate) type TableIds = Arc<dyn Fn(&str, &str) -> Option<String> + Send + Syn
 
 /// May `user` see schema `.1` (table `.2`: `None` for the schema itself)?
 /// (`catalog::user_view::sees`.)
-pub(crate) type Visibility = Arc<dyn Fn(&str, &str, Option<&str>) -> bool + Send + Sync>;
+pub(crate) type Visibility = Arc<dyn Fn(&crate::catalog::user_view::Viewer, &str, Option<&str>) -> bool + Send + Sync>;
 
 const USER_RANGE: u32 = 16_384;
 
@@ -142,12 +142,9 @@ impl StablePgCatalog {
     /// Reads the crate's namespaces, relations and databases and maps their
     /// OIDs to stable ones.
     async fn mapping(&self, state: &dyn Session) -> Result<Mapping> {
-        let viewer = state
-            .config()
-            .get_extension::<crate::catalog::user_view::Viewer>()
-            .map(|v| v.user.clone());
+        let viewer = state.config().get_extension::<crate::catalog::user_view::Viewer>();
         let sees =
-            |schema: &str, table: Option<&str>| viewer.as_deref().is_none_or(|u| (self.visibility.0)(u, schema, table));
+            |schema: &str, table: Option<&str>| viewer.as_deref().is_none_or(|v| (self.visibility.0)(v, schema, table));
         let namespaces = self.rows(state, "pg_namespace").await?;
         let mut ns_names: HashMap<i32, String> = HashMap::new();
         let mut hidden_namespaces = HashSet::new();

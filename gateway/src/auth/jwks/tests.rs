@@ -155,6 +155,7 @@ async fn verifier(server: &Server) -> JwtVerifier {
         issuer: None,
         audience: None,
         user_claim: "sub".into(),
+        roles_claim: None,
     })
     .unwrap();
     v.prime().await;
@@ -231,15 +232,24 @@ async fn kid_selects_the_key_and_alg_is_pinned() {
     assert_eq!(server.hits(), 1, "fetched at start");
     let (rsa_key, ec_key) = (rsa_key(), ec_key());
     assert_eq!(
-        v.verify(&token(Algorithm::RS256, Some("k1"), &rsa_key)).await.unwrap(),
+        v.verify(&token(Algorithm::RS256, Some("k1"), &rsa_key))
+            .await
+            .unwrap()
+            .user,
         "alice"
     );
     assert_eq!(
-        v.verify(&token(Algorithm::PS384, Some("k2"), &rsa_key)).await.unwrap(),
+        v.verify(&token(Algorithm::PS384, Some("k2"), &rsa_key))
+            .await
+            .unwrap()
+            .user,
         "alice"
     );
     assert_eq!(
-        v.verify(&token(Algorithm::ES256, Some("e1"), &ec_key)).await.unwrap(),
+        v.verify(&token(Algorithm::ES256, Some("e1"), &ec_key))
+            .await
+            .unwrap()
+            .user,
         "alice"
     );
     for (what, t) in [
@@ -275,7 +285,7 @@ async fn a_sole_key_verifies_tokens_without_kid() {
     let server = Server::start(set(vec![rsa(None, None)])).await;
     let v = verifier(&server).await;
     assert_eq!(
-        v.verify(&token(Algorithm::RS256, None, &rsa_key())).await.unwrap(),
+        v.verify(&token(Algorithm::RS256, None, &rsa_key())).await.unwrap().user,
         "alice"
     );
     assert!(
@@ -286,13 +296,14 @@ async fn a_sole_key_verifies_tokens_without_kid() {
     let server = Server::start(set(vec![rsa(Some("k1"), None)])).await;
     let v = verifier(&server).await;
     assert_eq!(
-        v.verify(&token(Algorithm::RS256, None, &rsa_key())).await.unwrap(),
+        v.verify(&token(Algorithm::RS256, None, &rsa_key())).await.unwrap().user,
         "alice"
     );
     assert_eq!(
         v.verify(&token(Algorithm::RS256, Some("k1"), &rsa_key()))
             .await
-            .unwrap(),
+            .unwrap()
+            .user,
         "alice"
     );
 }

@@ -165,7 +165,7 @@ impl FlightSqlServer {
             protocol: "flight",
             peer: principal.peer,
         };
-        let session = self.handler.open_session(&principal.user, client)?;
+        let session = self.handler.open_session(&principal.user, &principal.roles, client)?;
         let Some(options) = options else {
             return Ok(session);
         };
@@ -221,7 +221,7 @@ impl FlightSqlServer {
                     schema: None,
                     time_zone: None,
                 });
-                let errors = self.apply(&mut session, cmd.session_options);
+                let errors = self.apply(&principal, &mut session, cmd.session_options);
                 if let Some((token, _)) = self.bearer(&request).map(split_bearer) {
                     self.sessions.by_token.insert(token.to_owned(), session.clone());
                 }
@@ -269,6 +269,7 @@ impl FlightSqlServer {
     /// Applies `options` to `session`; the ones refused, with why.
     fn apply(
         &self,
+        principal: &Principal,
         session: &mut FlightSession,
         options: BTreeMap<String, SessionOptionValue>,
     ) -> BTreeMap<String, SetSessionOptionError> {
@@ -289,7 +290,7 @@ impl FlightSqlServer {
                         session.schema = None;
                         true
                     }
-                    Some(s) if self.handler.schemas(&session.user).contains(&s) => {
+                    Some(s) if self.handler.schemas(&principal.user, &principal.roles).contains(&s) => {
                         session.schema = Some(s);
                         true
                     }

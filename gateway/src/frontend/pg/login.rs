@@ -110,13 +110,15 @@ impl Startup {
         }
     }
 
-    fn open_session<C: ClientInfo>(&self, client: &C) -> PgWireResult<()> {
+    /// Opens the engine session of a client that logged in, holding the
+    /// `roles` its login claims.
+    fn open_session<C: ClientInfo>(&self, client: &C, roles: &[String]) -> PgWireResult<()> {
         let user = client.metadata().get("user").cloned().unwrap_or_default();
         let client_addr = crate::query::audit::ClientAddr {
             protocol: "pg",
             peer: Some(client.socket_addr().ip()),
         };
-        let session = self.handler.open_session(&user, client_addr).map_err(pg_error)?;
+        let session = self.handler.open_session(&user, roles, client_addr).map_err(pg_error)?;
         let span = tracing::Span::current();
         span.record("user", user.as_str());
         span.record("session_id", session.id());
@@ -139,7 +141,7 @@ impl Startup {
         Ok(())
     }
 
-    async fn finish<C>(&self, client: &mut C) -> PgWireResult<()>
+    async fn finish<C>(&self, client: &mut C, roles: &[String]) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -147,7 +149,7 @@ impl Startup {
     {
         let (pid, secret) = RandomPidSecretKeyGenerator::default().generate(client);
         client.set_pid_and_secret_key(pid, secret);
-        self.open_session(client)?;
+        self.open_session(client, roles)?;
         finish_authentication(client, &self.params).await
     }
 
@@ -281,7 +283,7 @@ impl Startup {
                         }
                         self.auth.record(attempt, Ok(()));
                         *state = State::Done;
-                        self.finish(client).await
+                        self.finish(client, &[]).await
                     }
                     Method::Scram => {
                         let (verifier, real) = self.auth.scram_verifier(&user);
@@ -316,10 +318,10 @@ impl Startup {
                         self.auth.verify_password(&user, &secret, Some(peer))
                     };
                     match outcome {
-                        Ok(_) => {
+                        Ok(principal) => {
                             tokio::time::sleep(self.auth.delay(&user, attempt.peer)).await;
                             self.auth.record(attempt, Ok(()));
-                            self.finish(client).await
+                            self.finish(client, &principal.roles).await
                         }
                         Err(e) => self.refuse(attempt, e).await,
                     }
@@ -396,7 +398,7 @@ impl Startup {
                                     last.into(),
                                 )))
                                 .await?;
-                            self.finish(client).await
+                            self.finish(client, &[]).await
                         }
                         _ => self.refuse(attempt, AuthError::InvalidCredentials(user.clone())).await,
                     }
