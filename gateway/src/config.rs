@@ -102,6 +102,9 @@ pub struct Cli {
     /// Refuse plaintext Postgres sessions (needs --tls-cert; Flight and HTTP are TLS-only whenever a certificate is set).
     #[arg(long, env = "SLUICE_REQUIRE_TLS", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub require_tls: Option<bool>,
+    /// Open Postgres connections at most; more are answered 53300 "too many clients" (default 1000).
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// File holding a bearer token that may read /metrics and /executors (for Prometheus); a superuser login may too.
     #[arg(long, env = "SLUICE_METRICS_TOKEN_FILE")]
     pub metrics_token_file: Option<PathBuf>,
@@ -218,6 +221,7 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     require_tls: Option<bool>,
+    max_connections: Option<usize>,
     metrics_token_file: Option<PathBuf>,
     admin_user: Option<String>,
     admin_password_file: Option<PathBuf>,
@@ -297,6 +301,8 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Plaintext Postgres sessions are refused.
     pub require_tls: bool,
+    /// Open Postgres connections at most.
+    pub max_connections: usize,
     /// Bearer token for /metrics and /executors.
     pub metrics_token: Option<Secret<String>>,
     pub admin_user: String,
@@ -400,6 +406,10 @@ impl Config {
             (None, Some(_)) => return Err(invalid("--tls-cert", "required with --tls-key")),
         };
         let require_tls = cli.require_tls.or(file.require_tls).unwrap_or(false);
+        let max_connections = cli.max_connections.or(file.max_connections).unwrap_or(1000);
+        if max_connections == 0 {
+            return Err(invalid("--max-connections", "must be at least 1"));
+        }
         if require_tls && tls.is_none() {
             return Err(invalid(
                 "--require-tls",
@@ -632,6 +642,7 @@ impl Config {
             stage_max_failures,
             tls,
             require_tls,
+            max_connections,
             metrics_token,
             admin_user,
             admin_auth,

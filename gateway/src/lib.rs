@@ -275,7 +275,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         tls: pg_tls,
         certs: certs.clone(),
         require_tls: config.require_tls,
-        max_connections: 1000,
+        max_connections: config.max_connections,
     };
     let http_access = http::Access {
         auth: Arc::clone(&auth),

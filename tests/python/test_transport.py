@@ -174,3 +174,41 @@ def test_require_tls_without_a_certificate_does_not_start(tmp_path):
 
     line = start_fails(tmp_path, "--data-dir", str(tmp_path / "d"), "--require-tls", env_password="pw")
     assert "--require-tls" in line and "--tls-cert" in line, line
+
+
+def test_connections_over_the_cap_are_told_53300(tmp_path):
+    cert, key = make_cert(tmp_path, "cap")
+    g = Gateway(tmp_path / "data", extra=["--max-connections", "2", "--tls-cert", str(cert), "--tls-key", str(key)]).start()
+    try:
+        held = [psycopg.connect(g.dsn(sslmode="disable"), autocommit=True) for _ in range(2)]
+        for mode in ["disable", "require"]:
+            with pytest.raises(psycopg.OperationalError) as e:
+                psycopg.connect(g.dsn(sslmode=mode))
+            assert "too many clients" in str(e.value), (mode, e.value)
+        import asyncio
+
+        import asyncpg
+
+        async def third():
+            await asyncpg.connect(host="127.0.0.1", port=g.pg_port, user=USER, password=g.password, database="sluice")
+
+        with pytest.raises(asyncpg.exceptions.TooManyConnectionsError) as e:
+            asyncio.run(third())
+        assert e.value.sqlstate == "53300"
+        # the held sessions keep working, and a slot freed is a slot usable
+        assert held[0].execute("SELECT 1").fetchone() == (1,)
+        held.pop().close()
+        deadline = time.time() + 10
+        while True:
+            try:
+                with psycopg.connect(g.dsn(sslmode="require"), autocommit=True) as c:
+                    assert c.execute("SELECT 2").fetchone() == (2,)
+                break
+            except psycopg.OperationalError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.1)
+        for c in held:
+            c.close()
+    finally:
+        g.stop()

@@ -41,6 +41,7 @@ mod copy;
 mod copy_in;
 mod login;
 mod present;
+mod refuse;
 mod simple;
 
 use crate::auth::Authenticator;
@@ -530,8 +531,8 @@ impl PgServer {
                 }
             };
             let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-                tracing::warn!(%peer, "too many connections; refusing");
-                drop(socket);
+                tracing::warn!(%peer, max = self.max_connections, "too many connections; refusing with 53300");
+                tracker.spawn(refuse::too_many_clients(socket, self.tls.clone()));
                 continue;
             };
             let _ = socket.set_nodelay(true);
