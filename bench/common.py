@@ -63,17 +63,6 @@ def write_wide(d: Path, n: int):
             w.write_table(pa.table({"id": ids, "label": labels, "value": pc.multiply(ids.cast(pa.float64()), 0.5)}))
 
 
-def http_get(url):
-    """GET `url` with the bench gateway's administrator login (text)."""
-    import base64
-    import urllib.request
-
-    auth = "Basic " + base64.b64encode(b"sluice:bench").decode()
-    req = urllib.request.Request(url, headers={"Authorization": auth})
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return r.read().decode()
-
-
 class Gateway:
     def __init__(self, data_dir: Path, *extra):
         self.data_dir = data_dir
@@ -109,7 +98,9 @@ class Gateway:
 
     def http(self, path):
         """GET `path` on the HTTP port as the administrator (text)."""
-        return http_get(f"http://127.0.0.1:{self.http_port}{path}")
+        from sluice_fixtures import basic, http_get
+
+        return http_get(f"http://127.0.0.1:{self.http_port}{path}", basic("sluice", "bench"))
 
     def store_requests(self):
         """Object-store requests so far, by kind (from /metrics)."""

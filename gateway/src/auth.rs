@@ -217,8 +217,9 @@ impl CatalogAuthenticator {
     }
 
     fn mac(&self, purpose: Purpose) -> HmacSha256 {
-        let key = &self.purpose_keys[Purpose::ALL.iter().position(|p| *p == purpose).unwrap_or(0)];
-        HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+        // `ALL` lists the purposes in declaration order.
+        HmacSha256::new_from_slice(&self.purpose_keys[purpose as usize])
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
     }
 
     /// `tag || issued || payload`, the tag over the rest with `purpose`'s key.

@@ -282,7 +282,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         is_superuser: {
             let (catalog, admin) = (Arc::clone(&catalog), config.admin_user.clone());
             Arc::new(move |user: &str| {
-                user == admin || catalog.snapshot().access.roles.get(user).is_some_and(|r| r.superuser)
+                let snapshot = catalog.snapshot();
+                access::Access {
+                    snapshot: &snapshot.access,
+                    admin: &admin,
+                    claimed: &[],
+                }
+                .is_superuser(user)
             })
         },
         metrics_token: config.metrics_token.clone(),

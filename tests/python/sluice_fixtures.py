@@ -37,6 +37,21 @@ def http_get(url, authorization=None, context=None):
         return r.read().decode()
 
 
+def refusal_sqlstate(g, user, password):
+    """The SQLSTATE of a refused asyncpg login to gateway `g`."""
+    import asyncio
+
+    import asyncpg
+
+    async def attempt():
+        c = await asyncpg.connect(host="127.0.0.1", port=g.pg_port, user=user, password=password, database="sluice")
+        await c.close()
+
+    with pytest.raises(asyncpg.PostgresError) as e:
+        asyncio.run(attempt())
+    return e.value.sqlstate
+
+
 def scrape(addr, authorization=None):
     """Prometheus samples of http://addr/metrics: {"name{labels}": value}."""
     text = http_get(f"http://{addr}/metrics", authorization)

@@ -11,7 +11,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from sluice_fixtures import Gateway
+from sluice_fixtures import Gateway, refusal_sqlstate
 
 
 @pytest.fixture(scope="module")
@@ -36,18 +36,6 @@ def refusal(g, user, password):
     with pytest.raises(psycopg.OperationalError) as e:
         login(g, user, password).close()
     return str(e.value).split("FATAL:", 1)[-1].strip()
-
-
-def refusal_sqlstate(g, user, password):
-    """The SQLSTATE of a refused asyncpg login."""
-
-    async def attempt():
-        c = await asyncpg.connect(host="127.0.0.1", port=g.pg_port, user=user, password=password, database="sluice")
-        await c.close()
-
-    with pytest.raises(asyncpg.PostgresError) as e:
-        asyncio.run(attempt())
-    return e.value.sqlstate
 
 
 def test_created_user_logs_in_with_scram_on_every_client(gw):

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from sluice_fixtures import Gateway
+from sluice_fixtures import Gateway, refusal_sqlstate
 
 SECRET = b"a-shared-secret-of-at-least-32-bytes!"
 
@@ -224,20 +224,6 @@ class JwksServer:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-def refusal_sqlstate(g, user, password):
-    import asyncio
-
-    import asyncpg
-
-    async def attempt():
-        c = await asyncpg.connect(host="127.0.0.1", port=g.pg_port, user=user, password=password, database="sluice")
-        await c.close()
-
-    with pytest.raises(asyncpg.PostgresError) as e:
-        asyncio.run(attempt())
-    return e.value.sqlstate
 
 
 def assert_flight_refused(g, token):

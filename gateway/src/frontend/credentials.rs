@@ -37,8 +37,19 @@ pub fn split_bearer(bearer: &str) -> (&str, Option<&str>) {
 }
 
 /// The principal an `authorization` header value proves, for a client at
-/// `peer` on `protocol`.
+/// `peer` on `protocol` (the principal carries `peer`).
 pub async fn authenticate(
+    auth: &dyn Authenticator,
+    header: &str,
+    peer: Option<IpAddr>,
+    protocol: &'static str,
+) -> Result<Principal, CredentialError> {
+    let mut principal = prove(auth, header, peer, protocol).await?;
+    principal.peer = peer;
+    Ok(principal)
+}
+
+async fn prove(
     auth: &dyn Authenticator,
     header: &str,
     peer: Option<IpAddr>,

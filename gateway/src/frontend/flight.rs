@@ -168,11 +168,9 @@ impl FlightSqlServer {
             });
         let peer = peer_ip(req);
         async move {
-            let mut principal = credentials::authenticate(self.auth.as_ref(), &header?, peer, "flight")
+            credentials::authenticate(self.auth.as_ref(), &header?, peer, "flight")
                 .await
-                .map_err(|e| Status::unauthenticated(e.to_string()))?;
-            principal.peer = peer;
-            Ok(principal)
+                .map_err(|e| Status::unauthenticated(e.to_string()))
         }
     }
 

@@ -155,15 +155,18 @@ impl Pending {
         match outcome {
             Ok(rows) => {
                 self.record.rows = rows;
-                self.record.outcome = "ok".into();
-                self.record.sqlstate = "00000".into();
+                self.end("ok", None);
             }
-            Err(e) => {
-                self.record.outcome = "error".into();
-                self.record.sqlstate = e.sqlstate().into();
-                self.record.message = Some(e.message.clone());
-            }
+            Err(e) => self.end("error", Some(e)),
         }
+    }
+
+    /// Writes the record with `outcome` and, for an error, its SQLSTATE
+    /// and message.
+    fn end(mut self, outcome: &str, error: Option<&QueryError>) {
+        self.record.outcome = outcome.into();
+        self.record.sqlstate = error.map_or("00000", QueryError::sqlstate).into();
+        self.record.message = error.map(|e| e.message.clone());
         self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1e3;
         self.log.write(self.record);
     }
@@ -190,9 +193,8 @@ impl Stream for Audited {
     type Item = datafusion::error::Result<RecordBatch>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let item = self.inner.as_mut().poll_next(cx);
-        match &item {
-            Poll::Ready(Some(Ok(batch))) => {
+        let item = match std::task::ready!(self.inner.as_mut().poll_next(cx)) {
+            Some(Ok(batch)) => {
                 if let Some(p) = self.pending.as_mut() {
                     p.record.rows += batch.num_rows() as u64;
                     p.record.bytes += batch
@@ -201,27 +203,24 @@ impl Stream for Audited {
                         .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64)
                         .sum::<u64>();
                 }
+                Some(Ok(batch))
             }
-            Poll::Ready(Some(Err(_))) => {
-                let Poll::Ready(Some(Err(e))) = item else {
-                    unreachable!("matched above")
-                };
+            Some(Err(e)) => {
                 // Classified once here; the client gets the same error back.
                 let error = QueryError::from(e);
                 if let Some(p) = self.pending.take() {
-                    p.finish(Err(&error));
+                    p.end("error", Some(&error));
                 }
-                return Poll::Ready(Some(Err(datafusion::error::DataFusionError::External(Box::new(error)))));
+                Some(Err(datafusion::error::DataFusionError::External(Box::new(error))))
             }
-            Poll::Ready(None) => {
+            None => {
                 if let Some(p) = self.pending.take() {
-                    let rows = p.record.rows;
-                    p.finish(Ok(rows));
+                    p.end("ok", None);
                 }
+                None
             }
-            Poll::Pending => {}
-        }
-        item
+        };
+        Poll::Ready(item)
     }
 }
 
@@ -233,11 +232,8 @@ impl RecordBatchStream for Audited {
 
 impl Drop for Audited {
     fn drop(&mut self) {
-        if let Some(mut p) = self.pending.take() {
-            p.record.outcome = "incomplete".into();
-            p.record.sqlstate = "00000".into();
-            p.record.duration_ms = p.started.elapsed().as_secs_f64() * 1e3;
-            p.log.write(p.record);
+        if let Some(p) = self.pending.take() {
+            p.end("incomplete", None);
         }
     }
 }
