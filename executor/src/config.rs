@@ -83,6 +83,9 @@ pub struct Cli {
     /// Write the bound ports as JSON here once serving (for tests and tooling).
     #[arg(long, env = "SLUICE_LISTEN_FILE")]
     pub listen_file: Option<PathBuf>,
+    /// Log lines as `text` (default) or `json` (one object per line).
+    #[arg(long, env = "SLUICE_LOG_FORMAT")]
+    pub log_format: Option<sluice_lake::logging::LogFormat>,
     #[command(flatten)]
     pub lake: sluice_lake::config::LakeArgs,
 }
@@ -104,6 +107,7 @@ struct FileConfig {
     http_listen: Option<SocketAddr>,
     cluster_secret_file: Option<PathBuf>,
     listen_file: Option<PathBuf>,
+    log_format: Option<sluice_lake::logging::LogFormat>,
     footer_cache_size: Option<String>,
     footer_cache_ttl: Option<u64>,
     /// Named object stores: `[stores.NAME]` with `url` and `options`.
@@ -123,6 +127,7 @@ pub struct Config {
     /// Object stores, footer cache, memory cap.
     pub lake: sluice_lake::config::LakeSettings,
     pub drain_timeout: Duration,
+    pub log_format: sluice_lake::logging::LogFormat,
     pub heartbeat_interval: Duration,
     pub register_timeout: Duration,
     pub http_listen: Option<SocketAddr>,
@@ -213,6 +218,7 @@ impl Config {
             )
             .map_err(|(flag, message)| invalid(flag, message))?,
             drain_timeout: Duration::from_secs(cli.drain_timeout.or(file.drain_timeout).unwrap_or(30)),
+            log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
             heartbeat_interval: Duration::from_secs(heartbeat),
             register_timeout: Duration::from_secs(cli.register_timeout.or(file.register_timeout).unwrap_or(60)),
             http_listen: cli.http_listen.or(file.http_listen),

@@ -5,13 +5,6 @@ use clap::Parser;
 use sluice_executor::config::{Cli, Config};
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ballista=warn,datafusion=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let config = match Config::load(Cli::parse()) {
         Ok(c) => c,
         Err(e) => {
@@ -19,6 +12,7 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
+    sluice_lake::logging::init(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match sluice_executor::run(config, wait_for_signal()).await {

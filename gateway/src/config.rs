@@ -105,6 +105,15 @@ pub struct Cli {
     /// Open Postgres connections at most; more are answered 53300 "too many clients" (default 1000).
     #[arg(long, env = "SLUICE_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Open Flight SQL connections at most; calls on more are answered RESOURCE_EXHAUSTED (default 1000).
+    #[arg(long, env = "SLUICE_FLIGHT_MAX_CONNECTIONS")]
+    pub flight_max_connections: Option<usize>,
+    /// Seconds running statements may take to finish after SIGTERM before they are cancelled (default 30).
+    #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<u64>,
+    /// Log lines as `text` (default) or `json` (one object per line).
+    #[arg(long, env = "SLUICE_LOG_FORMAT")]
+    pub log_format: Option<sluice_lake::logging::LogFormat>,
     /// File holding a bearer token that may read /metrics and /executors (for Prometheus); a superuser login may too.
     #[arg(long, env = "SLUICE_METRICS_TOKEN_FILE")]
     pub metrics_token_file: Option<PathBuf>,
@@ -222,6 +231,9 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     require_tls: Option<bool>,
     max_connections: Option<usize>,
+    flight_max_connections: Option<usize>,
+    shutdown_timeout: Option<u64>,
+    log_format: Option<sluice_lake::logging::LogFormat>,
     metrics_token_file: Option<PathBuf>,
     admin_user: Option<String>,
     admin_password_file: Option<PathBuf>,
@@ -303,6 +315,11 @@ pub struct Config {
     pub require_tls: bool,
     /// Open Postgres connections at most.
     pub max_connections: usize,
+    /// Open Flight SQL connections at most.
+    pub flight_max_connections: usize,
+    /// How long running statements may take to finish after SIGTERM.
+    pub shutdown_timeout: std::time::Duration,
+    pub log_format: sluice_lake::logging::LogFormat,
     /// Bearer token for /metrics and /executors.
     pub metrics_token: Option<Secret<String>>,
     pub admin_user: String,
@@ -410,6 +427,15 @@ impl Config {
         if max_connections == 0 {
             return Err(invalid("--max-connections", "must be at least 1"));
         }
+        let flight_max_connections = cli
+            .flight_max_connections
+            .or(file.flight_max_connections)
+            .unwrap_or(1000);
+        if flight_max_connections == 0 {
+            return Err(invalid("--flight-max-connections", "must be at least 1"));
+        }
+        let shutdown_timeout =
+            std::time::Duration::from_secs(cli.shutdown_timeout.or(file.shutdown_timeout).unwrap_or(30));
         if require_tls && tls.is_none() {
             return Err(invalid(
                 "--require-tls",
@@ -643,6 +669,9 @@ impl Config {
             tls,
             require_tls,
             max_connections,
+            flight_max_connections,
+            shutdown_timeout,
+            log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
             metrics_token,
             admin_user,
             admin_auth,

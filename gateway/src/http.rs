@@ -65,6 +65,8 @@ pub use guard::Access;
 struct AppState {
     metrics: Metrics,
     cluster: Cluster,
+    /// Cancelled when shutdown starts: `/readyz` turns unready.
+    draining: CancellationToken,
 }
 
 async fn healthz() -> &'static str {
@@ -72,6 +74,9 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    if s.draining.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: shutting down\n".to_owned());
+    }
     let alive = s.cluster.alive_executors().await;
     if alive > 0 {
         (StatusCode::OK, format!("ready: {alive} executor(s)\n"))
@@ -97,18 +102,21 @@ async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     }
 }
 
-/// Serves the HTTP endpoints until `shutdown`; TLS only when `tls` is set.
+/// Serves the HTTP endpoints until `shutdown` (the last step of a stop;
+/// `/readyz` answers 503 from `draining` on); TLS only when `tls` is set.
 pub async fn run(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     metrics_: Metrics,
     cluster: Cluster,
     access: Access,
+    draining: CancellationToken,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let state = Arc::new(AppState {
         metrics: metrics_,
         cluster,
+        draining,
     });
     let guarded = Router::new()
         .route("/metrics", get(metrics))

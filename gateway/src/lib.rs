@@ -79,6 +79,8 @@ pub enum StartError {
     Audit(String),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("{0} server stopped: {1}")]
+    Serve(&'static str, String),
 }
 
 async fn bind(flag: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -149,8 +151,16 @@ pub struct BoundAddrs {
     pub scheduler: SocketAddr,
 }
 
-/// Starts every part of the gateway and serves until `shutdown` fires.
+/// Starts every part of the gateway and serves until `shutdown` fires, then
+/// stops in order: `/readyz` turns unready and the pg and Flight listeners
+/// close; idle pg sessions are told 57P01; running statements get
+/// `--shutdown-timeout` to finish, then are cancelled; last the HTTP port,
+/// the executors and the scheduler stop. A server that fails while serving
+/// stops the gateway with an error.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+    // `shutdown` starts the drain; `stop` ends what the statements need.
+    let stop = CancellationToken::new();
+    let _stop_on_return = stop.clone().drop_guard();
     let pg_listener = bind("--pg-listen", config.pg_listen).await?;
     let flight_listener = bind("--flight-listen", config.flight_listen).await?;
     let http_listener = bind("--http-listen", config.http_listen).await?;
@@ -183,7 +193,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
             tracing::info!(files, "deleted the files of writes interrupted by an earlier stop");
         }
     });
-    managed.spawn_collector(shutdown.clone());
+    managed.spawn_collector(stop.clone());
     let scheduler_listener = bind(
         "--scheduler-listen",
         config.scheduler_listen.unwrap_or(([127, 0, 0, 1], 0).into()),
@@ -209,7 +219,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
             stage_max_failures: config.stage_max_failures,
         },
         &config.data_dir,
-        shutdown.clone(),
+        stop.clone(),
     )
     .await?
     .with_job_metrics(metrics.jobs.clone());
@@ -267,8 +277,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     };
     let (pg_tls, flight_tls, http_tls) = (acceptor(&[])?, acceptor(&[b"h2"])?, acceptor(&[b"http/1.1"])?);
     if let Some(certs) = &certs {
-        spawn_reload_on_sighup(Arc::clone(certs), shutdown.clone());
+        spawn_reload_on_sighup(Arc::clone(certs), stop.clone());
     }
+    let s = shutdown.clone();
     let pg = frontend::pg::PgServer {
         auth: Arc::clone(&auth),
         handler: Arc::clone(&handler),
@@ -276,6 +287,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         certs: certs.clone(),
         require_tls: config.require_tls,
         max_connections: config.max_connections,
+        shutdown_timeout: config.shutdown_timeout,
     };
     let http_access = http::Access {
         auth: Arc::clone(&auth),
@@ -297,19 +309,30 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     let flight = frontend::flight::FlightSqlServer::new(Arc::clone(&auth), Arc::clone(&handler))
         .map_err(|e| StartError::Flight(e.to_string()))?;
 
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(pg.run(pg_listener, shutdown.clone()));
-    let s = shutdown.clone();
-    tasks.spawn(async move {
-        if let Err(e) = flight.run(flight_listener, flight_tls, s).await {
-            tracing::error!("flight server stopped: {e}");
+    let limits = frontend::flight::Limits {
+        max_connections: config.flight_max_connections,
+        shutdown_timeout: config.shutdown_timeout,
+    };
+    let mut frontends = tokio::task::JoinSet::new();
+    frontends.spawn(async move {
+        pg.run(pg_listener, s.clone()).await;
+        match s.is_cancelled() {
+            true => Ok(()),
+            false => Err(StartError::Serve("pg", "ended before shutdown".to_owned())),
         }
     });
     let s = shutdown.clone();
-    tasks.spawn(async move {
-        if let Err(e) = http::run(http_listener, http_tls, metrics, cluster, http_access, s).await {
-            tracing::error!("http server stopped: {e}");
-        }
+    frontends.spawn(async move {
+        flight
+            .run(flight_listener, flight_tls, limits, s)
+            .await
+            .map_err(|e| StartError::Serve("flight", e.to_string()))
+    });
+    let (draining, s) = (shutdown.clone(), stop.clone());
+    let mut http = tokio::spawn(async move {
+        http::run(http_listener, http_tls, metrics, cluster, http_access, draining, s)
+            .await
+            .map_err(|e| StartError::Serve("http", e.to_string()))
     });
 
     if let Some(path) = &config.listen_file {
@@ -329,7 +352,31 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         config.admin_user,
         catalog::CATALOG_NAME
     );
-    shutdown.cancelled().await;
-    while tasks.join_next().await.is_some() {}
+    // A server that ends before shutdown failed: stop everything.
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        Some(ended) = frontends.join_next() => return Err(ended_early(ended, "pg or flight")),
+        ended = &mut http => return Err(ended_early(ended, "http")),
+    }
+    tracing::info!(timeout = ?config.shutdown_timeout, "shutting down: not ready, no new connections, running statements finish");
+    while let Some(ended) = frontends.join_next().await {
+        if let Ok(Err(e)) = ended {
+            tracing::warn!("{e}");
+        }
+    }
+    stop.cancel();
+    if let Ok(Err(e)) = http.await {
+        tracing::warn!("{e}");
+    }
+    tracing::info!("sluice gateway stopped");
     Ok(())
+}
+
+/// The error of a server task that ended before shutdown.
+fn ended_early(ended: Result<Result<(), StartError>, tokio::task::JoinError>, name: &'static str) -> StartError {
+    match ended {
+        Ok(Err(e)) => e,
+        Ok(Ok(())) => StartError::Serve(name, "ended before shutdown".to_owned()),
+        Err(e) => StartError::Serve(name, e.to_string()),
+    }
 }

@@ -5,10 +5,11 @@
 //! The gateway plans with [`session_state`]; the embedded scheduler and every
 //! executor (in-process or `sluice-executor`) build their sessions with the
 //! same function, so a table location that resolves on the gateway resolves
-//! on every executor.
+//! on every executor. [`logging`] is the log set-up both binaries share.
 
 pub mod cache;
 pub mod config;
+pub mod logging;
 pub mod membership;
 pub mod pg_ident;
 pub mod secure;

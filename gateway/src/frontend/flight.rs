@@ -9,6 +9,7 @@
 mod cancel;
 mod info;
 mod ingest;
+mod listen;
 mod params;
 mod service;
 mod session;
@@ -25,7 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
-use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::metadata::{SqlInfoData, XdbcTypeInfoData};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
@@ -47,8 +48,6 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -62,6 +61,8 @@ use crate::session::Session;
 use sluice_proto::{FlightSession, StatementHandle};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+pub use listen::Limits;
 
 /// The Flight SQL service.
 #[derive(Clone)]
@@ -115,43 +116,6 @@ impl FlightSqlServer {
             running: Arc::new(cancel::Running::default()),
             sessions: Arc::new(session::Sessions::default()),
         })
-    }
-
-    /// Serves `listener` until `shutdown`.
-    pub async fn run(
-        self,
-        listener: TcpListener,
-        tls: Option<tokio_rustls::TlsAcceptor>,
-        shutdown: CancellationToken,
-    ) -> Result<(), tonic::transport::Error> {
-        let service = FlightServiceServer::new(service::Service(self)).max_decoding_message_size(64 * 1024 * 1024);
-        let router = tonic::transport::Server::builder().add_service(service);
-        match tls {
-            // TLS only: the handshakes run in `tls::incoming`, with the
-            // certificate current at each one (reloaded on SIGHUP).
-            Some(acceptor) => {
-                let rx = crate::tls::incoming(listener, acceptor, shutdown.clone());
-                let incoming = futures::stream::unfold(rx, |mut rx| async move {
-                    let (stream, _peer) = rx.recv().await?;
-                    Some((Ok::<_, std::io::Error>(stream), rx))
-                });
-                router
-                    .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-                    .await
-            }
-            None => {
-                let incoming = futures::stream::unfold(listener, |l| async move {
-                    let r = l.accept().await.map(|(s, _)| {
-                        let _ = s.set_nodelay(true);
-                        s
-                    });
-                    Some((r, l))
-                });
-                router
-                    .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-                    .await
-            }
-        }
     }
 
     /// The caller's principal. The future does not borrow the request (a
@@ -355,7 +319,7 @@ fn foreign_keys_schema() -> Schema {
 }
 
 fn peer_ip<T>(req: &Request<T>) -> Option<IpAddr> {
-    req.remote_addr().map(|a| a.ip())
+    req.extensions().get::<listen::ConnInfo>().map(|c| c.peer.ip())
 }
 
 #[tonic::async_trait]

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 
 use arrow_pg::datatypes::df::deserialize_parameters;
@@ -15,7 +14,6 @@ use datafusion::arrow::datatypes::Schema;
 use futures::{Sink, SinkExt, StreamExt, stream};
 use pgwire::api::DEFAULT_NAME;
 use pgwire::api::auth::DefaultServerParameterProvider;
-use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -25,16 +23,12 @@ use pgwire::api::results::{
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::Entry;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type};
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::startup::ParameterStatus;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 mod array_param;
 mod copy;
@@ -42,10 +36,11 @@ mod copy_in;
 mod login;
 mod present;
 mod refuse;
+mod server;
 mod simple;
 
-use crate::auth::Authenticator;
-use crate::catalog::CATALOG_NAME;
+pub use server::PgServer;
+
 use crate::error::{ErrorKind, QueryError};
 use crate::query::{Prepared, QueryHandler, QueryOutput};
 use crate::session::Session;
@@ -96,6 +91,24 @@ impl Drop for CancelRegistration {
 #[derive(Debug, Default)]
 pub struct CancelRegistry {
     map: Mutex<HashMap<(i32, Bytes), Weak<Session>>>,
+}
+
+impl CancelRegistry {
+    /// Cancels the running statement of every live session (at the end of
+    /// the shutdown timeout); answers how many sessions there were.
+    fn cancel_all(&self) -> usize {
+        let sessions: Vec<Arc<Session>> = self
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for s in &sessions {
+            s.cancel_current();
+        }
+        sessions.len()
+    }
 }
 
 #[async_trait]
@@ -455,130 +468,5 @@ impl ExtendedQueryHandler for Queries {
             .inspect_err(|e| log_statement_error(e, &prepared.sql))
             .map_err(pg_error)?;
         self.to_response(client, output, &portal.result_column_format).await
-    }
-}
-
-/// pgwire handler factory: one per connection (SASL state is per connection).
-struct Handlers {
-    startup: Arc<login::Startup>,
-    queries: Arc<Queries>,
-    cancel: Arc<CancelRegistry>,
-}
-
-impl PgWireServerHandlers for Handlers {
-    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        Arc::clone(&self.queries)
-    }
-    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        Arc::clone(&self.queries)
-    }
-    fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::clone(&self.startup)
-    }
-    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
-        Arc::clone(&self.queries)
-    }
-    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
-        Arc::clone(&self.cancel)
-    }
-}
-
-/// The Postgres wire server.
-pub struct PgServer {
-    pub auth: Arc<dyn Authenticator>,
-    pub handler: Arc<dyn QueryHandler>,
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
-    /// The certificate the acceptor presents, for SCRAM channel binding.
-    pub certs: Option<Arc<crate::tls::CertStore>>,
-    /// Refuse sessions that did not negotiate TLS.
-    pub require_tls: bool,
-    pub max_connections: usize,
-}
-
-impl std::fmt::Debug for PgServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgServer")
-            .field("tls", &self.tls.is_some())
-            .field("require_tls", &self.require_tls)
-            .field("max_connections", &self.max_connections)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PgServer {
-    /// Serves `listener` until `shutdown`, then waits for open connections.
-    pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) {
-        let cancel = Arc::new(CancelRegistry::default());
-        let queries = Arc::new(Queries {
-            handler: Arc::clone(&self.handler),
-            parser: Arc::new(Parser {
-                handler: Arc::clone(&self.handler),
-            }),
-        });
-        let limit = Arc::new(tokio::sync::Semaphore::new(self.max_connections));
-        let tracker = TaskTracker::new();
-        loop {
-            let accepted = tokio::select! {
-                () = shutdown.cancelled() => break,
-                a = listener.accept() => a,
-            };
-            let (socket, peer) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("pg accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-                tracing::warn!(%peer, max = self.max_connections, "too many connections; refusing with 53300");
-                tracker.spawn(refuse::too_many_clients(socket, self.tls.clone()));
-                continue;
-            };
-            let _ = socket.set_nodelay(true);
-            let handlers = Arc::new(Handlers {
-                startup: Arc::new(self.startup(Arc::clone(&cancel))),
-                queries: Arc::clone(&queries),
-                cancel: Arc::clone(&cancel),
-            });
-            let tls = self.tls.clone();
-            let span = tracing::info_span!(
-                "pg_connection",
-                %peer,
-                user = tracing::field::Empty,
-                database = tracing::field::Empty,
-                session_id = tracing::field::Empty
-            );
-            tracker.spawn(
-                async move {
-                    if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
-                        tracing::debug!("connection ended with error: {e}");
-                    }
-                    drop(permit);
-                }
-                .instrument(span),
-            );
-        }
-        tracker.close();
-        tracker.wait().await;
-    }
-
-    fn startup(&self, cancel: Arc<CancelRegistry>) -> login::Startup {
-        login::Startup::new(
-            Arc::clone(&self.auth),
-            Arc::clone(&self.handler),
-            cancel,
-            parameters(),
-            self.certs.as_ref().and_then(|c| login::cert_hash(&c.cert_pem())),
-            self.require_tls,
-        )
-    }
-
-    /// Address helper for logs.
-    pub fn describe(addr: SocketAddr, tls: bool) -> String {
-        format!(
-            "postgres://{addr}/{CATALOG_NAME}{}",
-            if tls { "?sslmode=require" } else { "" }
-        )
     }
 }

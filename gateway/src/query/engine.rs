@@ -152,6 +152,7 @@ impl Engine {
             ctx.register_udf(f.as_ref().clone());
         }
         ctx.register_udf(pg_functions::version_udf());
+        ctx.register_udf(pg_functions::sleep::pg_sleep_udf());
         ctx.register_udf(pg_functions::pg_my_temp_schema_udf());
         ctx.register_udf(pg_functions::pg_get_serial_sequence_udf());
         ctx.register_udf(pg_functions::json_build_object_udf());

@@ -9,6 +9,7 @@
 //! `_pg_int2_array` are in `arrays`.
 
 pub(super) mod arrays;
+pub(super) mod sleep;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -77,6 +77,22 @@ impl Running {
         })
     }
 
+    /// Cancels every DoGet streaming now (at the end of the shutdown
+    /// timeout); answers how many there were.
+    pub(super) fn cancel_all(&self) -> usize {
+        let sessions: Vec<Arc<Session>> = self
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for s in &sessions {
+            s.cancel_current();
+        }
+        sessions.len()
+    }
+
     /// Cancels the query of `ticket`, running or not yet fetched.
     pub(super) fn cancel(&self, ticket: Bytes) -> CancelStatus {
         let session = self
