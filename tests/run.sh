@@ -58,6 +58,12 @@ step "vendored Ballista crates: their tests and our patches' regression tests (n
 cargo nextest run --manifest-path third_party/Cargo.toml --no-fail-fast \
     -p ballista-scheduler -p ballista-executor --no-default-features --lib
 
+step "Helm chart: lint and schema validation"
+bash tests/helm.sh "$VENV"
+
+step "container image and docker-compose cluster"
+bash tests/compose.sh "$VENV"
+
 step "real-client tests (pytest)"
 export SLUICE_GATEWAY_BIN="$CARGO_TARGET_DIR/debug/sluice-gateway"
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/python conformance "$@"

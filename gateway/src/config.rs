@@ -111,6 +111,9 @@ pub struct Cli {
     /// Seconds running statements may take to finish after SIGTERM before they are cancelled (default 30).
     #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<u64>,
+    /// Ended statements kept in system.queries (default 1000).
+    #[arg(long, env = "SLUICE_QUERY_HISTORY")]
+    pub query_history: Option<usize>,
     /// Log lines as `text` (default) or `json` (one object per line).
     #[arg(long, env = "SLUICE_LOG_FORMAT")]
     pub log_format: Option<sluice_lake::logging::LogFormat>,
@@ -233,6 +236,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     flight_max_connections: Option<usize>,
     shutdown_timeout: Option<u64>,
+    query_history: Option<usize>,
     log_format: Option<sluice_lake::logging::LogFormat>,
     metrics_token_file: Option<PathBuf>,
     admin_user: Option<String>,
@@ -319,6 +323,8 @@ pub struct Config {
     pub flight_max_connections: usize,
     /// How long running statements may take to finish after SIGTERM.
     pub shutdown_timeout: std::time::Duration,
+    /// Ended statements kept in system.queries.
+    pub query_history: usize,
     pub log_format: sluice_lake::logging::LogFormat,
     /// Bearer token for /metrics and /executors.
     pub metrics_token: Option<Secret<String>>,
@@ -671,6 +677,7 @@ impl Config {
             max_connections,
             flight_max_connections,
             shutdown_timeout,
+            query_history: cli.query_history.or(file.query_history).unwrap_or(1000),
             log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
             metrics_token,
             admin_user,

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntGauge, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -20,8 +20,8 @@ use crate::cluster::Cluster;
 #[derive(Debug, Clone)]
 pub struct Metrics {
     pub registry: Registry,
-    /// Statements by outcome (`ok`, `error`).
-    pub statements: IntCounterVec,
+    /// Statements by protocol and outcome, latency, rows and bytes out.
+    pub statements: crate::query::history::StatementMetrics,
     pub executors_alive: IntGauge,
     /// Work of finished cluster jobs (see [`crate::cluster::JobMetrics`]).
     pub jobs: crate::cluster::JobMetrics,
@@ -30,12 +30,8 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("sluice".into()), None)?;
-        let statements = IntCounterVec::new(
-            Opts::new("statements_total", "Statements run, by outcome"),
-            &["outcome"],
-        )?;
+        let statements = crate::query::history::StatementMetrics::new(&registry)?;
         let executors_alive = IntGauge::new("executors_alive", "Executors registered with the scheduler and alive")?;
-        registry.register(Box::new(statements.clone()))?;
         registry.register(Box::new(executors_alive.clone()))?;
         let jobs = crate::cluster::JobMetrics {
             partitions: IntCounter::new(

@@ -230,7 +230,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         cluster: cluster.clone(),
         codec,
         runtime,
-        statements: metrics.statements.clone(),
+        history: Arc::new(query::history::History::new(
+            config.query_history,
+            metrics.statements.clone(),
+        )),
         target_partitions: config.target_partitions,
         admin: config.admin_user.clone(),
         audit: Some(
@@ -353,10 +356,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         catalog::CATALOG_NAME
     );
     // A server that ends before shutdown failed: stop everything.
-    tokio::select! {
-        () = shutdown.cancelled() => {}
-        Some(ended) = frontends.join_next() => return Err(ended_early(ended, "pg or flight")),
-        ended = &mut http => return Err(ended_early(ended, "http")),
+    // (A front end that ended because shutdown began is no failure.)
+    let early = tokio::select! {
+        biased;
+        () = shutdown.cancelled() => None,
+        Some(ended) = frontends.join_next() => Some(ended_early(ended, "pg or flight")),
+        ended = &mut http => Some(ended_early(ended, "http")),
+    };
+    if let Some(e) = early.filter(|_| !shutdown.is_cancelled()) {
+        return Err(e);
     }
     tracing::info!(timeout = ?config.shutdown_timeout, "shutting down: not ready, no new connections, running statements finish");
     while let Some(ended) = frontends.join_next().await {

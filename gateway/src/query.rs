@@ -7,12 +7,14 @@
 mod access_cmd;
 pub mod audit;
 mod authorize;
+mod control;
 pub mod copy;
 pub mod cursor;
 pub mod dcl;
 mod ddl;
 mod distributed;
 mod engine;
+pub mod history;
 pub mod hive;
 pub mod ingest;
 mod lake_ddl;

@@ -99,7 +99,9 @@ pub struct Session {
     state: Mutex<SessionState>,
     gucs: crate::query::Gucs,
     in_transaction: Mutex<bool>,
-    current: Mutex<CancellationToken>,
+    current: Canceller,
+    /// The history entry of the latest statement.
+    query: Mutex<Option<std::sync::Arc<crate::query::history::Query>>>,
     cursors: crate::query::cursor::Cursors,
 }
 
@@ -118,7 +120,8 @@ impl Session {
                     .collect(),
             )),
             in_transaction: Mutex::new(false),
-            current: Mutex::new(CancellationToken::new()),
+            current: Canceller(std::sync::Arc::new(Mutex::new(CancellationToken::new()))),
+            query: Mutex::new(None),
             cursors: crate::query::cursor::Cursors::default(),
         }
     }
@@ -197,13 +200,39 @@ impl Session {
     /// Starts a statement: returns the token that cancels it.
     pub fn begin_statement(&self) -> CancellationToken {
         let token = CancellationToken::new();
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = token.clone();
+        *self.current.0.lock().unwrap_or_else(|e| e.into_inner()) = token.clone();
         token
     }
 
     /// Cancels the statement running now, if any (Postgres CancelRequest).
     pub fn cancel_current(&self) {
-        self.current.lock().unwrap_or_else(|e| e.into_inner()).cancel();
+        self.current.cancel();
+    }
+
+    /// Makes `query` the session's current statement.
+    pub fn set_current_query(&self, query: std::sync::Arc<crate::query::history::Query>) {
+        *self.query.lock().unwrap_or_else(|e| e.into_inner()) = Some(query);
+    }
+
+    /// The history entry of the session's latest statement.
+    pub fn current_query(&self) -> Option<std::sync::Arc<crate::query::history::Query>> {
+        self.query.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A handle that cancels this session's running statement.
+    pub fn canceller(&self) -> Canceller {
+        self.current.clone()
+    }
+}
+
+/// Cancels whatever statement its session runs when called (what
+/// `sluice_cancel_query` holds on to).
+#[derive(Debug, Clone)]
+pub struct Canceller(std::sync::Arc<Mutex<CancellationToken>>);
+
+impl Canceller {
+    pub fn cancel(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).cancel();
     }
 }
 

@@ -121,7 +121,7 @@ def test_demo_data_and_http_endpoints(workdir):
         assert urllib.request.urlopen(base + "/readyz").status == 200
         metrics = g.http("/metrics")
         assert "sluice_executors_alive 2" in metrics, metrics
-        assert 'sluice_statements_total{outcome="ok"}' in metrics, metrics
+        assert 'sluice_statements_total{outcome="ok",protocol="pg"}' in metrics, metrics
         import json
 
         listed = json.loads(g.http("/executors"))

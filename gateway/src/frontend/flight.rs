@@ -248,7 +248,15 @@ impl FlightSqlServer {
             .with_schema(schema)
             .build(batches)
             .map_err(Status::from);
-        Ok(Response::new(Box::pin(stream)))
+        let mut response = Response::new(Box::pin(stream) as BoxStream<arrow_flight::FlightData>);
+        // The statement's id in system.queries (for sluice_cancel_query).
+        if let Some(id) = session
+            .guc("sluice.query_id")
+            .and_then(|id| MetadataValue::try_from(id).ok())
+        {
+            response.metadata_mut().insert("x-sluice-query-id", id);
+        }
+        Ok(response)
     }
 
     async fn metadata_batch(

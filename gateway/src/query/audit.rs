@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array};
@@ -26,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+use super::history::{End, History, Query};
 use crate::error::QueryError;
 use crate::session::Session;
 
@@ -117,76 +117,96 @@ impl AuditLog {
         // Fails only once the writer is gone (runtime shutting down).
         let _ = self.tx.send(record);
     }
-
-    /// Starts the record of one statement of `session`.
-    pub fn begin(&self, session: &Session, statement: &str) -> Pending {
-        Pending {
-            log: self.clone(),
-            started: Instant::now(),
-            record: Record {
-                time_us: chrono::Utc::now().timestamp_micros(),
-                user: session.user().to_owned(),
-                protocol: session.client().protocol.to_owned(),
-                client_addr: session.client().peer.map(|p| p.to_string()),
-                session_id: session.id(),
-                statement: redact(statement),
-                outcome: String::new(),
-                sqlstate: String::new(),
-                message: None,
-                rows: 0,
-                bytes: 0,
-                duration_ms: 0.0,
-            },
-        }
-    }
 }
 
-/// A statement under way; written when it ends.
+/// A statement under way: registered in the query history when it arrives,
+/// ended (history, metrics and audit line) once, when its outcome is known
+/// or when it is dropped unfinished (`abandoned` / audit `incomplete`).
 #[derive(Debug)]
 pub struct Pending {
-    log: AuditLog,
-    started: Instant,
-    record: Record,
+    query: Arc<Query>,
+    history: Arc<History>,
+    log: Option<AuditLog>,
+    done: bool,
 }
 
 impl Pending {
-    /// Writes the record: `error` (with its SQLSTATE) or `ok` with `rows`.
-    pub fn finish(mut self, outcome: Result<u64, &QueryError>) {
-        match outcome {
-            Ok(rows) => {
-                self.record.rows = rows;
-                self.end("ok", None);
-            }
-            Err(e) => self.end("error", Some(e)),
+    /// Registers one statement of `session` (its text redacted).
+    pub fn begin(history: &Arc<History>, log: Option<&AuditLog>, session: &Session, statement: &str) -> Pending {
+        Pending {
+            query: history.begin(session, redact(statement)),
+            history: Arc::clone(history),
+            log: log.cloned(),
+            done: false,
         }
     }
 
-    /// Writes the record with `outcome` and, for an error, its SQLSTATE
-    /// and message.
-    fn end(mut self, outcome: &str, error: Option<&QueryError>) {
-        self.record.outcome = outcome.into();
-        self.record.sqlstate = error.map_or("00000", QueryError::sqlstate).into();
-        self.record.message = error.map(|e| e.message.clone());
-        self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1e3;
-        self.log.write(self.record);
+    /// The query's entry in the history.
+    pub fn query(&self) -> &Arc<Query> {
+        &self.query
     }
 
-    /// Counts what `stream` returns and writes the record when it ends.
+    /// Ends the statement: `ok` with `rows`, or its error.
+    pub fn finish(mut self, outcome: Result<u64, &QueryError>) {
+        match outcome {
+            Ok(rows) => {
+                self.query.set_rows(rows);
+                self.end(End::Finished, None);
+            }
+            Err(e) => self.end(End::of(e), Some(e)),
+        }
+    }
+
+    fn end(&mut self, how: End, error: Option<&QueryError>) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        self.history.end(&self.query, how, error);
+        let Some(log) = &self.log else { return };
+        let q = &self.query;
+        log.write(Record {
+            time_us: q.started.timestamp_micros(),
+            user: q.user.clone(),
+            protocol: q.protocol.to_owned(),
+            client_addr: q.client_addr.clone(),
+            session_id: q.session_id,
+            statement: q.text.clone(),
+            outcome: match how {
+                End::Finished => "ok",
+                End::Failed | End::Cancelled => "error",
+                End::Abandoned => "incomplete",
+            }
+            .to_owned(),
+            sqlstate: error.map_or("00000", QueryError::sqlstate).into(),
+            message: error.map(|e| e.message.clone()),
+            rows: q.rows(),
+            bytes: q.bytes(),
+            duration_ms: q.elapsed_s() * 1e3,
+        });
+    }
+
+    /// Counts what `stream` returns and ends the statement with the stream.
     pub fn stream(self, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
         Box::pin(Audited {
             schema: stream.schema(),
             inner: stream,
-            pending: Some(self),
+            pending: self,
         })
     }
 }
 
-/// A result stream that writes its statement's record when it ends (or is
-/// dropped before its end: `incomplete`).
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.end(End::Abandoned, None);
+    }
+}
+
+/// A result stream that ends its statement when it ends (or is dropped
+/// before its end: abandoned).
 struct Audited {
     schema: SchemaRef,
     inner: SendableRecordBatchStream,
-    pending: Option<Pending>,
+    pending: Pending,
 }
 
 impl Stream for Audited {
@@ -195,28 +215,22 @@ impl Stream for Audited {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let item = match std::task::ready!(self.inner.as_mut().poll_next(cx)) {
             Some(Ok(batch)) => {
-                if let Some(p) = self.pending.as_mut() {
-                    p.record.rows += batch.num_rows() as u64;
-                    p.record.bytes += batch
-                        .columns()
-                        .iter()
-                        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64)
-                        .sum::<u64>();
-                }
+                let bytes = batch
+                    .columns()
+                    .iter()
+                    .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64)
+                    .sum::<u64>();
+                self.pending.query.add_output(batch.num_rows() as u64, bytes);
                 Some(Ok(batch))
             }
             Some(Err(e)) => {
                 // Classified once here; the client gets the same error back.
                 let error = QueryError::from(e);
-                if let Some(p) = self.pending.take() {
-                    p.end("error", Some(&error));
-                }
+                self.pending.end(End::of(&error), Some(&error));
                 Some(Err(datafusion::error::DataFusionError::External(Box::new(error))))
             }
             None => {
-                if let Some(p) = self.pending.take() {
-                    p.end("ok", None);
-                }
+                self.pending.end(End::Finished, None);
                 None
             }
         };
@@ -227,14 +241,6 @@ impl Stream for Audited {
 impl RecordBatchStream for Audited {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
-    }
-}
-
-impl Drop for Audited {
-    fn drop(&mut self) {
-        if let Some(p) = self.pending.take() {
-            p.end("incomplete", None);
-        }
     }
 }
 

@@ -74,6 +74,8 @@ pub(crate) struct JobSpec {
     pub config: SessionConfig,
     pub session_id: String,
     pub token: CancellationToken,
+    /// The statement's history entry: its job id and re-runs show there.
+    pub query: Option<Arc<super::history::Query>>,
 }
 
 struct State {
@@ -233,6 +235,9 @@ pub(crate) fn run(
                         Err(e) => return Some((Err(e), None)),
                     };
                     st.current.set(JobHandle { id: job.job_id.clone() });
+                    if let Some(q) = &st.spec.query {
+                        q.set_job(&job.job_id);
+                    }
                     let cluster = st.spec.cluster.clone();
                     let schema = Arc::clone(&st.spec.schema);
                     let results =
@@ -276,6 +281,7 @@ pub(crate) fn run(
                         let then = st.membership.clone().expect("set at submission");
                         if st.reruns < MAX_RERUNS && executor_lost(&st.spec.cluster, &then, &e).await {
                             st.reruns += 1;
+                            st.spec.query.iter().for_each(|q| q.add_rerun());
                             tracing::warn!(
                                 rerun = st.reruns,
                                 "re-running a job that failed while an executor died: {e}"
@@ -295,6 +301,7 @@ pub(crate) fn run(
                     }
                     Failure::ResultsLost(e) if st.reruns < MAX_RERUNS => {
                         st.reruns += 1;
+                        st.spec.query.iter().for_each(|q| q.add_rerun());
                         tracing::warn!(rerun = st.reruns, "re-running the job before any row was sent: {e}");
                         drop(inner);
                         st.cancel_current().await;

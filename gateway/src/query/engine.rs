@@ -26,6 +26,10 @@ use crate::error::{ErrorKind, QueryError};
 use crate::session::Session;
 use crate::table::{LakeCodec, TableServices};
 
+/// The setting that holds the id of the session's latest statement
+/// (`current_setting('sluice.query_id')` answers the running one's).
+pub(super) const QUERY_ID_GUC: &str = "sluice.query_id";
+
 /// Plans and runs statements for every front end.
 pub struct Engine {
     pub(super) base: SessionState,
@@ -33,7 +37,8 @@ pub struct Engine {
     pub(super) managed: Arc<ManagedTables>,
     pub(super) cluster: Cluster,
     pub(super) compat: super::pg_parse::PgParser,
-    statements: prometheus::IntCounterVec,
+    /// Running and recent statements; statement metrics.
+    history: Arc<super::history::History>,
     /// `--target-partitions` was given; otherwise sessions follow the
     /// cluster's live task slots.
     fixed_partitions: bool,
@@ -90,7 +95,8 @@ pub struct EngineParts {
     /// The codec the embedded scheduler decodes job plans with.
     pub codec: Arc<LakeCodec>,
     pub runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
-    pub statements: prometheus::IntCounterVec,
+    /// Running and recent statements (`system.queries`), statement metrics.
+    pub history: Arc<super::history::History>,
     pub target_partitions: Option<usize>,
     /// The bootstrap administrator (a superuser, configured, not stored).
     pub admin: String,
@@ -109,7 +115,7 @@ impl Engine {
             cluster,
             codec,
             runtime,
-            statements,
+            history,
             target_partitions,
             admin,
             audit,
@@ -167,6 +173,10 @@ impl Engine {
             "executors".to_owned(),
             Arc::new(super::system::ExecutorsTable::new(cluster.clone())),
         )?;
+        system.register_table(
+            "queries".to_owned(),
+            Arc::new(super::history::QueriesTable(Arc::clone(&history))),
+        )?;
         if let Some(log) = &audit {
             system.register_table("audit".to_owned(), Arc::new(super::audit::AuditTable::new(log)))?;
         }
@@ -189,7 +199,7 @@ impl Engine {
             managed,
             cluster,
             compat: super::pg_parse::PgParser::new(),
-            statements,
+            history,
             fixed_partitions: target_partitions.is_some(),
             cluster_functions,
             admin,
@@ -276,24 +286,23 @@ impl Engine {
         }
     }
 
-    fn count<T>(&self, r: Result<T, QueryError>) -> Result<T, QueryError> {
-        let outcome = if r.is_ok() { "ok" } else { "error" };
-        self.statements.with_label_values(&[outcome]).inc();
-        r
+    /// Registers a statement arriving now (history, metrics, audit).
+    fn track(&self, session: &Session, sql: &str) -> super::audit::Pending {
+        // Empty statements (driver pings) are kept out of the audit log.
+        let log = self.audit.as_ref().filter(|_| !sql.trim().is_empty());
+        let pending = super::audit::Pending::begin(&self.history, log, session, sql);
+        session.set_guc(QUERY_ID_GUC, &pending.query().id);
+        session.set_current_query(Arc::clone(pending.query()));
+        pending
     }
 
-    /// Writes `sql`'s audit record when `r`'s statement ends: now for a
-    /// refusal or a command, at the end of its stream for rows.
-    fn audited(
+    /// Ends `pending` with `r`: now for a refusal or a command, at the end
+    /// of its stream for rows.
+    fn finish(
         &self,
-        session: &Session,
-        sql: &str,
+        pending: super::audit::Pending,
         r: Result<QueryOutput, QueryError>,
     ) -> Result<QueryOutput, QueryError> {
-        let Some(log) = self.audit.as_ref().filter(|_| !sql.is_empty()) else {
-            return r;
-        };
-        let pending = log.begin(session, sql);
         match r {
             Err(e) => {
                 pending.finish(Err(&e));
@@ -327,11 +336,9 @@ impl Engine {
         }
     }
 
-    /// Audits a statement refused before it could run.
-    fn audit_refused(&self, session: &Session, sql: &str, e: &QueryError) {
-        if let Some(log) = &self.audit {
-            log.begin(session, sql).finish(Err(e));
-        }
+    /// Records a statement refused before it could run.
+    fn refused(&self, session: &Session, sql: &str, e: &QueryError) {
+        self.track(session, sql).finish(Err(e));
     }
 
     pub(super) async fn plan_parsed(
@@ -431,6 +438,12 @@ impl QueryHandler for Engine {
             Arc::new(pg_functions::session_user_udf(user)),
         )?;
         let session = Session::new(user, roles, state, client);
+        let cancel = super::control::CancelQuery::udf(
+            Arc::clone(&self.history),
+            Arc::clone(&self.catalog),
+            self.admin.clone(),
+            &session,
+        );
         let gucs = session.gucs_handle();
         let catalog = Arc::clone(&self.catalog);
         let user_name = user.to_owned();
@@ -439,6 +452,7 @@ impl QueryHandler for Engine {
             use datafusion::execution::FunctionRegistry;
             registered = state
                 .register_udf(Arc::new(pg_functions::CurrentSetting::udf(Arc::clone(&gucs))))
+                .and_then(|_| state.register_udf(Arc::new(cancel)))
                 .and_then(|_| state.register_udf(Arc::new(pg_functions::SetConfig::udf(Arc::clone(&gucs)))))
                 .and_then(|_| {
                     state.register_udf(Arc::new(pg_functions::current_schema_udf(
@@ -463,7 +477,7 @@ impl QueryHandler for Engine {
     fn parse(&self, session: &Session, sql: &str) -> Result<Vec<Parsed>, QueryError> {
         let r = parse_sql(&self.compat, sql);
         if let Err(e) = &r {
-            self.audit_refused(session, sql, e);
+            self.refused(session, sql, e);
         }
         r
     }
@@ -471,7 +485,7 @@ impl QueryHandler for Engine {
     async fn prepare(&self, session: &Session, sql: &str) -> Result<Prepared, QueryError> {
         let r = self.prepare_statement(session, sql).await;
         if let Err(e) = &r {
-            self.audit_refused(session, sql, e);
+            self.refused(session, sql, e);
         }
         r
     }
@@ -482,13 +496,15 @@ impl QueryHandler for Engine {
         prepared: &Prepared,
         params: Option<ParamValues>,
     ) -> Result<QueryOutput, QueryError> {
+        let pending = self.track(session, &prepared.sql);
         let r = self.execute_prepared(session, prepared, params).await;
-        self.audited(session, &prepared.sql, self.count(r))
+        self.finish(pending, r)
     }
 
     async fn run(&self, session: &Session, sql: &str, parsed: &Parsed) -> Result<QueryOutput, QueryError> {
+        let pending = self.track(session, sql);
         let r = self.run_parsed(session, parsed).await;
-        self.audited(session, sql, self.count(r))
+        self.finish(pending, r)
     }
 
     async fn ingest(
@@ -501,11 +517,9 @@ impl QueryHandler for Engine {
             Some(schema) => format!("INGEST INTO {schema}.{}", target.table),
             None => format!("INGEST INTO {}", target.table),
         };
+        let pending = self.track(session, &text);
         let r = self.ingest_stream(session, target, stream).await;
-        let r = self.count(r);
-        if let Some(log) = &self.audit {
-            log.begin(session, &text).finish(r.as_ref().map(|n| *n));
-        }
+        pending.finish(r.as_ref().map(|n| *n));
         r
     }
 

@@ -48,6 +48,7 @@ impl Engine {
                 config: state.config().clone(),
                 session_id: state.session_id().to_owned(),
                 token: token.clone(),
+                query: session.current_query(),
             });
             let stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(schema, stream));
             (
