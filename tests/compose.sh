@@ -92,7 +92,13 @@ step "cluster up, query through remote executors, kill one mid-query, down"
 COMPOSE_CMD="$("$VENV/bin/python" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "${COMPOSE[@]}")" \
     "$VENV/bin/python" tests/docker/check_cluster.py
 gateway="$("${COMPOSE[@]}" ps -q gateway)"
-[ "$(docker inspect -f '{{.State.Health.Status}}' "$gateway")" = healthy ]
+# The image's health check (first probe after its 10 s interval) passes.
+for _ in $(seq 60); do
+    health="$(docker inspect -f '{{.State.Health.Status}}' "$gateway")"
+    [ "$health" = starting ] || break
+    sleep 1
+done
+[ "$health" = healthy ] || { echo "gateway container health: $health" >&2; exit 1; }
 # SIGTERM through tini: the gateway drains and exits 0.
 "${COMPOSE[@]}" stop gateway
 [ "$(docker inspect -f '{{.State.ExitCode}}' "$gateway")" = 0 ]

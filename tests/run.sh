@@ -19,6 +19,8 @@ odbcinst -q -d 2>/dev/null | grep -q "PostgreSQL Unicode" || need+=(odbc-postgre
 [ -f /usr/share/java/postgresql.jar ] || need+=(libpostgresql-jdbc-java)
 command -v java >/dev/null || need+=(default-jre-headless)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql)
+# Headless Chromium and its driver: the web UI test (Selenium).
+[ -x /usr/bin/chromedriver ] || need+=(chromium chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

@@ -37,7 +37,7 @@ mod poll;
 mod submit;
 mod watch;
 
-pub use jobs::JobMetrics;
+pub use jobs::{JobMetrics, StageProgress};
 
 /// Errors starting or talking to the embedded cluster.
 #[derive(Debug, thiserror::Error)]
@@ -364,6 +364,11 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Silence after which an executor counts as lost.
+    pub fn executor_timeout(&self) -> Duration {
+        self.executor_timeout
     }
 
     /// Number of executors registered and heard from within the executor timeout.

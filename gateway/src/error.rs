@@ -54,6 +54,8 @@ pub enum ErrorKind {
     /// Bytes that are not valid UTF-8.
     InvalidEncoding,
     Cancelled,
+    /// Cancelled because the gateway is shutting down.
+    AdminShutdown,
     InvalidPassword,
     InsufficientPrivilege,
     ResourcesExhausted,
@@ -96,6 +98,7 @@ impl ErrorKind {
             ErrorKind::BadCopyFormat => "22P04",
             ErrorKind::InvalidEncoding => "22021",
             ErrorKind::Cancelled => "57014",
+            ErrorKind::AdminShutdown => "57P01",
             ErrorKind::InvalidPassword => "28P01",
             ErrorKind::InsufficientPrivilege => "42501",
             ErrorKind::ResourcesExhausted | ErrorKind::NoCapacity => "53000",
@@ -134,6 +137,7 @@ impl ErrorKind {
             ErrorKind::Conflict => Code::Aborted,
             ErrorKind::FeatureNotSupported => Code::Unimplemented,
             ErrorKind::Cancelled => Code::Cancelled,
+            ErrorKind::AdminShutdown => Code::Unavailable,
             ErrorKind::InvalidPassword => Code::Unauthenticated,
             ErrorKind::InsufficientPrivilege => Code::PermissionDenied,
             ErrorKind::ResourcesExhausted => Code::ResourceExhausted,
@@ -168,6 +172,13 @@ impl QueryError {
 
     pub fn cancelled() -> Self {
         QueryError::new(ErrorKind::Cancelled, "canceling statement due to user request")
+    }
+
+    pub fn admin_shutdown() -> Self {
+        QueryError::new(
+            ErrorKind::AdminShutdown,
+            "terminating connection due to administrator command",
+        )
     }
 
     pub fn unsupported(what: impl std::fmt::Display) -> Self {

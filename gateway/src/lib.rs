@@ -223,6 +223,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     )
     .await?
     .with_job_metrics(metrics.jobs.clone());
+    let history = Arc::new(query::history::History::new(
+        config.query_history,
+        metrics.statements.clone(),
+    ));
     let engine = Arc::new(Engine::new(EngineParts {
         catalog: Arc::clone(&catalog),
         services,
@@ -230,10 +234,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         cluster: cluster.clone(),
         codec,
         runtime,
-        history: Arc::new(query::history::History::new(
-            config.query_history,
-            metrics.statements.clone(),
-        )),
+        history: Arc::clone(&history),
         target_partitions: config.target_partitions,
         admin: config.admin_user.clone(),
         audit: Some(
@@ -291,6 +292,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         require_tls: config.require_tls,
         max_connections: config.max_connections,
         shutdown_timeout: config.shutdown_timeout,
+        connections: metrics.connections.with_label_values(&["pg"]),
     };
     let http_access = http::Access {
         auth: Arc::clone(&auth),
@@ -309,12 +311,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         metrics_token: config.metrics_token.clone(),
         tls: http_tls.is_some(),
     };
+    let rest = frontend::rest::Rest {
+        auth: Arc::clone(&auth),
+        handler: Arc::clone(&handler),
+        tls: http_tls.is_some(),
+    };
     let flight = frontend::flight::FlightSqlServer::new(Arc::clone(&auth), Arc::clone(&handler))
         .map_err(|e| StartError::Flight(e.to_string()))?;
 
     let limits = frontend::flight::Limits {
         max_connections: config.flight_max_connections,
         shutdown_timeout: config.shutdown_timeout,
+        connections: metrics.connections.with_label_values(&["flight"]),
     };
     let mut frontends = tokio::task::JoinSet::new();
     frontends.spawn(async move {
@@ -333,7 +341,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     });
     let (draining, s) = (shutdown.clone(), stop.clone());
     let mut http = tokio::spawn(async move {
-        http::run(http_listener, http_tls, metrics, cluster, http_access, draining, s)
+        let parts = http::Parts {
+            metrics,
+            cluster,
+            access: http_access,
+            history,
+            draining,
+            rest,
+        };
+        http::run(http_listener, http_tls, parts, s)
             .await
             .map_err(|e| StartError::Serve("http", e.to_string()))
     });

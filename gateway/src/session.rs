@@ -120,7 +120,7 @@ impl Session {
                     .collect(),
             )),
             in_transaction: Mutex::new(false),
-            current: Canceller(std::sync::Arc::new(Mutex::new(CancellationToken::new()))),
+            current: Canceller(std::sync::Arc::new(CancelState::default())),
             query: Mutex::new(None),
             cursors: crate::query::cursor::Cursors::default(),
         }
@@ -200,13 +200,25 @@ impl Session {
     /// Starts a statement: returns the token that cancels it.
     pub fn begin_statement(&self) -> CancellationToken {
         let token = CancellationToken::new();
-        *self.current.0.lock().unwrap_or_else(|e| e.into_inner()) = token.clone();
+        *self.current.0.token.lock().unwrap_or_else(|e| e.into_inner()) = token.clone();
         token
     }
 
     /// Cancels the statement running now, if any (Postgres CancelRequest).
     pub fn cancel_current(&self) {
         self.current.cancel();
+    }
+
+    /// Cancels the statement running now because the gateway stops (it
+    /// ends with 57P01).
+    pub fn terminate_current(&self) {
+        self.current.terminate();
+    }
+
+    /// The error a cancelled statement ends with (57014, or 57P01 when
+    /// the gateway is shutting down).
+    pub fn cancelled_error(&self) -> crate::error::QueryError {
+        self.current.error()
     }
 
     /// Makes `query` the session's current statement.
@@ -228,11 +240,34 @@ impl Session {
 /// Cancels whatever statement its session runs when called (what
 /// `sluice_cancel_query` holds on to).
 #[derive(Debug, Clone)]
-pub struct Canceller(std::sync::Arc<Mutex<CancellationToken>>);
+pub struct Canceller(std::sync::Arc<CancelState>);
+
+#[derive(Debug, Default)]
+struct CancelState {
+    token: Mutex<CancellationToken>,
+    /// Cancelled because the gateway is shutting down.
+    terminating: std::sync::atomic::AtomicBool,
+}
 
 impl Canceller {
     pub fn cancel(&self) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).cancel();
+        self.0.token.lock().unwrap_or_else(|e| e.into_inner()).cancel();
+    }
+
+    /// Cancels the running statement because the gateway stops: it ends
+    /// with 57P01, as PostgreSQL's fast shutdown ends it.
+    pub fn terminate(&self) {
+        self.0.terminating.store(true, Ordering::Relaxed);
+        self.cancel();
+    }
+
+    /// The error a cancelled statement of this session ends with.
+    pub fn error(&self) -> crate::error::QueryError {
+        if self.0.terminating.load(Ordering::Relaxed) {
+            crate::error::QueryError::admin_shutdown()
+        } else {
+            crate::error::QueryError::cancelled()
+        }
     }
 }
 

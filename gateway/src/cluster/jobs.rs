@@ -13,7 +13,83 @@ pub struct JobMetrics {
     pub partition_runs: prometheus::IntCounter,
 }
 
+/// One stage of a job as the web UI shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StageProgress {
+    pub stage_id: usize,
+    /// `Unresolved`, `Resolved`, `Running`, `Successful` or `Failed`.
+    pub state: String,
+    /// Attempts of the stage before this one (re-runs after lost input).
+    pub attempt: usize,
+    /// Partitions of the stage (0 while unresolved).
+    pub partitions: usize,
+    /// Partitions finished.
+    pub done: usize,
+    /// Tasks running now.
+    pub running: usize,
+    /// The stages that read this one's output (none: the final stage).
+    pub consumers: Vec<usize>,
+    /// Rows the stage wrote so far (its finished tasks' metrics).
+    pub rows: Option<usize>,
+}
+
+/// The stages of `graph` with their progress, in stage order.
+fn stages_of(graph: &dyn ballista_scheduler::state::execution_graph::ExecutionGraph) -> Vec<StageProgress> {
+    use ballista_scheduler::state::execution_stage::ExecutionStage;
+    let rows = |m: &[datafusion::physical_plan::metrics::MetricsSet]| m.first().and_then(|m| m.output_rows());
+    let mut stages: Vec<StageProgress> = graph
+        .stages()
+        .iter()
+        .map(|(id, stage)| {
+            let (attempt, partitions, done, running, out) = match stage {
+                ExecutionStage::UnResolved(s) => (s.stage_attempt_num, 0, 0, 0, None),
+                ExecutionStage::Resolved(s) => (s.stage_attempt_num, s.partitions, 0, 0, None),
+                ExecutionStage::Running(s) => (
+                    s.stage_attempt_num,
+                    s.partitions,
+                    s.successful_tasks().min(s.partitions),
+                    s.running_tasks().len(),
+                    s.stage_metrics.as_deref().and_then(rows),
+                ),
+                ExecutionStage::Successful(s) => (
+                    s.stage_attempt_num,
+                    s.partitions,
+                    s.partitions,
+                    0,
+                    rows(&s.stage_metrics),
+                ),
+                ExecutionStage::Failed(s) => (s.stage_attempt_num, s.partitions, s.successful_tasks(), 0, None),
+            };
+            StageProgress {
+                stage_id: *id,
+                state: stage.variant_name().to_owned(),
+                attempt,
+                partitions,
+                done,
+                running,
+                consumers: stage.output_links().to_vec(),
+                rows: out,
+            }
+        })
+        .collect();
+    stages.sort_by_key(|s| s.stage_id);
+    stages
+}
+
 impl Cluster {
+    /// The stages of job `job_id` with their progress, in stage order;
+    /// `None` when the scheduler does not know the job (any more).
+    pub async fn job_stages(&self, job_id: &str) -> Option<Vec<StageProgress>> {
+        let id = job_id.to_owned().into();
+        // A running job's graph lives in the task manager's cache; a
+        // finished one in the job state.
+        let running = self.scheduler.state.task_manager.get_running_job_cache();
+        match running.get(&id) {
+            Some(job) => Some(stages_of(job.execution_graph.read().await.as_ref())),
+            None => Some(stages_of(self.jobs.get_execution_graph(&id).await.ok()??.as_ref())),
+        }
+    }
+
     /// Counts the work of finished jobs into `metrics` (see
     /// [`Cluster::record_job_work`]).
     pub fn with_job_metrics(mut self, metrics: JobMetrics) -> Self {

@@ -57,8 +57,15 @@ const REPORTED: &[&str] = &[
 ];
 
 fn pg_error(e: QueryError) -> PgWireError {
+    // A statement ended by the shutdown ends its session too (pgwire
+    // closes the connection after a FATAL), as in PostgreSQL.
+    let severity = if e.kind == ErrorKind::AdminShutdown {
+        "FATAL"
+    } else {
+        "ERROR"
+    };
     PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".to_owned(),
+        severity.to_owned(),
         e.sqlstate().to_owned(),
         e.message,
     )))
@@ -94,9 +101,9 @@ pub struct CancelRegistry {
 }
 
 impl CancelRegistry {
-    /// Cancels the running statement of every live session (at the end of
+    /// Ends the running statement of every live session with 57P01 (at the end of
     /// the shutdown timeout); answers how many sessions there were.
-    fn cancel_all(&self) -> usize {
+    fn terminate_all(&self) -> usize {
         let sessions: Vec<Arc<Session>> = self
             .map
             .lock()
@@ -105,7 +112,7 @@ impl CancelRegistry {
             .filter_map(Weak::upgrade)
             .collect();
         for s in &sessions {
-            s.cancel_current();
+            s.terminate_current();
         }
         sessions.len()
     }

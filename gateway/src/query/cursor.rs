@@ -341,7 +341,7 @@ impl super::Engine {
                 let token = session.begin_statement();
                 let (schema, stream) = tokio::select! {
                     biased;
-                    () = token.cancelled() => return Err(QueryError::cancelled()),
+                    () = token.cancelled() => return Err(session.cancelled_error()),
                     r = cursors.fetch(name, *count) => r?,
                 };
                 Ok(QueryOutput::Fetched { schema, stream })
@@ -350,7 +350,7 @@ impl super::Engine {
                 let token = session.begin_statement();
                 let n = tokio::select! {
                     biased;
-                    () = token.cancelled() => return Err(QueryError::cancelled()),
+                    () = token.cancelled() => return Err(session.cancelled_error()),
                     r = cursors.skip(name, *count) => r?,
                 };
                 Ok(QueryOutput::Command {

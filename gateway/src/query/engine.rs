@@ -177,6 +177,10 @@ impl Engine {
             "queries".to_owned(),
             Arc::new(super::history::QueriesTable(Arc::clone(&history))),
         )?;
+        system.register_table(
+            "tasks".to_owned(),
+            Arc::new(super::system::TasksTable::new(cluster.clone(), Arc::clone(&history))),
+        )?;
         if let Some(log) = &audit {
             system.register_table("audit".to_owned(), Arc::new(super::audit::AuditTable::new(log)))?;
         }

@@ -41,7 +41,7 @@ impl End {
     /// How a statement that failed with `e` ended.
     pub fn of(e: &QueryError) -> End {
         match e.kind {
-            ErrorKind::Cancelled => End::Cancelled,
+            ErrorKind::Cancelled | ErrorKind::AdminShutdown => End::Cancelled,
             _ => End::Failed,
         }
     }
@@ -80,6 +80,7 @@ pub struct Query {
     rows: AtomicU64,
     bytes: AtomicU64,
     reruns: AtomicU32,
+    rerun_counter: prometheus::IntCounter,
     job: Mutex<Option<String>>,
     ended: Mutex<Option<Ended>>,
 }
@@ -112,6 +113,7 @@ impl Query {
     /// Counts a whole-job re-run.
     pub fn add_rerun(&self) {
         self.reruns.fetch_add(1, Ordering::Relaxed);
+        self.rerun_counter.inc();
     }
 
     pub fn elapsed_s(&self) -> f64 {
@@ -121,6 +123,33 @@ impl Query {
     fn ended(&self) -> Option<Ended> {
         self.ended.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// The query's changing fields, read at once.
+    pub fn snapshot(&self) -> Snapshot {
+        let ended = self.ended();
+        Snapshot {
+            state: ended.as_ref().map_or("running", |e| e.how.as_str()),
+            ended_at: ended.as_ref().map(|e| e.at),
+            elapsed_s: ended.as_ref().map_or_else(|| self.elapsed_s(), |e| e.duration_s),
+            reruns: self.reruns.load(Ordering::Relaxed),
+            job_id: self.job.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            sqlstate: ended.as_ref().map(|e| e.sqlstate.clone()),
+            error: ended.and_then(|e| e.error),
+        }
+    }
+}
+
+/// What [`Query::snapshot`] answers.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// `running`, `finished`, `failed`, `cancelled` or `abandoned`.
+    pub state: &'static str,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub elapsed_s: f64,
+    pub reruns: u32,
+    pub job_id: Option<String>,
+    pub sqlstate: Option<String>,
+    pub error: Option<String>,
 }
 
 /// Statement metrics, by protocol.
@@ -131,6 +160,7 @@ pub struct StatementMetrics {
     rows: IntCounterVec,
     bytes: IntCounterVec,
     running: IntGauge,
+    reruns: prometheus::IntCounter,
 }
 
 impl StatementMetrics {
@@ -154,6 +184,11 @@ impl StatementMetrics {
             &["protocol"],
         )?;
         let running = IntGauge::new("statements_running", "Statements running now")?;
+        let reruns = prometheus::IntCounter::new(
+            "jobs_rerun_total",
+            "Cluster jobs run again whole because their results were lost with an executor",
+        )?;
+        registry.register(Box::new(reruns.clone()))?;
         registry.register(Box::new(statements.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(rows.clone()))?;
@@ -165,6 +200,7 @@ impl StatementMetrics {
             rows,
             bytes,
             running,
+            reruns,
         })
     }
 
@@ -253,6 +289,7 @@ impl History {
             rows: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             reruns: AtomicU32::new(0),
+            rerun_counter: self.metrics.reruns.clone(),
             job: Mutex::new(None),
             ended: Mutex::new(None),
         });
@@ -326,49 +363,28 @@ impl History {
     /// `system.queries` as a batch.
     fn batch(&self) -> datafusion::error::Result<RecordBatch> {
         let list = self.list();
-        let ends: Vec<Option<Ended>> = list.iter().map(|q| q.ended()).collect();
+        let snaps: Vec<Snapshot> = list.iter().map(|q| q.snapshot()).collect();
         let text = |f: &dyn Fn(&Query) -> &str| Arc::new(StringArray::from_iter_values(list.iter().map(|q| f(q))));
-        let micros = |t: &DateTime<Utc>| t.timestamp_micros();
+        let ts = |v: Vec<Option<i64>>| Arc::new(TimestampMicrosecondArray::from(v).with_timezone("+00:00"));
         Ok(RecordBatch::try_new(
             Arc::clone(&self.schema),
             vec![
                 text(&|q| &q.id),
-                Arc::new(StringArray::from_iter_values(
-                    ends.iter().map(|e| e.as_ref().map_or("running", |e| e.how.as_str())),
-                )),
+                Arc::new(StringArray::from_iter_values(snaps.iter().map(|s| s.state))),
                 text(&|q| &q.user),
                 text(&|q| q.protocol),
                 Arc::new(StringArray::from_iter(list.iter().map(|q| q.client_addr.as_deref()))),
                 Arc::new(UInt64Array::from_iter_values(list.iter().map(|q| q.session_id))),
                 text(&|q| &q.text),
-                Arc::new(
-                    TimestampMicrosecondArray::from_iter_values(list.iter().map(|q| micros(&q.started)))
-                        .with_timezone("+00:00"),
-                ),
-                Arc::new(
-                    TimestampMicrosecondArray::from_iter(ends.iter().map(|e| e.as_ref().map(|e| micros(&e.at))))
-                        .with_timezone("+00:00"),
-                ),
-                Arc::new(Float64Array::from_iter_values(
-                    list.iter()
-                        .zip(&ends)
-                        .map(|(q, e)| e.as_ref().map_or_else(|| q.elapsed_s(), |e| e.duration_s)),
-                )),
+                ts(list.iter().map(|q| Some(q.started.timestamp_micros())).collect()),
+                ts(snaps.iter().map(|s| s.ended_at.map(|t| t.timestamp_micros())).collect()),
+                Arc::new(Float64Array::from_iter_values(snaps.iter().map(|s| s.elapsed_s))),
                 Arc::new(UInt64Array::from_iter_values(list.iter().map(|q| q.rows()))),
                 Arc::new(UInt64Array::from_iter_values(list.iter().map(|q| q.bytes()))),
-                Arc::new(UInt32Array::from_iter_values(
-                    list.iter().map(|q| q.reruns.load(Ordering::Relaxed)),
-                )),
-                Arc::new(StringArray::from_iter(
-                    list.iter()
-                        .map(|q| q.job.lock().unwrap_or_else(|e| e.into_inner()).clone()),
-                )),
-                Arc::new(StringArray::from_iter(
-                    ends.iter().map(|e| e.as_ref().map(|e| e.sqlstate.as_str())),
-                )),
-                Arc::new(StringArray::from_iter(
-                    ends.iter().map(|e| e.as_ref().and_then(|e| e.error.as_deref())),
-                )),
+                Arc::new(UInt32Array::from_iter_values(snaps.iter().map(|s| s.reruns))),
+                Arc::new(StringArray::from_iter(snaps.iter().map(|s| s.job_id.as_deref()))),
+                Arc::new(StringArray::from_iter(snaps.iter().map(|s| s.sqlstate.as_deref()))),
+                Arc::new(StringArray::from_iter(snaps.iter().map(|s| s.error.as_deref()))),
             ],
         )?)
     }

@@ -73,10 +73,10 @@ impl Engine {
             )
         };
         let schema = stream.schema();
-        let mut stream = Box::pin(guarded(stream, token.clone(), guard)).peekable();
+        let mut stream = Box::pin(guarded(stream, token.clone(), session.canceller(), guard)).peekable();
         let first = tokio::select! {
             biased;
-            () = token.cancelled() => return Err(QueryError::cancelled()),
+            () = token.cancelled() => return Err(session.cancelled_error()),
             first = std::pin::Pin::new(&mut stream).peek() => first.map(|r| r.as_ref().map(|_| ()).map_err(|e| QueryError::new(ErrorKind::DataException, e.to_string()))),
         };
         if let Some(Err(_)) = first {
@@ -115,7 +115,7 @@ impl Engine {
         let schema = physical.schema();
         let batches: Vec<RecordBatch> = tokio::select! {
             biased;
-            () = token.cancelled() => return Err(QueryError::cancelled()),
+            () = token.cancelled() => return Err(session.cancelled_error()),
             r = execute_stream(physical, state.task_ctx())?.try_collect::<Vec<_>>() => r?,
         };
         let reports = log.reports();
@@ -254,14 +254,15 @@ impl Drop for JobGuard {
 fn guarded(
     inner: SendableRecordBatchStream,
     token: tokio_util::sync::CancellationToken,
+    canceller: crate::session::Canceller,
     guard: JobGuard,
 ) -> impl futures::Stream<Item = datafusion::error::Result<RecordBatch>> + Send {
-    futures::stream::unfold(Some((inner, token, guard)), |state| async move {
-        let (mut inner, token, mut guard) = state?;
+    futures::stream::unfold(Some((inner, token, canceller, guard)), |state| async move {
+        let (mut inner, token, canceller, mut guard) = state?;
         tokio::select! {
             biased;
             () = token.cancelled() => {
-                Some((Err(DataFusionError::External(Box::new(QueryError::cancelled()))), None))
+                Some((Err(DataFusionError::External(Box::new(canceller.error()))), None))
             }
             item = inner.next() => match item {
                 None => {
@@ -269,7 +270,7 @@ fn guarded(
                     None
                 }
                 Some(Err(e)) => Some((Err(e), None)),
-                Some(Ok(b)) => Some((Ok(b), Some((inner, token, guard)))),
+                Some(Ok(b)) => Some((Ok(b), Some((inner, token, canceller, guard)))),
             }
         }
     })

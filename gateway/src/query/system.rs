@@ -1,11 +1,13 @@
 //! The `system` schema: live views of the gateway's own state, answered in
 //! the gateway (never a cluster job). `system.executors` lists the executors
-//! registered with the embedded scheduler.
+//! registered with the embedded scheduler; `system.tasks` the stages of the
+//! running queries' cluster jobs with their progress. (`system.queries` and
+//! `system.audit` live with the history and the audit log.)
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{RecordBatch, StringArray, TimestampSecondArray, UInt16Array, UInt32Array};
+use datafusion::arrow::array::{RecordBatch, StringArray, TimestampSecondArray, UInt16Array, UInt32Array, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{MemTable, Session, TableProvider};
 use datafusion::common::Result;
@@ -76,6 +78,97 @@ impl TableProvider for ExecutorsTable {
                     )
                     .with_timezone("+00:00"),
                 ),
+            ],
+        )?;
+        MemTable::try_new(Arc::clone(&self.schema), vec![vec![batch]])?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}
+
+/// `system.tasks`: one row per stage of every running query's cluster job.
+#[derive(Debug)]
+pub struct TasksTable {
+    cluster: Cluster,
+    history: Arc<super::history::History>,
+    schema: SchemaRef,
+}
+
+impl TasksTable {
+    pub fn new(cluster: Cluster, history: Arc<super::history::History>) -> Self {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("query_id", DataType::Utf8, false),
+            Field::new("job_id", DataType::Utf8, false),
+            Field::new("stage_id", DataType::UInt32, false),
+            Field::new("state", DataType::Utf8, false),
+            Field::new("attempt", DataType::UInt32, false),
+            Field::new("partitions", DataType::UInt32, false),
+            Field::new("done", DataType::UInt32, false),
+            Field::new("running", DataType::UInt32, false),
+            Field::new("rows", DataType::UInt64, true),
+            Field::new("consumers", DataType::Utf8, false),
+        ]));
+        TasksTable {
+            cluster,
+            history,
+            schema,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for TasksTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let mut rows = Vec::new();
+        for q in self.history.list() {
+            let snap = q.snapshot();
+            let (true, Some(job)) = (snap.state == "running", snap.job_id) else {
+                continue;
+            };
+            for stage in self.cluster.job_stages(&job).await.unwrap_or_default() {
+                rows.push((q.id.clone(), job.clone(), stage));
+            }
+        }
+        let u32s = |f: &dyn Fn(&crate::cluster::StageProgress) -> usize| {
+            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|(_, _, s)| f(s) as u32)))
+        };
+        let batch = RecordBatch::try_new(
+            Arc::clone(&self.schema),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|(q, _, _)| q.as_str()))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|(_, j, _)| j.as_str()))),
+                u32s(&|s| s.stage_id),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|(_, _, s)| s.state.as_str()),
+                )),
+                u32s(&|s| s.attempt),
+                u32s(&|s| s.partitions),
+                u32s(&|s| s.done),
+                u32s(&|s| s.running),
+                Arc::new(UInt64Array::from_iter(
+                    rows.iter().map(|(_, _, s)| s.rows.map(|r| r as u64)),
+                )),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|(_, _, s)| {
+                    s.consumers
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }))),
             ],
         )?;
         MemTable::try_new(Arc::clone(&self.schema), vec![vec![batch]])?

@@ -77,9 +77,9 @@ impl Running {
         })
     }
 
-    /// Cancels every DoGet streaming now (at the end of the shutdown
+    /// Ends every DoGet streaming now with UNAVAILABLE (at the end of the shutdown
     /// timeout); answers how many there were.
-    pub(super) fn cancel_all(&self) -> usize {
+    pub(super) fn terminate_all(&self) -> usize {
         let sessions: Vec<Arc<Session>> = self
             .streams
             .lock()
@@ -88,7 +88,7 @@ impl Running {
             .filter_map(Weak::upgrade)
             .collect();
         for s in &sessions {
-            s.cancel_current();
+            s.terminate_current();
         }
         sessions.len()
     }

@@ -24,10 +24,12 @@ use super::{FlightSqlServer, service};
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
 /// Connection limits and shutdown of the Flight server.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     pub max_connections: usize,
     pub shutdown_timeout: Duration,
+    /// Open connections (a metric).
+    pub connections: prometheus::IntGauge,
 }
 
 /// What a call learns about its connection (a request extension).
@@ -43,6 +45,7 @@ struct Conn<IO> {
     io: IO,
     info: ConnInfo,
     _permit: Option<OwnedSemaphorePermit>,
+    _open: crate::frontend::OpenConnection,
 }
 
 impl<IO> Connected for Conn<IO> {
@@ -110,13 +113,18 @@ impl FlightSqlServer {
             )))
             .add_service(service);
         let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let (max, gauge) = (limits.max_connections, limits.connections.clone());
         let admit = move |peer: SocketAddr| {
             let permit = Arc::clone(&slots).try_acquire_owned().ok();
             if permit.is_none() {
-                tracing::warn!(%peer, max = limits.max_connections, "too many Flight connections; refusing calls with RESOURCE_EXHAUSTED");
+                tracing::warn!(%peer, max, "too many Flight connections; refusing calls with RESOURCE_EXHAUSTED");
             }
             let over_cap = permit.is_none();
-            (ConnInfo { peer, over_cap }, permit)
+            (
+                ConnInfo { peer, over_cap },
+                permit,
+                crate::frontend::OpenConnection::new(&gauge),
+            )
         };
         let drained = shutdown.clone().cancelled_owned();
         let serve: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match tls {
@@ -126,11 +134,12 @@ impl FlightSqlServer {
                 let rx = crate::tls::incoming(listener, acceptor, shutdown.clone());
                 let incoming = futures::stream::unfold((rx, admit), |(mut rx, admit)| async move {
                     let (io, peer) = rx.recv().await?;
-                    let (info, permit) = admit(peer);
+                    let (info, permit, open) = admit(peer);
                     let conn = Conn {
                         io,
                         info,
                         _permit: permit,
+                        _open: open,
                     };
                     Some((Ok::<_, std::io::Error>(conn), (rx, admit)))
                 });
@@ -140,11 +149,12 @@ impl FlightSqlServer {
                 let incoming = futures::stream::unfold((listener, admit), |(l, admit)| async move {
                     let r = l.accept().await.map(|(io, peer)| {
                         let _ = io.set_nodelay(true);
-                        let (info, permit) = admit(peer);
+                        let (info, permit, open) = admit(peer);
                         Conn {
                             io,
                             info,
                             _permit: permit,
+                            _open: open,
                         }
                     });
                     Some((r, (l, admit)))
@@ -161,7 +171,7 @@ impl FlightSqlServer {
             r = &mut serve => return r,
             () = overdue => {}
         }
-        let n = running.cancel_all();
+        let n = running.terminate_all();
         tracing::warn!(
             streams = n,
             "flight: --shutdown-timeout reached; cancelling the calls still running"

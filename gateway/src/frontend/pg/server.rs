@@ -51,6 +51,8 @@ pub struct PgServer {
     pub max_connections: usize,
     /// How long running statements may take to finish once shutdown starts.
     pub shutdown_timeout: Duration,
+    /// Open connections (a metric).
+    pub connections: prometheus::IntGauge,
 }
 
 impl std::fmt::Debug for PgServer {
@@ -109,12 +111,13 @@ impl PgServer {
                 session_id = tracing::field::Empty
             );
             let draining = shutdown.clone();
+            let open = crate::frontend::OpenConnection::new(&self.connections);
             tracker.spawn(
                 async move {
                     if let Err(e) = serve(socket, tls, handlers, draining).await {
                         tracing::debug!("connection ended with error: {e}");
                     }
-                    drop(permit);
+                    drop((permit, open));
                 }
                 .instrument(span),
             );
@@ -129,7 +132,7 @@ impl PgServer {
             .await
             .is_err()
         {
-            let n = cancel.cancel_all();
+            let n = cancel.terminate_all();
             tracing::warn!(
                 statements = n,
                 "pg: --shutdown-timeout reached; cancelling the statements still running"
