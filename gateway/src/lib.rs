@@ -174,8 +174,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     let metrics = http::Metrics::new()?;
     let store_metrics = sluice_lake::store::StoreMetrics::new()?;
     store_metrics.register(&metrics.registry)?;
-    let runtime = sluice_lake::runtime_env(&config.lake, store_metrics).map_err(error::QueryError::from)?;
-    let services = TableServices::new(Arc::clone(&catalog), config.caches);
+    let runtime = sluice_lake::runtime_env(&config.lake, store_metrics.clone()).map_err(error::QueryError::from)?;
+    let services = TableServices::new(Arc::clone(&catalog), config.caches, &store_metrics);
     let codec = Arc::new(LakeCodec::new(Arc::clone(&services)));
     let managed = Arc::new(ManagedTables::new(
         Arc::clone(&catalog),

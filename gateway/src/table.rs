@@ -157,6 +157,9 @@ pub struct TableServices {
     catalog: Arc<CatalogState>,
     settings: CacheSettings,
     partitions: moka::sync::Cache<String, Arc<PartitionSet>>,
+    /// Hits and misses of the partition and listing caches.
+    partition_lookups: sluice_lake::store::CacheCounters,
+    listing_lookups: sluice_lake::store::CacheCounters,
     /// (table id, location) → files under it.
     listings: moka::sync::Cache<(String, String), Arc<Vec<ObjectMeta>>>,
     pub(crate) providers: provider::ProviderCache,
@@ -179,10 +182,16 @@ impl std::fmt::Debug for TableServices {
 
 impl TableServices {
     /// Builds the caches and subscribes them to the catalog's changes.
-    pub fn new(catalog: Arc<CatalogState>, settings: CacheSettings) -> Arc<Self> {
+    pub fn new(
+        catalog: Arc<CatalogState>,
+        settings: CacheSettings,
+        metrics: &sluice_lake::store::StoreMetrics,
+    ) -> Arc<Self> {
         let services = Arc::new(TableServices {
             catalog: Arc::clone(&catalog),
             settings,
+            partition_lookups: metrics.cache("partitions"),
+            listing_lookups: metrics.cache("listings"),
             partitions: moka::sync::Cache::builder()
                 .max_capacity(settings.partitions_bytes)
                 .time_to_live(settings.partitions_ttl)
@@ -230,9 +239,12 @@ impl TableServices {
 
     /// The partition set of `table` at its version (cached).
     pub(crate) async fn partitions(&self, table: &Arc<Table>) -> DfResult<Arc<PartitionSet>> {
-        if let Some(set) = self.partitions.get(&table.id)
-            && set.version >= table.version
-        {
+        let cached = self
+            .partitions
+            .get(&table.id)
+            .filter(|set| set.version >= table.version);
+        self.partition_lookups.record(cached.is_some());
+        if let Some(set) = cached {
             return Ok(set);
         }
         let set = Arc::new(self.load_partitions(table).await?);
@@ -329,7 +341,9 @@ impl TableServices {
         resolved: &sluice_lake::store::ResolvedLocation,
     ) -> DfResult<Arc<Vec<ObjectMeta>>> {
         let key = (table_id.to_owned(), location.to_owned());
-        if let Some(files) = self.listings.get(&key) {
+        let cached = self.listings.get(&key);
+        self.listing_lookups.record(cached.is_some());
+        if let Some(files) = cached {
             return Ok(files);
         }
         let epoch = self.epoch.load(std::sync::atomic::Ordering::SeqCst);

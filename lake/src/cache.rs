@@ -26,6 +26,7 @@ pub struct CacheLimits {
 pub struct FooterCache {
     inner: RwLock<moka::sync::Cache<Path, CachedFileMetadataEntry>>,
     limits: RwLock<CacheLimits>,
+    counters: Option<crate::store::CacheCounters>,
 }
 
 impl std::fmt::Debug for FooterCache {
@@ -47,7 +48,14 @@ impl FooterCache {
         FooterCache {
             inner: RwLock::new(build(limits)),
             limits: RwLock::new(limits),
+            counters: None,
         }
+    }
+
+    /// Counts lookups (hits and misses) in `counters`.
+    pub fn with_counters(mut self, counters: crate::store::CacheCounters) -> Self {
+        self.counters = Some(counters);
+        self
     }
 
     fn cache(&self) -> moka::sync::Cache<Path, CachedFileMetadataEntry> {
@@ -66,7 +74,11 @@ impl FooterCache {
 
 impl Cache<Path, CachedFileMetadataEntry> for FooterCache {
     fn get(&self, key: &Path) -> Option<CachedFileMetadataEntry> {
-        self.cache().get(key)
+        let found = self.cache().get(key);
+        if let Some(c) = &self.counters {
+            c.record(found.is_some());
+        }
+        found
     }
 
     fn put(&self, key: &Path, value: CachedFileMetadataEntry) -> Option<CachedFileMetadataEntry> {

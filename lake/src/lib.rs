@@ -41,7 +41,7 @@ use crate::store::{LakeRegistry, StoreMetrics};
 /// DataFusion's own file-listing cache is off: listings are cached by the
 /// gateway, which knows when a table changed.
 pub fn runtime_env(settings: &LakeSettings, metrics: StoreMetrics) -> Result<Arc<RuntimeEnv>> {
-    let footer = Arc::new(FooterCache::new(settings.footer_cache));
+    let footer = Arc::new(FooterCache::new(settings.footer_cache).with_counters(metrics.cache("parquet_footer")));
     let caches = CacheManagerConfig::default()
         .with_list_files_cache(None)
         .with_list_files_cache_limit(0)

@@ -36,7 +36,7 @@ use object_store::local::LocalFileSystem;
 use url::Url;
 
 use counting::CountingStore;
-pub use counting::StoreMetrics;
+pub use counting::{CacheCounters, StoreMetrics};
 pub use options::TableStoreOptions;
 
 /// Errors in store settings or locations. Messages are safe to show clients:

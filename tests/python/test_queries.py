@@ -127,11 +127,19 @@ def test_owner_cancels_own_query(gw):
 def test_statement_metrics_by_protocol(gw):
     with connect(gw) as c:
         c.execute("select 1").fetchall()
+        assert gw.metrics().get('sluice_connections_open{protocol="pg"}') >= 1
     m = gw.metrics()
     assert m.get('sluice_statements_total{outcome="ok",protocol="pg"}', 0) >= 1, m
     assert m.get('sluice_statement_duration_seconds_count{protocol="pg"}', 0) >= 1
     assert 'sluice_result_rows_total{protocol="pg"}' in m
     assert "sluice_statements_running" in m
+    # the rest of the operator's view, present after a workload
+    assert m.get('sluice_connections_open{protocol="pg"}', 0) >= 0
+    for name in ("sluice_jobs_rerun_total", "sluice_executors_lost", "sluice_tasks_running", "sluice_tasks_queued",
+                 "sluice_executors_alive"):
+        assert name in m, name
+    for cache in ("parquet_footer", "partitions", "listings"):
+        assert f'sluice_cache_lookups_total{{cache="{cache}",result="hit"}}' in m, cache
 
 
 def test_flight_doget_carries_the_query_id(gw):

@@ -15,10 +15,26 @@ use object_store::{
 };
 use prometheus::{IntCounterVec, Opts};
 
-/// Object-store requests by kind.
+/// Object-store requests by kind, and lookups of the metadata caches that
+/// spare them (hits / (hits + misses) is a cache's hit ratio).
 #[derive(Debug, Clone)]
 pub struct StoreMetrics {
     requests: IntCounterVec,
+    cache_lookups: IntCounterVec,
+}
+
+/// Hit and miss counters of one cache.
+#[derive(Debug, Clone)]
+pub struct CacheCounters {
+    hits: prometheus::IntCounter,
+    misses: prometheus::IntCounter,
+}
+
+impl CacheCounters {
+    /// Counts a lookup that found its entry (`hit`) or not.
+    pub fn record(&self, hit: bool) {
+        if hit { &self.hits } else { &self.misses }.inc();
+    }
 }
 
 impl StoreMetrics {
@@ -28,12 +44,28 @@ impl StoreMetrics {
                 Opts::new("object_store_requests_total", "Object store requests, by kind"),
                 &["kind"],
             )?,
+            cache_lookups: IntCounterVec::new(
+                Opts::new(
+                    "cache_lookups_total",
+                    "Metadata cache lookups, by cache and result (hit, miss)",
+                ),
+                &["cache", "result"],
+            )?,
         })
     }
 
     /// Registers the counters in a process's registry.
     pub fn register(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
-        registry.register(Box::new(self.requests.clone()))
+        registry.register(Box::new(self.requests.clone()))?;
+        registry.register(Box::new(self.cache_lookups.clone()))
+    }
+
+    /// The counters of cache `name` (`parquet_footer`, `partitions`, ...).
+    pub fn cache(&self, name: &str) -> CacheCounters {
+        CacheCounters {
+            hits: self.cache_lookups.with_label_values(&[name, "hit"]),
+            misses: self.cache_lookups.with_label_values(&[name, "miss"]),
+        }
     }
 
     fn inc(&self, kind: &str) {
