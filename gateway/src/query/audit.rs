@@ -15,11 +15,7 @@ use std::task::{Context, Poll};
 use async_trait::async_trait;
 use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::catalog::{MemTable, Session as DfSession, TableProvider};
-use datafusion::datasource::TableType;
 use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream};
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
@@ -319,22 +315,12 @@ impl AuditTable {
 }
 
 #[async_trait]
-impl TableProvider for AuditTable {
+impl super::system::Rows for AuditTable {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn DfSession,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    async fn rows(&self) -> datafusion::error::Result<RecordBatch> {
         let text = match tokio::fs::read(self.path.as_ref()).await {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -346,8 +332,7 @@ impl TableProvider for AuditTable {
             .split(|b| *b == b'\n')
             .filter_map(|line| serde_json::from_slice(line).ok())
             .collect();
-        let table = MemTable::try_new(Arc::clone(&self.schema), vec![vec![self.batch(&records)?]])?;
-        table.scan(state, projection, filters, limit).await
+        self.batch(&records)
     }
 }
 

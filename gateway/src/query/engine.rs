@@ -171,18 +171,28 @@ impl Engine {
         let system = Arc::new(datafusion::catalog::MemorySchemaProvider::new());
         system.register_table(
             "executors".to_owned(),
-            Arc::new(super::system::ExecutorsTable::new(cluster.clone())),
+            Arc::new(super::system::LiveView(super::system::ExecutorsTable::new(
+                cluster.clone(),
+            ))),
         )?;
         system.register_table(
             "queries".to_owned(),
-            Arc::new(super::history::QueriesTable(Arc::clone(&history))),
+            Arc::new(super::system::LiveView(super::history::QueriesTable(Arc::clone(
+                &history,
+            )))),
         )?;
         system.register_table(
             "tasks".to_owned(),
-            Arc::new(super::system::TasksTable::new(cluster.clone(), Arc::clone(&history))),
+            Arc::new(super::system::LiveView(super::system::TasksTable::new(
+                cluster.clone(),
+                Arc::clone(&history),
+            ))),
         )?;
         if let Some(log) = &audit {
-            system.register_table("audit".to_owned(), Arc::new(super::audit::AuditTable::new(log)))?;
+            system.register_table(
+                "audit".to_owned(),
+                Arc::new(super::system::LiveView(super::audit::AuditTable::new(log))),
+            )?;
         }
         sluice.register_schema(super::system::SYSTEM_SCHEMA, system)?;
         let base = ctx.state();

@@ -18,10 +18,6 @@ use datafusion::arrow::array::{
     Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array, UInt64Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::catalog::{MemTable, Session as DfSession, TableProvider};
-use datafusion::datasource::TableType;
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::error::{ErrorKind, QueryError};
@@ -395,23 +391,12 @@ impl History {
 pub struct QueriesTable(pub Arc<History>);
 
 #[async_trait]
-impl TableProvider for QueriesTable {
+impl super::system::Rows for QueriesTable {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.0.schema)
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn DfSession,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let table = MemTable::try_new(Arc::clone(&self.0.schema), vec![vec![self.0.batch()?]])?;
-        table.scan(state, projection, filters, limit).await
+    async fn rows(&self) -> datafusion::error::Result<RecordBatch> {
+        self.0.batch()
     }
 }

@@ -20,6 +20,41 @@ use crate::cluster::Cluster;
 /// Name of the schema.
 pub const SYSTEM_SCHEMA: &str = "system";
 
+/// The rows of a live view, computed at each scan.
+#[async_trait]
+pub trait Rows: std::fmt::Debug + Send + Sync {
+    fn schema(&self) -> SchemaRef;
+    async fn rows(&self) -> Result<RecordBatch>;
+}
+
+/// A `system` view: a [`Rows`] source as a DataFusion table.
+#[derive(Debug)]
+pub struct LiveView<R>(pub R);
+
+#[async_trait]
+impl<R: Rows + 'static> TableProvider for LiveView<R> {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let batch = self.0.rows().await?;
+        MemTable::try_new(self.0.schema(), vec![vec![batch]])?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}
+
 /// `system.executors`: one row per registered executor.
 #[derive(Debug)]
 pub struct ExecutorsTable {
@@ -45,24 +80,14 @@ impl ExecutorsTable {
 }
 
 #[async_trait]
-impl TableProvider for ExecutorsTable {
+impl Rows for ExecutorsTable {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn rows(&self) -> Result<RecordBatch> {
         let executors = self.cluster.executors().await;
-        let batch = RecordBatch::try_new(
+        Ok(RecordBatch::try_new(
             Arc::clone(&self.schema),
             vec![
                 Arc::new(StringArray::from_iter_values(executors.iter().map(|e| e.id.as_str()))),
@@ -79,10 +104,7 @@ impl TableProvider for ExecutorsTable {
                     .with_timezone("+00:00"),
                 ),
             ],
-        )?;
-        MemTable::try_new(Arc::clone(&self.schema), vec![vec![batch]])?
-            .scan(state, projection, filters, limit)
-            .await
+        )?)
     }
 }
 
@@ -117,22 +139,12 @@ impl TasksTable {
 }
 
 #[async_trait]
-impl TableProvider for TasksTable {
+impl Rows for TasksTable {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn rows(&self) -> Result<RecordBatch> {
         let mut rows = Vec::new();
         for q in self.history.list() {
             let snap = q.snapshot();
@@ -146,7 +158,7 @@ impl TableProvider for TasksTable {
         let u32s = |f: &dyn Fn(&crate::cluster::StageProgress) -> usize| {
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|(_, _, s)| f(s) as u32)))
         };
-        let batch = RecordBatch::try_new(
+        Ok(RecordBatch::try_new(
             Arc::clone(&self.schema),
             vec![
                 Arc::new(StringArray::from_iter_values(rows.iter().map(|(q, _, _)| q.as_str()))),
@@ -170,9 +182,6 @@ impl TableProvider for TasksTable {
                         .join(",")
                 }))),
             ],
-        )?;
-        MemTable::try_new(Arc::clone(&self.schema), vec![vec![batch]])?
-            .scan(state, projection, filters, limit)
-            .await
+        )?)
     }
 }
