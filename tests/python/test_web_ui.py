@@ -128,7 +128,7 @@ def test_login_watch_a_query_run_and_cancel_another(ui_gw, browser, workdir):
         deadline = time.time() + 20
         while True:  # once its job is submitted
             tasks = c.execute(
-                "select stage_id, state, partitions, done, running, consumers from system.tasks where query_id = %s order by stage_id",
+                "select stage_id, state, partitions, done, running, bytes, consumers from system.tasks where query_id = %s order by stage_id",
                 (qid,),
             ).fetchall()
             if len(tasks) >= 2 or time.time() > deadline:
@@ -154,6 +154,8 @@ def test_login_watch_a_query_run_and_cancel_another(ui_gw, browser, workdir):
     assert all("Successful" in n for n in names), names
     boxes = texts(d, "#detail .stage")
     assert any("→ results" in b for b in boxes) and any("→ stage" in b for b in boxes), boxes
+    # every stage shows the bytes it wrote (shuffle writers' statistics)
+    assert all(re.search(r"\d (B|KiB|MiB|GiB)\b", b) for b in boxes), boxes
     assert any(not re.fullmatch(r"(\d+) / \1 partitions", p) for p in progress), f"no progress seen mid-run: {progress}"
     d.save_screenshot(str(workdir / "web-ui.png"))
 

@@ -31,12 +31,36 @@ pub struct StageProgress {
     pub consumers: Vec<usize>,
     /// Rows the stage wrote so far (its finished tasks' metrics).
     pub rows: Option<usize>,
+    /// Bytes of the stage's output its consumer has located so far (the
+    /// shuffle writers' partition statistics).
+    pub bytes: Option<u64>,
 }
 
 /// The stages of `graph` with their progress, in stage order.
 fn stages_of(graph: &dyn ballista_scheduler::state::execution_graph::ExecutionGraph) -> Vec<StageProgress> {
     use ballista_scheduler::state::execution_stage::ExecutionStage;
     let rows = |m: &[datafusion::physical_plan::metrics::MetricsSet]| m.first().and_then(|m| m.output_rows());
+    let sum = |locations: &mut dyn Iterator<Item = &ballista_core::serde::scheduler::PartitionLocation>| {
+        locations
+            .map(|l| l.partition_stats.num_bytes())
+            .try_fold(0u64, |acc, b| b.map(|b| acc + b))
+    };
+    // A stage's output, as its consumers record it (each consumer holds
+    // the locations of its inputs); the final stage's as the job's.
+    let mut output: std::collections::HashMap<usize, Option<u64>> = std::collections::HashMap::new();
+    for stage in graph.stages().values() {
+        let inputs = match stage {
+            ExecutionStage::UnResolved(s) => Some(&s.inputs),
+            ExecutionStage::Resolved(s) => Some(&s.inputs),
+            ExecutionStage::Running(s) => Some(&s.inputs),
+            ExecutionStage::Successful(s) => Some(&s.inputs),
+            ExecutionStage::Failed(_) => None,
+        };
+        for (input, out) in inputs.into_iter().flatten() {
+            output.insert(*input, sum(&mut out.partition_locations.values().flatten()));
+        }
+    }
+    let final_bytes = sum(&mut graph.output_locations().iter());
     let mut stages: Vec<StageProgress> = graph
         .stages()
         .iter()
@@ -69,6 +93,11 @@ fn stages_of(graph: &dyn ballista_scheduler::state::execution_graph::ExecutionGr
                 running,
                 consumers: stage.output_links().to_vec(),
                 rows: out,
+                bytes: if stage.output_links().is_empty() {
+                    final_bytes.filter(|b| *b > 0)
+                } else {
+                    output.get(id).copied().flatten().filter(|b| *b > 0)
+                },
             }
         })
         .collect();

@@ -128,6 +128,7 @@ impl TasksTable {
             Field::new("done", DataType::UInt32, false),
             Field::new("running", DataType::UInt32, false),
             Field::new("rows", DataType::UInt64, true),
+            Field::new("bytes", DataType::UInt64, true),
             Field::new("consumers", DataType::Utf8, false),
         ]));
         TasksTable {
@@ -174,6 +175,7 @@ impl Rows for TasksTable {
                 Arc::new(UInt64Array::from_iter(
                     rows.iter().map(|(_, _, s)| s.rows.map(|r| r as u64)),
                 )),
+                Arc::new(UInt64Array::from_iter(rows.iter().map(|(_, _, s)| s.bytes))),
                 Arc::new(StringArray::from_iter_values(rows.iter().map(|(_, _, s)| {
                     s.consumers
                         .iter()
