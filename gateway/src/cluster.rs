@@ -80,6 +80,16 @@ pub struct ExecutorInfo {
     pub last_heartbeat_unix: Option<u64>,
 }
 
+impl ExecutorInfo {
+    /// Seconds since the last heartbeat (`None`: never heard from).
+    pub fn heartbeat_age_secs(&self) -> Option<u64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.last_heartbeat_unix.map(|t| now.saturating_sub(t))
+    }
+}
+
 /// Handle on the embedded scheduler.
 #[derive(Clone)]
 pub struct Cluster {
@@ -373,15 +383,14 @@ impl Cluster {
 
     /// Number of executors registered and heard from within the executor timeout.
     pub async fn alive_executors(&self) -> usize {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let horizon = now.saturating_sub(self.executor_timeout.as_secs());
-        self.executors()
-            .await
-            .iter()
-            .filter(|e| e.last_heartbeat_unix.is_some_and(|t| t > horizon))
-            .count()
+        self.executors().await.iter().filter(|e| self.is_alive(e)).count()
+    }
+
+    /// Whether `executor` was heard from within the executor timeout.
+    pub fn is_alive(&self, executor: &ExecutorInfo) -> bool {
+        executor
+            .heartbeat_age_secs()
+            .is_some_and(|age| age < self.executor_timeout.as_secs())
     }
 
     /// Executors registered with the scheduler.

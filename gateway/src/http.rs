@@ -149,7 +149,7 @@ async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
         .executors_lost
         .set(s.cluster.executors().await.len().saturating_sub(alive) as i64);
     let (mut running, mut queued) = (0, 0);
-    for q in s.ui.history.list().iter().filter(|q| q.snapshot().state == "running") {
+    for q in s.ui.history.running() {
         let Some(job) = q.snapshot().job_id else { continue };
         for stage in s.cluster.job_stages(&job).await.unwrap_or_default() {
             if matches!(stage.state.as_str(), "Running" | "Resolved") {

@@ -86,6 +86,17 @@ pub enum QueryOutput {
     Empty,
 }
 
+impl QueryOutput {
+    /// The row count of a command's tag (`INSERT 0 5` → 5); 0 for any
+    /// other output.
+    pub fn command_rows(&self) -> u64 {
+        match self {
+            QueryOutput::Command { tag } => tag.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0),
+            _ => 0,
+        }
+    }
+}
+
 impl std::fmt::Debug for QueryOutput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

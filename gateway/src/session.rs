@@ -237,6 +237,16 @@ impl Session {
     }
 }
 
+/// Ends the running statement of each live session of `sessions` with
+/// 57P01 (the shutdown timeout ran out); answers how many were live.
+pub fn terminate_all<'a>(sessions: impl IntoIterator<Item = &'a std::sync::Weak<Session>>) -> usize {
+    let live: Vec<std::sync::Arc<Session>> = sessions.into_iter().filter_map(std::sync::Weak::upgrade).collect();
+    for s in &live {
+        s.terminate_current();
+    }
+    live.len()
+}
+
 /// Cancels whatever statement its session runs when called (what
 /// `sluice_cancel_query` holds on to).
 #[derive(Debug, Clone)]

@@ -22,6 +22,12 @@ pub enum CredentialError {
     Auth(#[from] AuthError),
 }
 
+/// Whether a password may be taken from `peer` on an HTTP port: over TLS,
+/// or from loopback (as on the pg port).
+pub fn password_allowed(tls: bool, peer: IpAddr) -> bool {
+    tls || peer.is_loopback()
+}
+
 /// A bearer value's token and, after a `.`, its session (the token's
 /// base64url alphabet has no `.`).
 pub fn split_bearer(bearer: &str) -> (&str, Option<&str>) {

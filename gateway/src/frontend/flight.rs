@@ -100,10 +100,7 @@ fn schema_ipc(schema: &Schema) -> Result<bytes::Bytes, Status> {
 
 /// Rows affected, from a completion tag (`INSERT 0 5` → 5).
 fn affected(output: &QueryOutput) -> i64 {
-    match output {
-        QueryOutput::Command { tag } => tag.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0),
-        _ => 0,
-    }
+    i64::try_from(output.command_rows()).unwrap_or(i64::MAX)
 }
 
 impl FlightSqlServer {

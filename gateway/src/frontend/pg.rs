@@ -104,17 +104,7 @@ impl CancelRegistry {
     /// Ends the running statement of every live session with 57P01 (at the end of
     /// the shutdown timeout); answers how many sessions there were.
     fn terminate_all(&self) -> usize {
-        let sessions: Vec<Arc<Session>> = self
-            .map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .filter_map(Weak::upgrade)
-            .collect();
-        for s in &sessions {
-            s.terminate_current();
-        }
-        sessions.len()
+        crate::session::terminate_all(self.map.lock().unwrap_or_else(|e| e.into_inner()).values())
     }
 }
 

@@ -132,7 +132,7 @@ impl Rest {
             .ok_or_else(|| auth_error("credentials required"))?
             .to_str()
             .map_err(|_| auth_error("malformed authorization header"))?;
-        if value.starts_with("Basic ") && !self.tls && !peer.is_loopback() {
+        if value.starts_with("Basic ") && !credentials::password_allowed(self.tls, peer) {
             return Err(auth_error("passwords are accepted over TLS or from loopback only"));
         }
         let principal = credentials::authenticate(self.auth.as_ref(), value, Some(peer), "http")
@@ -165,9 +165,9 @@ impl Rest {
                     json_rows(&query_id, schema, stream)
                 }
             }
-            QueryOutput::Command { tag } => {
-                let rows: u64 = tag.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
-                let command = tag.split(' ').next().unwrap_or_default().to_owned();
+            ref command @ QueryOutput::Command { ref tag } => {
+                let rows = command.command_rows();
+                let command = tag.split(' ').next().unwrap_or_default();
                 json_value(serde_json::json!({ "query_id": query_id, "command": command, "row_count": rows }))
             }
             QueryOutput::TransactionStart | QueryOutput::TransactionEnd { .. } | QueryOutput::SettingChanged { .. } => {

@@ -113,7 +113,7 @@ pub(super) async fn require(
     {
         return next.run(request).await;
     }
-    if value.starts_with("Basic ") && !access.tls && !peer.ip().is_loopback() {
+    if value.starts_with("Basic ") && !credentials::password_allowed(access.tls, peer.ip()) {
         return refuse(
             StatusCode::UNAUTHORIZED,
             "passwords are accepted over TLS or from loopback only; use the metrics token",

@@ -95,7 +95,7 @@ async fn login(State(s): State<Arc<AppState>>, ConnectInfo(Peer(peer)): ConnectI
     let Ok(form) = serde_json::from_slice::<Login>(&body) else {
         return error(StatusCode::BAD_REQUEST, "expected {\"user\": ..., \"password\": ...}");
     };
-    if !ui.access.tls && !peer.ip().is_loopback() {
+    if !credentials::password_allowed(ui.access.tls, peer.ip()) {
         return error(
             StatusCode::FORBIDDEN,
             "passwords are accepted over TLS or from loopback only",
@@ -216,28 +216,17 @@ async fn state(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
             .map(|q| view(q))
             .collect();
     let executors: Vec<ExecutorView> = if superuser {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let timeout = s.cluster.executor_timeout().as_secs();
         s.cluster
             .executors()
             .await
             .into_iter()
-            .map(|e| {
-                let since = e.last_heartbeat_unix.map(|t| now.saturating_sub(t));
-                ExecutorView {
-                    state: if since.is_some_and(|s| s < timeout) {
-                        "alive"
-                    } else {
-                        "lost"
-                    },
-                    id: e.id,
-                    host: e.host,
-                    port: e.port,
-                    task_slots: e.task_slots,
-                    seconds_since_heartbeat: since,
-                }
+            .map(|e| ExecutorView {
+                state: if s.cluster.is_alive(&e) { "alive" } else { "lost" },
+                seconds_since_heartbeat: e.heartbeat_age_secs(),
+                id: e.id,
+                host: e.host,
+                port: e.port,
+                task_slots: e.task_slots,
             })
             .collect()
     } else {
@@ -253,12 +242,7 @@ async fn query(State(s): State<Arc<AppState>>, headers: HeaderMap, Path(id): Pat
     let Some((p, superuser)) = caller(&s, &headers) else {
         return log_in_first();
     };
-    let Some(q) =
-        s.ui.history
-            .list()
-            .into_iter()
-            .find(|q| q.id == id && (superuser || q.user == p.user))
-    else {
+    let Some(q) = s.ui.history.get(&id).filter(|q| superuser || q.user == p.user) else {
         return error(StatusCode::NOT_FOUND, "no such query");
     };
     let v = view(&q);

@@ -340,11 +340,7 @@ impl Engine {
                 options,
             }),
             Ok(other) => {
-                let rows = match &other {
-                    QueryOutput::Command { tag } => tag.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0),
-                    _ => 0,
-                };
-                pending.finish(Ok(rows));
+                pending.finish(Ok(other.command_rows()));
                 Ok(other)
             }
         }

@@ -325,6 +325,14 @@ impl History {
 
     /// Running queries first (oldest first), then ended ones (newest first).
     pub fn list(&self) -> Vec<Arc<Query>> {
+        let mut running = self.running();
+        let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        running.extend(ended.iter().rev().cloned());
+        running
+    }
+
+    /// The running queries, oldest first.
+    pub fn running(&self) -> Vec<Arc<Query>> {
         let mut running: Vec<Arc<Query>> = self
             .running
             .lock()
@@ -333,9 +341,16 @@ impl History {
             .cloned()
             .collect();
         running.sort_by_key(|q| q.clock);
-        let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
-        running.extend(ended.iter().rev().cloned());
         running
+    }
+
+    /// Query `id`, running or among the ended ones kept.
+    pub fn get(&self, id: &str) -> Option<Arc<Query>> {
+        if let Some(q) = self.running.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+            return Some(Arc::clone(q));
+        }
+        let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        ended.iter().rev().find(|q| q.id == id).cloned()
     }
 
     /// Cancels running query `id` for `caller`: its owner or a superuser.

@@ -170,12 +170,10 @@ impl Engine {
                 let plan = LogicalPlanBuilder::scan("ingest", provider_as_source(Arc::new(source)), None)?
                     .project(exprs)?
                     .build()?;
-                match self.insert(session, &state, &db, &name, plan, None).await? {
-                    super::QueryOutput::Command { tag } => {
-                        Ok(tag.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0))
-                    }
-                    _ => Ok(0),
-                }
+                Ok(self
+                    .insert(session, &state, &db, &name, plan, None)
+                    .await?
+                    .command_rows())
             }
         }
     }

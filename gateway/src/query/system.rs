@@ -147,9 +147,8 @@ impl Rows for TasksTable {
 
     async fn rows(&self) -> Result<RecordBatch> {
         let mut rows = Vec::new();
-        for q in self.history.list() {
-            let snap = q.snapshot();
-            let (true, Some(job)) = (snap.state == "running", snap.job_id) else {
+        for q in self.history.running() {
+            let Some(job) = q.snapshot().job_id else {
                 continue;
             };
             for stage in self.cluster.job_stages(&job).await.unwrap_or_default() {

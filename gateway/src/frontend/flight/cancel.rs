@@ -80,17 +80,7 @@ impl Running {
     /// Ends every DoGet streaming now with UNAVAILABLE (at the end of the shutdown
     /// timeout); answers how many there were.
     pub(super) fn terminate_all(&self) -> usize {
-        let sessions: Vec<Arc<Session>> = self
-            .streams
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .filter_map(Weak::upgrade)
-            .collect();
-        for s in &sessions {
-            s.terminate_current();
-        }
-        sessions.len()
+        crate::session::terminate_all(self.streams.lock().unwrap_or_else(|e| e.into_inner()).values())
     }
 
     /// Cancels the query of `ticket`, running or not yet fetched.

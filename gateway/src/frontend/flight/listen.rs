@@ -127,7 +127,7 @@ impl FlightSqlServer {
             )
         };
         let drained = shutdown.clone().cancelled_owned();
-        let serve: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match tls {
+        let mut serve: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match tls {
             // TLS only: the handshakes run in `tls::incoming`, with the
             // certificate current at each one (reloaded on SIGHUP).
             Some(acceptor) => {
@@ -162,7 +162,6 @@ impl FlightSqlServer {
                 Box::pin(router.serve_with_incoming_shutdown(incoming, drained))
             }
         };
-        let mut serve = serve;
         let overdue = async {
             shutdown.cancelled().await;
             tokio::time::sleep(limits.shutdown_timeout).await;
