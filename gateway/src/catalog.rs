@@ -2,8 +2,9 @@
 //! partition columns, location, format and options, partitions, views — and,
 //! for managed tables, the manifest of committed data files.
 //!
-//! [`Metastore`] is the storage seam (embedded SQLite today; PostgreSQL and an
-//! external Hive Metastore later). [`CatalogState`] keeps an in-memory snapshot
+//! [`Metastore`] is the storage seam: embedded SQLite ([`sqlite`], the
+//! default) or PostgreSQL ([`postgres`], shared by several gateways), both
+//! through one relational model ([`sql`]). [`CatalogState`] keeps an in-memory snapshot
 //! of databases and tables so DataFusion's synchronous catalog calls never
 //! block on storage, and [`provider::SluiceCatalog`] exposes that snapshot to
 //! DataFusion. Partitions and manifests are read on demand (and cached by
@@ -20,7 +21,11 @@
 //! queries planned before the commit can finish.
 
 mod commit;
+#[cfg(test)]
+mod conformance;
+pub mod postgres;
 pub mod provider;
+pub mod sql;
 pub mod sqlite;
 pub mod user_view;
 
@@ -84,12 +89,6 @@ pub enum CatalogError {
     Storage(String),
     #[error("stored metadata for \"{0}\" is unreadable: {1}")]
     Corrupt(String, String),
-}
-
-impl From<rusqlite::Error> for CatalogError {
-    fn from(e: rusqlite::Error) -> Self {
-        CatalogError::Storage(e.to_string())
-    }
 }
 
 /// A database (shown to SQL as a schema).
@@ -255,6 +254,61 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
     async fn load_access(&self) -> Result<crate::access::AccessSnapshot, CatalogError>;
     /// Applies changes to them, all or none.
     async fn change_access(&self, changes: &[crate::access::AccessChange]) -> Result<(), CatalogError>;
+    /// A number that moves with every change, when other processes may
+    /// change this catalog too (see [`CatalogState::follow`]); `None` when
+    /// only this process does.
+    async fn generation(&self) -> Result<Option<u64>, CatalogError> {
+        Ok(None)
+    }
+    /// Whether other gateways share this catalog (their writes under way
+    /// look like interrupted ones to this gateway).
+    fn shared(&self) -> bool {
+        false
+    }
+}
+
+/// Opens the metastore `--catalog` names.
+pub async fn open_metastore(location: &crate::config::CatalogLocation) -> Result<Arc<dyn Metastore>, CatalogError> {
+    use crate::config::CatalogLocation;
+    Ok(match location {
+        CatalogLocation::Sqlite(path) => Arc::new(sqlite::SqliteMetastore::open(path)?),
+        CatalogLocation::Postgres { url, password, .. } => {
+            let (url, password) = (url.0.clone(), password.as_ref().map(|p| p.0.clone()));
+            let store =
+                tokio::task::spawn_blocking(move || postgres::PostgresMetastore::connect(&url, password.as_deref()))
+                    .await
+                    .map_err(|e| CatalogError::Storage(format!("catalog task failed: {e}")))??;
+            Arc::new(store)
+        }
+    })
+}
+
+/// Follows a shared catalog: every `poll`, reloads the snapshot if another
+/// gateway changed the catalog, until `stop`.
+pub fn spawn_follower(state: Arc<CatalogState>, poll: std::time::Duration, stop: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        let mut seen = None;
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(poll) => {}
+            }
+            match state.follow(&mut seen).await {
+                Ok(_) if failing => {
+                    tracing::info!("catalog reachable again");
+                    failing = false;
+                }
+                Ok(_) => {}
+                // Logged once per outage, not every poll.
+                Err(e) if !failing => {
+                    tracing::warn!("cannot check the catalog for other gateways' changes: {e}");
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+        }
+    });
 }
 
 /// Seconds since the Unix epoch.
@@ -317,6 +371,24 @@ impl CatalogState {
             }
         }
         Ok(state)
+    }
+
+    /// Reloads the snapshot when the catalog's generation moved since `seen`
+    /// (another gateway changed it); returns whether it did. Called every
+    /// `--catalog-poll` on catalogs with a generation.
+    pub async fn follow(&self, seen: &mut Option<u64>) -> Result<bool, CatalogError> {
+        // Read before the reload: a change that lands during it moves the
+        // generation again and is picked up by the next call.
+        let Some(now) = self.store.generation().await? else {
+            return Ok(false);
+        };
+        if *seen == Some(now) {
+            return Ok(false);
+        }
+        let _g = self.ddl.lock().await;
+        self.refresh().await?;
+        *seen = Some(now);
+        Ok(true)
     }
 
     /// Registers a function told about every change (cache invalidation).

@@ -9,6 +9,8 @@ use clap::Parser;
 use serde::Deserialize;
 use sluice_lake::config::Secret;
 
+pub use self::catalog::CatalogLocation;
+
 /// Errors found while loading or validating the configuration. Each names the
 /// flag at fault so start-up can stop with one clear line.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +33,25 @@ fn invalid(flag: &'static str, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// A secret given directly (flag or env) or in a file (trailing newline
+/// dropped); the direct one wins.
+fn password_from(
+    file_flag: &'static str,
+    direct: Option<String>,
+    path: Option<PathBuf>,
+) -> Result<Option<String>, ConfigError> {
+    match (direct, path) {
+        (Some(p), _) => Ok(Some(p)),
+        (None, Some(path)) => Ok(Some(
+            std::fs::read_to_string(&path)
+                .map_err(|e| invalid(file_flag, format!("cannot read {}: {e}", path.display())))?
+                .trim_end_matches(['\n', '\r'])
+                .to_owned(),
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Command-line flags. Every flag has a `SLUICE_*` environment twin.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "sluice-gateway", version, about = "Sluice SQL gateway for the data lake")]
@@ -44,9 +65,18 @@ pub struct Cli {
     /// Where managed tables are written (default `<data-dir>/warehouse`).
     #[arg(long, env = "SLUICE_WAREHOUSE")]
     pub warehouse: Option<String>,
-    /// Catalog backend URL (default `sqlite://<data-dir>/catalog.db`).
+    /// Catalog backend URL: `sqlite:///path/catalog.db` (default `<data-dir>/catalog.db`) or `postgres://user@host:port/db` (shared by several gateways).
     #[arg(long, env = "SLUICE_CATALOG")]
     pub catalog: Option<String>,
+    /// Password of a PostgreSQL catalog, unless its URL has one (prefer the env twin or --catalog-password-file).
+    #[arg(long, env = "SLUICE_CATALOG_PASSWORD", hide_env_values = true)]
+    pub catalog_password: Option<Secret<String>>,
+    /// File holding the password of a PostgreSQL catalog.
+    #[arg(long, env = "SLUICE_CATALOG_PASSWORD_FILE")]
+    pub catalog_password_file: Option<PathBuf>,
+    /// Seconds between checks of a shared (PostgreSQL) catalog for other gateways' changes (default 1).
+    #[arg(long, env = "SLUICE_CATALOG_POLL")]
+    pub catalog_poll: Option<f64>,
     /// Postgres wire listen address.
     #[arg(long, env = "SLUICE_PG_LISTEN")]
     pub pg_listen: Option<SocketAddr>,
@@ -218,6 +248,8 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     warehouse: Option<String>,
     catalog: Option<String>,
+    catalog_password_file: Option<PathBuf>,
+    catalog_poll: Option<f64>,
     pg_listen: Option<SocketAddr>,
     flight_listen: Option<SocketAddr>,
     http_listen: Option<SocketAddr>,
@@ -297,8 +329,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Warehouse root as a URL (`file:///...` today).
     pub warehouse: url::Url,
-    /// SQLite file of the embedded catalog.
-    pub catalog_path: PathBuf,
+    /// Where the catalog lives.
+    pub catalog: CatalogLocation,
     pub pg_listen: SocketAddr,
     pub flight_listen: SocketAddr,
     pub http_listen: SocketAddr,
@@ -409,18 +441,16 @@ impl Config {
             return Err(invalid("--warehouse", format!("'{warehouse}' names no bucket")));
         }
 
-        let catalog_path = match cli.catalog.or(file.catalog) {
-            None => data_dir.join("catalog.db"),
-            Some(url) => match url.strip_prefix("sqlite://") {
-                Some(path) if !path.is_empty() => PathBuf::from(path),
-                _ => {
-                    return Err(invalid(
-                        "--catalog",
-                        format!("'{url}' is not a supported catalog URL; expected sqlite:///path/to/catalog.db"),
-                    ));
-                }
-            },
-        };
+        let catalog = catalog::load(
+            cli.catalog.or(file.catalog),
+            password_from(
+                "--catalog-password-file",
+                cli.catalog_password.map(|p| p.0),
+                cli.catalog_password_file.or(file.catalog_password_file),
+            )?,
+            cli.catalog_poll.or(file.catalog_poll),
+            &data_dir,
+        )?;
 
         let tls = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
             (Some(c), Some(k)) => Some((c, k)),
@@ -465,19 +495,11 @@ impl Config {
             None => None,
         };
 
-        let password = match (
+        let password = password_from(
+            "--admin-password-file",
             cli.admin_password.map(|p| p.0),
             cli.admin_password_file.or(file.admin_password_file),
-        ) {
-            (Some(p), _) => Some(p),
-            (None, Some(path)) => Some(
-                std::fs::read_to_string(&path)
-                    .map_err(|e| invalid("--admin-password-file", format!("cannot read {}: {e}", path.display())))?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_owned(),
-            ),
-            (None, None) => None,
-        };
+        )?;
         let admin_auth = match password {
             Some(p) if p.is_empty() => return Err(invalid("--admin-password", "must not be empty")),
             Some(p) => AdminAuth::Password(p),
@@ -657,7 +679,7 @@ impl Config {
             jwt,
             token_key_file,
             audit_log,
-            catalog_path,
+            catalog,
             data_dir,
             warehouse,
             pg_listen,
@@ -721,6 +743,7 @@ pub fn parse_location(s: &str) -> Result<url::Url, String> {
     Ok(url)
 }
 
+mod catalog;
 mod storage;
 #[cfg(test)]
 mod tests;

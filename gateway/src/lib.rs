@@ -39,7 +39,6 @@ use sluice_lake::membership::ClusterCredentials;
 
 use crate::auth::{Authenticator, CatalogAuthenticator};
 use crate::catalog::CatalogState;
-use crate::catalog::sqlite::SqliteMetastore;
 use crate::config::Config;
 use crate::query::managed::ManagedTables;
 use crate::query::{Engine, EngineParts, QueryHandler};
@@ -169,8 +168,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         None => None,
     };
 
-    let metastore = Arc::new(SqliteMetastore::open(&config.catalog_path)?);
+    let metastore = catalog::open_metastore(&config.catalog).await?;
     let catalog = Arc::new(CatalogState::open(metastore, config.warehouse.clone()).await?);
+    if let config::CatalogLocation::Postgres { poll, .. } = &config.catalog {
+        catalog::spawn_follower(Arc::clone(&catalog), *poll, stop.clone());
+    }
     let metrics = http::Metrics::new()?;
     let store_metrics = sluice_lake::store::StoreMetrics::new()?;
     store_metrics.register(&metrics.registry)?;

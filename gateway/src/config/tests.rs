@@ -58,7 +58,7 @@ fn defaults_and_toml_layering() {
     assert_eq!(c.local_executors, 3, "file value applies");
     assert_eq!(c.pg_listen.port(), 7000, "flag wins over file");
     assert!(c.warehouse.as_str().ends_with("/d/warehouse/"));
-    assert!(c.catalog_path.ends_with("catalog.db"));
+    assert!(matches!(&c.catalog, CatalogLocation::Sqlite(p) if p.ends_with("catalog.db")));
 }
 
 #[test]
@@ -215,4 +215,44 @@ fn jwks_url_is_checked_and_exclusive() {
     v.extend(["--data-dir", d, "--config", toml_path.to_str().unwrap()]);
     let err = Config::load(Cli::try_parse_from(&v).unwrap()).unwrap_err();
     assert!(err.to_string().contains("only one of"), "{err}");
+}
+
+#[test]
+fn catalog_urls_pick_a_backend_and_never_echo_a_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let c = Config::load(cli(&[
+        "--data-dir",
+        d,
+        "--catalog",
+        "postgres://u@db:5432/cat",
+        "--catalog-poll",
+        "0.5",
+    ]))
+    .unwrap();
+    let CatalogLocation::Postgres { url, password, poll } = &c.catalog else {
+        panic!("{:?}", c.catalog)
+    };
+    assert_eq!(url.0, "postgres://u@db:5432/cat");
+    assert!(password.is_none());
+    assert_eq!(*poll, std::time::Duration::from_millis(500));
+    let err = Config::load(cli(&["--data-dir", d, "--catalog", "mysql://u:hunter2@db/cat"])).unwrap_err();
+    assert!(
+        err.to_string().contains("--catalog") && !err.to_string().contains("hunter2"),
+        "{err}"
+    );
+    let err = Config::load(cli(&[
+        "--data-dir",
+        d,
+        "--catalog",
+        "postgres://db/cat",
+        "--catalog-poll",
+        "0",
+    ]))
+    .unwrap_err();
+    assert!(err.to_string().contains("--catalog-poll"), "{err}");
+    assert!(
+        !format!("{:?}", c.catalog).contains("u@db"),
+        "the URL is redacted in Debug"
+    );
 }

@@ -25,6 +25,10 @@ use object_store::path::Path;
 use sluice_lake::store::{TableStoreOptions, resolve};
 use tokio_util::sync::CancellationToken;
 
+/// A write on a shared catalog pending for longer than this is taken for
+/// one its gateway never finished (see [`ManagedTables::interrupted_writes`]).
+pub const SHARED_WRITE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
 use super::write::{TableWriter, WriteOutcome, WriteSettings, delete_all, partition_dirs};
 use crate::catalog::{CatalogState, CommitKind, Partition, PendingWrite, Table, WriteCommit, new_id, unix_now};
 use crate::error::{ErrorKind, QueryError};
@@ -348,8 +352,17 @@ impl ManagedTables {
 
     /// The writes a crash left pending. Read at start-up, before this
     /// gateway begins any write, so [`Self::sweep`] never touches its own.
+    /// On a catalog shared with other gateways, their writes under way are
+    /// pending too: only writes started over [`SHARED_WRITE_TIMEOUT`] ago
+    /// are taken for interrupted there.
     pub async fn interrupted_writes(&self) -> Result<Vec<PendingWrite>, QueryError> {
-        Ok(self.catalog.metastore().pending_writes().await?)
+        let metastore = self.catalog.metastore();
+        let pending = metastore.pending_writes().await?;
+        if !metastore.shared() {
+            return Ok(pending);
+        }
+        let cutoff = unix_now().saturating_sub(SHARED_WRITE_TIMEOUT.as_secs());
+        Ok(pending.into_iter().filter(|w| w.started_unix <= cutoff).collect())
     }
 
     /// Deletes the files of `writes` (interrupted by a crash) and forgets

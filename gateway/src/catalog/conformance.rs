@@ -1,8 +1,20 @@
-use std::collections::BTreeMap;
+//! One conformance suite for every [`Metastore`] backend: each case is an
+//! async function over fresh catalogs of one backend ([`Place`]), run by
+//! the backend's test below (SQLite in a temp dir, PostgreSQL in a
+//! throw-away server).
 
-use super::*;
-use crate::catalog::new_id;
-use crate::catalog::{Column, CommitKind, PartitionEdit, TableKind};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::access::{AccessChange, GrantDef, MaskDef, PolicyDef, Privilege, RoleDef};
+use crate::catalog::{
+    CatalogError, Column, CommitKind, DataFile, Database, Metastore, Partition, PartitionChange, PartitionEdit,
+    PendingWrite, Strictness, Table, TableKind, WriteCommit, new_id,
+};
+
+mod server;
 
 fn table(db: &str, name: &str, kind: TableKind) -> Table {
     Table {
@@ -59,18 +71,25 @@ fn edit(t: &Table, add: &[Partition], drop: &[Vec<String>], strictness: Strictne
     }
 }
 
-async fn open() -> (tempfile::TempDir, SqliteMetastore) {
-    let dir = tempfile::tempdir().unwrap();
-    let m = SqliteMetastore::open(&dir.path().join("c.db")).unwrap();
+/// Where one catalog lives; every `open` is another handle on the same
+/// catalog (a restart, or a second gateway).
+#[async_trait]
+trait Place: Send + Sync {
+    async fn open(&self) -> Arc<dyn Metastore>;
+}
+
+/// A catalog with the database `s`.
+async fn with_s(place: &dyn Place) -> Arc<dyn Metastore> {
+    let m = place.open().await;
     m.create_database(&Database {
         name: "s".into(),
         location: "file:///w/s.db/".into(),
         comment: None,
-        owner: None,
+        owner: Some("bob".into()),
     })
     .await
     .unwrap();
-    (dir, m)
+    m
 }
 
 fn create(t: &Table, files: Vec<DataFile>, replace: bool) -> WriteCommit {
@@ -86,21 +105,10 @@ fn create(t: &Table, files: Vec<DataFile>, replace: bool) -> WriteCommit {
     }
 }
 
-#[tokio::test]
-async fn round_trip_survives_reopen_and_cascade_drops() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.db");
+async fn round_trip_survives_reopen_and_cascade_drops(place: &dyn Place) {
     let t = table("s", "t", TableKind::External);
     {
-        let m = SqliteMetastore::open(&path).unwrap();
-        m.create_database(&Database {
-            name: "s".into(),
-            location: "file:///w/s.db/".into(),
-            comment: None,
-            owner: Some("bob".into()),
-        })
-        .await
-        .unwrap();
+        let m = with_s(place).await;
         m.create_table(&t, &[], false, 0).await.unwrap();
         assert!(matches!(
             m.create_table(&table("s", "t", TableKind::External), &[], false, 0)
@@ -111,7 +119,18 @@ async fn round_trip_survives_reopen_and_cascade_drops() {
             .await
             .unwrap();
     }
-    let m = SqliteMetastore::open(&path).unwrap();
+    let m = place.open().await;
+    let dbs = m.list_databases().await.unwrap();
+    assert_eq!(dbs.len(), 1);
+    assert_eq!(dbs[0].owner.as_deref(), Some("bob"));
+    let tables = m.list_tables().await.unwrap();
+    assert_eq!(
+        tables,
+        vec![t.clone()]
+            .into_iter()
+            .map(|t| Table { version: 2, ..t })
+            .collect::<Vec<_>>()
+    );
     let tables = m.list_tables().await.unwrap();
     assert_eq!(tables.len(), 1);
     assert_eq!(tables[0].id, t.id);
@@ -131,10 +150,8 @@ async fn round_trip_survives_reopen_and_cascade_drops() {
     );
 }
 
-#[tokio::test]
-async fn table_in_missing_database_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let m = SqliteMetastore::open(&dir.path().join("c.db")).unwrap();
+async fn table_in_missing_database_is_refused(place: &dyn Place) {
+    let m = place.open().await;
     assert!(matches!(
         m.create_table(&table("nope", "t", TableKind::External), &[], false, 0)
             .await,
@@ -142,9 +159,8 @@ async fn table_in_missing_database_is_refused() {
     ));
 }
 
-#[tokio::test]
-async fn racing_creates_one_wins_and_replace_makes_garbage() {
-    let (_d, m) = open().await;
+async fn racing_creates_one_wins_and_replace_makes_garbage(place: &dyn Place) {
+    let m = with_s(place).await;
     let first = table("s", "t", TableKind::Managed);
     let second = table("s", "t", TableKind::Managed);
     m.commit_write(&create(&first, vec![file("1", "a.parquet")], false))
@@ -172,9 +188,8 @@ async fn racing_creates_one_wins_and_replace_makes_garbage() {
     assert!(m.due_garbage(u64::MAX).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn appends_overwrites_and_stale_writers() {
-    let (_d, m) = open().await;
+async fn appends_overwrites_and_stale_writers(place: &dyn Place) {
+    let m = with_s(place).await;
     let t = table("s", "t", TableKind::Managed);
     m.commit_write(&create(&t, vec![file("1", "a"), file("2", "b")], false))
         .await
@@ -272,9 +287,8 @@ async fn appends_overwrites_and_stale_writers() {
     assert!(m.list_files(&newer.id).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn partition_changes_are_strict_or_lenient() {
-    let (_d, m) = open().await;
+async fn partition_changes_are_strict_or_lenient(place: &dyn Place) {
+    let m = with_s(place).await;
     let t = table("s", "t", TableKind::Managed);
     m.commit_write(&create(&t, vec![file("1", "a")], false)).await.unwrap();
     let err = m
@@ -307,14 +321,193 @@ async fn partition_changes_are_strict_or_lenient() {
     assert_eq!(m.due_garbage(0).await.unwrap().len(), 1, "managed partition data goes");
 }
 
+fn role(name: &str, superuser: bool) -> AccessChange {
+    AccessChange::CreateRole(RoleDef {
+        name: name.into(),
+        login: true,
+        superuser,
+        verifier: None,
+    })
+}
+
+async fn access_definitions_round_trip_and_go_with_their_objects(place: &dyn Place) {
+    let m = with_s(place).await;
+    let t = table("s", "t", TableKind::External);
+    m.create_table(&t, &[], false, 0).await.unwrap();
+    let grant = GrantDef {
+        database: "s".into(),
+        table: "t".into(),
+        privilege: Privilege::Select,
+        column: String::new(),
+        grantee: "ann".into(),
+    };
+    let policy = PolicyDef {
+        database: "s".into(),
+        table: "t".into(),
+        name: "mine".into(),
+        roles: vec!["ann".into()],
+        predicate: "p = 'x'".into(),
+    };
+    let mask = MaskDef {
+        database: "s".into(),
+        table: "t".into(),
+        column: "a".into(),
+        role: "ann".into(),
+        expression: "0".into(),
+    };
+    m.change_access(&[
+        role("ann", false),
+        role("boss", true),
+        AccessChange::GrantRole {
+            role: "boss".into(),
+            member: "ann".into(),
+        },
+        AccessChange::Grant(vec![grant.clone()]),
+        AccessChange::CreatePolicy(policy.clone()),
+        AccessChange::SetMask(mask.clone()),
+    ])
+    .await
+    .unwrap();
+    // All or none: the second change fails, the first is not kept.
+    let err = m
+        .change_access(&[role("carl", false), role("ann", false)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CatalogError::RoleExists(_)), "{err}");
+    let err = m
+        .change_access(&[AccessChange::DropRole("ann".into())])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CatalogError::RoleInUse(..)), "{err}");
+
+    let a = place.open().await.load_access().await.unwrap();
+    assert_eq!(a.roles.keys().collect::<Vec<_>>(), ["ann", "boss"]);
+    assert!(a.roles["boss"].superuser && !a.roles["ann"].superuser);
+    assert!(a.members["boss"].contains("ann"));
+    assert_eq!(a.grants.iter().collect::<Vec<_>>(), [&grant]);
+    assert_eq!(a.policies, vec![policy]);
+    assert_eq!(a.masks, vec![mask.clone()]);
+
+    m.change_access(&[AccessChange::SetMask(MaskDef {
+        expression: "-1".into(),
+        ..mask
+    })])
+    .await
+    .unwrap();
+    assert_eq!(m.load_access().await.unwrap().masks[0].expression, "-1");
+    m.drop_table("s", "t", 0).await.unwrap();
+    let a = m.load_access().await.unwrap();
+    assert!(a.grants.is_empty() && a.policies.is_empty() && a.masks.is_empty());
+    m.change_access(&[AccessChange::DropRole("ann".into())]).await.unwrap();
+    assert!(m.load_access().await.unwrap().members.values().all(|m| m.is_empty()));
+}
+
+/// Two handles (two gateways) commit CTAS at once: under different names
+/// both land; under one name exactly one does and the other is told the
+/// table exists. Every change moves the generation of a shared catalog.
+async fn concurrent_creates_from_two_handles(place: &dyn Place) {
+    let a = with_s(place).await;
+    let b = place.open().await;
+    let before = a.generation().await.unwrap();
+    for round in 0..10 {
+        let (x, y) = (
+            table("s", &format!("x{round}"), TableKind::Managed),
+            table("s", &format!("y{round}"), TableKind::Managed),
+        );
+        let (cx, cy) = (
+            create(&x, vec![file("1", &format!("x{round}"))], false),
+            create(&y, vec![file("1", &format!("y{round}"))], false),
+        );
+        let (rx, ry) = tokio::join!(a.commit_write(&cx), b.commit_write(&cy));
+        rx.unwrap();
+        ry.unwrap();
+        let (s1, s2) = (
+            table("s", &format!("same{round}"), TableKind::Managed),
+            table("s", &format!("same{round}"), TableKind::Managed),
+        );
+        let (c1, c2) = (
+            create(&s1, vec![file("1", "s1")], false),
+            create(&s2, vec![file("1", "s2")], false),
+        );
+        let (r1, r2) = tokio::join!(a.commit_write(&c1), b.commit_write(&c2));
+        let won = match (r1, r2) {
+            (Ok(()), Err(CatalogError::TableExists(_))) => &s1,
+            (Err(CatalogError::TableExists(_)), Ok(())) => &s2,
+            other => panic!("round {round}: exactly one create must win: {other:?}"),
+        };
+        let tables = b.list_tables().await.unwrap();
+        let same: Vec<_> = tables.iter().filter(|t| t.name == s1.name).collect();
+        assert_eq!(same.len(), 1);
+        assert_eq!(same[0].id, won.id);
+        assert_eq!(a.list_files(&won.id).await.unwrap().len(), 1);
+    }
+    assert_eq!(a.list_tables().await.unwrap().len(), 30);
+    if let Some(before) = before {
+        let after = b
+            .generation()
+            .await
+            .unwrap()
+            .expect("a shared catalog keeps a generation");
+        assert!(after >= before + 30, "generation {before} -> {after}");
+        assert!(a.shared() && b.shared());
+    }
+}
+
+/// Every case, each on a fresh catalog from `new_place`.
+async fn run_all<P: Place>(new_place: impl AsyncFn(&str) -> P) {
+    round_trip_survives_reopen_and_cascade_drops(&new_place("round_trip").await).await;
+    table_in_missing_database_is_refused(&new_place("missing_db").await).await;
+    racing_creates_one_wins_and_replace_makes_garbage(&new_place("racing").await).await;
+    appends_overwrites_and_stale_writers(&new_place("appends").await).await;
+    partition_changes_are_strict_or_lenient(&new_place("partitions").await).await;
+    access_definitions_round_trip_and_go_with_their_objects(&new_place("access").await).await;
+    concurrent_creates_from_two_handles(&new_place("concurrent").await).await;
+}
+
+/// SQLite: a file in a temp dir; each `open` opens it again.
+struct SqliteFile(tempfile::TempDir);
+
+#[async_trait]
+impl Place for SqliteFile {
+    async fn open(&self) -> Arc<dyn Metastore> {
+        Arc::new(crate::catalog::sqlite::SqliteMetastore::open(&self.0.path().join("c.db")).unwrap())
+    }
+}
+
 #[tokio::test]
-async fn an_older_catalog_format_is_refused_by_name() {
+async fn sqlite_passes_the_conformance_suite() {
+    run_all(async |_| SqliteFile(tempfile::tempdir().unwrap())).await;
+}
+
+/// PostgreSQL: a database of a throw-away server; each `open` connects again.
+struct PostgresDatabase(String);
+
+#[async_trait]
+impl Place for PostgresDatabase {
+    async fn open(&self) -> Arc<dyn Metastore> {
+        let url = self.0.clone();
+        let m = tokio::task::spawn_blocking(move || crate::catalog::postgres::PostgresMetastore::connect(&url, None))
+            .await
+            .unwrap()
+            .unwrap();
+        Arc::new(m)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_passes_the_conformance_suite() {
+    let server = server::TempPostgres::start();
+    run_all(async |name| PostgresDatabase(server.create_database(name))).await;
+}
+
+#[tokio::test]
+async fn sqlite_refuses_an_older_catalog_format_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.db");
     {
-        let c = Connection::open(&path).unwrap();
+        let c = rusqlite::Connection::open(&path).unwrap();
         c.execute_batch("CREATE TABLE tbls (db TEXT, name TEXT);").unwrap();
     }
-    let err = SqliteMetastore::open(&path).unwrap_err();
+    let err = crate::catalog::sqlite::SqliteMetastore::open(&path).unwrap_err();
     assert!(err.to_string().contains("catalog format 0"), "{err}");
 }
