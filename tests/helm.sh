@@ -281,7 +281,16 @@ def s3(path):
         assert "checksum/config" in dep["spec"]["template"]["metadata"]["annotations"], name
     gw = env_of(pod(deps["sluice-gateway"])["containers"][0])
     assert gw["SLUICE_WAREHOUSE"]["value"] == "s3://sluice-lake/warehouse/"
-    print(f"{len(deps)} pods share stores {sorted(stores)} and the AWS_* environment")
+    # The PostgreSQL catalog: URL in env, password as a file from the user's Secret.
+    assert gw["SLUICE_CATALOG"]["value"].startswith("postgres://sluice@postgresql."), gw["SLUICE_CATALOG"]
+    assert gw["SLUICE_CATALOG_PASSWORD_FILE"]["value"] == "/etc/sluice/secrets/catalog-password"
+    vols = {v["name"]: v for v in pod(deps["sluice-gateway"])["volumes"]}
+    sources = [s["secret"] for s in vols["secrets"]["projected"]["sources"]]
+    assert {"name": "sluice-catalog", "items": [{"key": "password", "path": "catalog-password"}]} in sources, sources
+    for name, dep in deps.items():
+        if name != "sluice-gateway":
+            assert "SLUICE_CATALOG" not in env_of(pod(dep)["containers"][0]), f"{name}: executors need no catalog"
+    print(f"{len(deps)} pods share stores {sorted(stores)} and the AWS_* environment; the gateway's catalog is PostgreSQL")
 
 
 def autoscaling(path):
@@ -380,7 +389,7 @@ check "spotPercent 0: 10 regular, spot pool not rendered" \
     rendered zero split 0 10 -- --set executors.spotPercent=0
 check "odd split: 7 executors at 70 % -> 4 spot, 3 regular (spot rounds down)" \
     rendered odd split 4 3 -- --set executors.replicas=7
-check "s3: same stores TOML and AWS_* env in gateway and executors" assert s3 "$WORK/s3.yaml"
+check "s3: same stores TOML and AWS_* env in gateway and executors, PostgreSQL catalog" assert s3 "$WORK/s3.yaml"
 
 AUTOSCALING=(--set executors.autoscaling.enabled=true --set executors.autoscaling.minReplicas=3
     --set executors.autoscaling.maxReplicas=20 --set executors.autoscaling.queuedTasks.enabled=true)
@@ -453,8 +462,10 @@ refuse "autoscaling with maxReplicas < minReplicas" "needs 1 <= minReplicas <= m
 # gateway turns ready, /metrics takes the token, and SIGTERM drains both to
 # exit 0. Skipped when the binaries are not built.
 cat >"$WORK/smoke.py" <<'PY'
-"""Runs the rendered gateway and executor environment on 127.0.0.1."""
+"""Runs the rendered gateway and executor environment on 127.0.0.1, the
+gateway's PostgreSQL catalog on a throw-away local server."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -465,7 +476,15 @@ import urllib.request
 
 import yaml
 
-manifest, gateway_bin, executor_bin, work = sys.argv[1:5]
+manifest, gateway_bin, executor_bin, work, tests_python = sys.argv[1:6]
+sys.path.insert(0, tests_python)
+import psycopg  # noqa: E402
+import reference_pg  # noqa: E402
+
+catalog_pg = reference_pg.ReferencePostgres().start()
+with psycopg.connect(catalog_pg.dsn(), autocommit=True) as c:
+    c.execute("CREATE ROLE sluice LOGIN PASSWORD 'catalog-pass'")
+    c.execute("CREATE DATABASE sluice_catalog OWNER sluice")
 docs = [d for d in yaml.safe_load_all(open(manifest)) if d]
 deps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
 stores = [d for d in docs if d["kind"] == "ConfigMap"][0]["data"]["stores.toml"]
@@ -487,7 +506,7 @@ paths = {
 }
 for p in paths.values():
     os.makedirs(p, exist_ok=True)
-secrets = {"cluster-secret": "c" * 48, "admin-password": "admin-pass", "metrics-token": "t" * 32}
+secrets = {"cluster-secret": "c" * 48, "admin-password": "admin-pass", "metrics-token": "t" * 32, "catalog-password": "catalog-pass"}
 for name, value in secrets.items():
     with open(f"{work}/secrets/{name}", "w") as f:
         f.write(value)
@@ -512,6 +531,8 @@ def rendered_env(dep):
                 port = int(value.split(":")[1])
                 ports.setdefault(port, free_port())
                 value = f"127.0.0.1:{ports[port]}"
+        if e["name"] == "SLUICE_CATALOG":
+            value = re.sub(r"@[^/]+/", f"@127.0.0.1:{catalog_pg.port}/", value)
         env[e["name"]] = value
     # Bind only to loopback, on free ports.
     if "SLUICE_BIND" in env:
@@ -564,7 +585,10 @@ try:
     gw.send_signal(signal.SIGTERM)
     code = gw.wait(45)
     assert code == 0, f"gateway exited {code} after SIGTERM"
-    print("gateway ready with 1 executor, /metrics takes the token, both stop on SIGTERM")
+    with psycopg.connect(catalog_pg.dsn().replace("dbname=postgres", "dbname=sluice_catalog"), autocommit=True) as c:
+        dbs = [r[0] for r in c.execute("SELECT name FROM sluice.dbs")]
+    assert dbs == ["default"], dbs
+    print("gateway ready with 1 executor and its catalog in PostgreSQL, /metrics takes the token, both stop on SIGTERM")
 except BaseException:
     for name in ("gateway", "executor"):
         if os.path.exists(f"{work}/{name}.log"):
@@ -576,11 +600,12 @@ finally:
         if p.poll() is None:
             p.kill()
             p.wait()
+    catalog_pg.stop()
 PY
 if [ -x "$GATEWAY_BIN" ] && [ -x "$EXECUTOR_BIN" ]; then
     mkdir -p "$WORK/smoke"
-    check "binaries run the rendered environment (s3 values): ready with an executor, token, SIGTERM" \
-        timeout 180 "$PY" "$WORK/smoke.py" "$WORK/s3.yaml" "$GATEWAY_BIN" "$EXECUTOR_BIN" "$WORK/smoke"
+    check "binaries run the rendered environment (s3 values): ready with an executor, PostgreSQL catalog, token, SIGTERM" \
+        timeout 180 "$PY" "$WORK/smoke.py" "$WORK/s3.yaml" "$GATEWAY_BIN" "$EXECUTOR_BIN" "$WORK/smoke" "$PWD/tests/python"
 else
     echo "skip binaries accept the rendered environment ($GATEWAY_BIN or $EXECUTOR_BIN not built)"
 fi

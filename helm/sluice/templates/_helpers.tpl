@@ -284,7 +284,19 @@ Call with (dict "ctx" $ "gateway" true|false). */}}
     items:
       - key: {{ ternary $v.metrics.existingSecretKey "metrics-token" (not (empty $v.metrics.existingSecret)) }}
         path: metrics-token
+{{- if include "sluice.catalogPassword" .ctx }}
+- secret:
+    name: {{ default $own $v.catalog.postgres.existingSecret }}
+    items:
+      - key: {{ ternary $v.catalog.postgres.existingSecretKey "catalog-password" (not (empty $v.catalog.postgres.existingSecret)) }}
+        path: catalog-password
 {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Whether the gateway gets a PostgreSQL catalog password file. */}}
+{{- define "sluice.catalogPassword" -}}
+{{- with .Values.catalog.postgres }}{{ if and .url (or .password .existingSecret) }}true{{ end }}{{ end -}}
 {{- end -}}
 
 {{/* ---------------------------------------------------------------------
