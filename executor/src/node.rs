@@ -3,7 +3,8 @@
 //! only (and, on the same listener, the scheduler's task cancellations:
 //! `control`), heartbeats at a configurable interval, and drains on request.
 //!
-//! Drain (spot reclamation notice): the node takes every free task slot so
+//! Drain (spot reclamation notice): the node turns its gRPC health status to
+//! NOT_SERVING (how the gateway tells draining from alive), takes every free task slot so
 //! the scheduler gives it no more tasks (it keeps polling, reporting zero free
 //! slots, which also reports the results of tasks that finish), waits for the
 //! running tasks, then deregisters. The scheduler treats a deregistered
@@ -116,6 +117,9 @@ pub struct ExecutorNode {
     scheduler_addr: String,
     stop: CancellationToken,
     stats: Arc<NodeStats>,
+    /// The gRPC health service's status: NOT_SERVING once draining, so the
+    /// gateway can show it (pull-mode polls overwrite heartbeat statuses).
+    health: tonic_health::server::HealthReporter,
 }
 
 impl std::fmt::Debug for ExecutorNode {
@@ -182,6 +186,7 @@ impl ExecutorNode {
             Arc::clone(&executor),
             config.work_dir.clone(),
         ));
+        let (health, health_service) = tonic_health::server::health_reporter();
         let incoming = membership::incoming(config.listener, server_tls, "executor-flight");
         let token = stop.clone();
         let name = id.clone();
@@ -189,6 +194,7 @@ impl ExecutorNode {
             let r = create_grpc_server(&GrpcServerConfig::default())
                 .add_service(flight)
                 .add_service(control)
+                .add_service(health_service)
                 .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
                 .await;
             if let Err(e) = r {
@@ -212,6 +218,7 @@ impl ExecutorNode {
 
         let stats = Arc::new(NodeStats::default());
         let node = ExecutorNode {
+            health,
             id,
             flight_port,
             task_slots: config.task_slots,
@@ -339,6 +346,9 @@ impl ExecutorNode {
     /// The Flight service keeps serving until [`ExecutorNode::stop`].
     pub async fn drain(&self, timeout: Duration) -> DrainOutcome {
         self.stats.draining.store(true, Ordering::Relaxed);
+        self.health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
         let deadline = Instant::now() + timeout;
         let running_at_start = self.running_tasks();
         tracing::info!(executor = %self.id, running = running_at_start, ?timeout, "draining");

@@ -30,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 mod closes;
+mod health;
 mod jobs;
 mod joins;
 mod ordering;
@@ -68,6 +69,8 @@ pub struct ClusterOptions {
     pub stage_max_failures: usize,
 }
 
+pub use self::health::ExecutorState;
+
 /// An executor as operators see it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ExecutorInfo {
@@ -75,6 +78,11 @@ pub struct ExecutorInfo {
     pub host: String,
     /// Flight (shuffle/result) port.
     pub port: u16,
+    /// Port of its control services (cancellation, health).
+    pub control_port: u16,
+    /// Alive or lost by its heartbeat; draining only from
+    /// [`Cluster::executors_now`].
+    pub state: ExecutorState,
     pub task_slots: u32,
     /// Last heartbeat, Unix seconds.
     pub last_heartbeat_unix: Option<u64>,
@@ -113,6 +121,7 @@ pub struct Cluster {
     /// Connections to remote executors for result fetches.
     client_pool: Arc<dyn ballista_core::client_pool::BallistaClientPool>,
     job_metrics: Option<JobMetrics>,
+    health: Arc<health::HealthProbe>,
     _local: Arc<Vec<ExecutorNode>>,
 }
 
@@ -304,6 +313,7 @@ impl Cluster {
             losses,
             slots,
             scheduler_addr,
+            health: Arc::new(health::HealthProbe::new(credentials.client_tls())),
             credentials,
             capacity_wait: options.capacity_wait,
             executor_timeout: Duration::from_secs(executor_timeout),
@@ -393,21 +403,48 @@ impl Cluster {
             .is_some_and(|age| age < self.executor_timeout.as_secs())
     }
 
-    /// Executors registered with the scheduler.
+    /// Executors registered with the scheduler, alive or lost by their
+    /// heartbeats.
     pub async fn executors(&self) -> Vec<ExecutorInfo> {
         let state = self.scheduler.state.executor_manager.get_executors_state().await;
         state
             .map(|v| {
                 v.into_iter()
-                    .map(|(meta, heartbeat, _)| ExecutorInfo {
-                        id: meta.id,
-                        host: meta.host,
-                        port: meta.port,
-                        task_slots: meta.specification.vcores,
-                        last_heartbeat_unix: heartbeat.map(|d| d.as_secs()),
+                    .map(|(meta, heartbeat, _)| {
+                        let mut e = ExecutorInfo {
+                            id: meta.id,
+                            host: meta.host,
+                            port: meta.port,
+                            control_port: meta.grpc_port,
+                            state: ExecutorState::Lost,
+                            task_slots: meta.specification.vcores,
+                            last_heartbeat_unix: heartbeat.map(|d| d.as_secs()),
+                        };
+                        if self.is_alive(&e) {
+                            e.state = ExecutorState::Alive;
+                        }
+                        e
                     })
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// [`Self::executors`], with the alive ones asked whether they drain
+    /// (one health check each, concurrently).
+    pub async fn executors_now(&self) -> Vec<ExecutorInfo> {
+        let mut list = self.executors().await;
+        self.health.retain(&list);
+        let draining = futures::future::join_all(
+            list.iter()
+                .map(|e| async { e.state == ExecutorState::Alive && self.health.draining(e).await }),
+        )
+        .await;
+        for (e, d) in list.iter_mut().zip(draining) {
+            if d {
+                e.state = ExecutorState::Draining;
+            }
+        }
+        list
     }
 }

@@ -135,7 +135,7 @@ async fn statement(
 }
 
 async fn executors(State(s): State<Arc<AppState>>) -> impl IntoResponse {
-    let list = s.cluster.executors().await;
+    let list = s.cluster.executors_now().await;
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         serde_json::to_string(&list).unwrap_or_else(|_| "[]".to_owned()),

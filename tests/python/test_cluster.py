@@ -316,6 +316,17 @@ def test_sigterm_drains_and_exits_zero(cluster):
     victim = cluster.busiest()
     victim.signal(signal.SIGTERM)
     termed_at = time.time()
+    # Operators see it draining (its gRPC health turns NOT_SERVING), the
+    # others alive, until it leaves.
+    states = []
+    while victim.alive() and "draining" not in [s for (s,) in states]:
+        states = cluster.run("select state from system.executors where state <> 'lost' order by state")
+        time.sleep(0.05)
+    assert [s for (s,) in states] == ["alive", "alive", "draining"], states
+    # The same states on the HTTP port's /executors (and the web UI, which
+    # reads them from the same place).
+    listed = sorted(e["state"] for e in json.loads(cluster.gw.http("/executors")) if e["state"] != "lost")
+    assert listed in (["alive", "alive", "draining"], ["alive", "alive"]), listed
     code = victim.wait(timeout=DRAIN_TIMEOUT + 10)
     exited_after = time.time() - termed_at
     bg.join(timeout=180)

@@ -217,11 +217,11 @@ async fn state(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
             .collect();
     let executors: Vec<ExecutorView> = if superuser {
         s.cluster
-            .executors()
+            .executors_now()
             .await
             .into_iter()
             .map(|e| ExecutorView {
-                state: if s.cluster.is_alive(&e) { "alive" } else { "lost" },
+                state: e.state.as_str(),
                 seconds_since_heartbeat: e.heartbeat_age_secs(),
                 id: e.id,
                 host: e.host,

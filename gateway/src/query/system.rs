@@ -69,6 +69,7 @@ impl ExecutorsTable {
             Field::new("host", DataType::Utf8, false),
             Field::new("port", DataType::UInt16, false),
             Field::new("task_slots", DataType::UInt32, false),
+            Field::new("state", DataType::Utf8, false),
             Field::new(
                 "last_heartbeat",
                 DataType::Timestamp(TimeUnit::Second, Some("+00:00".into())),
@@ -86,7 +87,7 @@ impl Rows for ExecutorsTable {
     }
 
     async fn rows(&self) -> Result<RecordBatch> {
-        let executors = self.cluster.executors().await;
+        let executors = self.cluster.executors_now().await;
         Ok(RecordBatch::try_new(
             Arc::clone(&self.schema),
             vec![
@@ -94,6 +95,9 @@ impl Rows for ExecutorsTable {
                 Arc::new(StringArray::from_iter_values(executors.iter().map(|e| e.host.as_str()))),
                 Arc::new(UInt16Array::from_iter_values(executors.iter().map(|e| e.port))),
                 Arc::new(UInt32Array::from_iter_values(executors.iter().map(|e| e.task_slots))),
+                Arc::new(StringArray::from_iter_values(
+                    executors.iter().map(|e| e.state.as_str()),
+                )),
                 Arc::new(
                     TimestampSecondArray::from(
                         executors
