@@ -149,6 +149,19 @@ pub struct Column {
     pub nullable: bool,
 }
 
+/// The catalog's columns of an Arrow schema.
+pub fn columns_of(schema: &arrow::datatypes::Schema) -> Vec<Column> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| Column {
+            name: f.name().clone(),
+            data_type: f.data_type().to_string(),
+            nullable: f.is_nullable(),
+        })
+        .collect()
+}
+
 /// A table or view.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {

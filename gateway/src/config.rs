@@ -68,6 +68,9 @@ pub struct Cli {
     /// Catalog backend URL: `sqlite:///path/catalog.db` (default `<data-dir>/catalog.db`) or `postgres://user@host:port/db` (shared by several gateways).
     #[arg(long, env = "SLUICE_CATALOG")]
     pub catalog: Option<String>,
+    /// Serve the catalog as a Hive Metastore (Thrift) on this loopback address (off by default).
+    #[arg(long, env = "SLUICE_HMS_LISTEN")]
+    pub hms_listen: Option<SocketAddr>,
     /// Password of a PostgreSQL catalog, unless its URL has one (prefer the env twin or --catalog-password-file).
     #[arg(long, env = "SLUICE_CATALOG_PASSWORD", hide_env_values = true)]
     pub catalog_password: Option<Secret<String>>,
@@ -250,6 +253,7 @@ struct FileConfig {
     catalog: Option<String>,
     catalog_password_file: Option<PathBuf>,
     catalog_poll: Option<f64>,
+    hms_listen: Option<SocketAddr>,
     pg_listen: Option<SocketAddr>,
     flight_listen: Option<SocketAddr>,
     http_listen: Option<SocketAddr>,
@@ -331,6 +335,8 @@ pub struct Config {
     pub warehouse: url::Url,
     /// Where the catalog lives.
     pub catalog: CatalogLocation,
+    /// The Hive Metastore endpoint's address (loopback), if served.
+    pub hms_listen: Option<SocketAddr>,
     pub pg_listen: SocketAddr,
     pub flight_listen: SocketAddr,
     pub http_listen: SocketAddr,
@@ -451,6 +457,15 @@ impl Config {
             cli.catalog_poll.or(file.catalog_poll),
             &data_dir,
         )?;
+        let hms_listen = cli.hms_listen.or(file.hms_listen);
+        if let Some(addr) = hms_listen
+            && !addr.ip().is_loopback()
+        {
+            return Err(invalid(
+                "--hms-listen",
+                format!("{addr} is not a loopback address; the Hive Metastore protocol has no authentication here"),
+            ));
+        }
 
         let tls = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
             (Some(c), Some(k)) => Some((c, k)),
@@ -680,6 +695,7 @@ impl Config {
             token_key_file,
             audit_log,
             catalog,
+            hms_listen,
             data_dir,
             warehouse,
             pg_listen,

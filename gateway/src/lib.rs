@@ -23,6 +23,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod frontend;
+pub mod hms;
 pub mod http;
 pub mod query;
 pub mod session;
@@ -148,6 +149,9 @@ pub struct BoundAddrs {
     pub http: SocketAddr,
     /// Scheduler (cluster members only).
     pub scheduler: SocketAddr,
+    /// Hive Metastore endpoint, when served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hms: Option<SocketAddr>,
 }
 
 /// Starts every part of the gateway and serves until `shutdown` fires, then
@@ -163,6 +167,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     let pg_listener = bind("--pg-listen", config.pg_listen).await?;
     let flight_listener = bind("--flight-listen", config.flight_listen).await?;
     let http_listener = bind("--http-listen", config.http_listen).await?;
+    let hms_listener = match config.hms_listen {
+        Some(addr) => Some(bind("--hms-listen", addr).await?),
+        None => None,
+    };
     let certs = match &config.tls {
         Some((cert, key)) => Some(tls::CertStore::load(cert, key).map_err(|e| StartError::Tls(e.to_string()))?),
         None => None,
@@ -273,6 +281,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         flight: flight_listener.local_addr().map_err(StartError::ListenFile)?,
         http: http_listener.local_addr().map_err(StartError::ListenFile)?,
         scheduler: scheduler_addr,
+        hms: match &hms_listener {
+            Some(l) => Some(l.local_addr().map_err(StartError::ListenFile)?),
+            None => None,
+        },
     };
     let acceptor = |alpn: &[&[u8]]| {
         certs
@@ -327,6 +339,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         connections: metrics.connections.with_label_values(&["flight"]),
     };
     let mut frontends = tokio::task::JoinSet::new();
+    if let Some(listener) = hms_listener {
+        let service = Arc::new(hms::HmsService::new(
+            Arc::clone(&catalog),
+            config.admin_user.clone(),
+            config.gc_grace,
+        ));
+        let s = shutdown.clone();
+        frontends.spawn(async move {
+            hms::serve(listener, service, s).await;
+            Ok(())
+        });
+    }
     frontends.spawn(async move {
         pg.run(pg_listener, s.clone()).await;
         match s.is_cancelled() {

@@ -16,25 +16,13 @@ use sluice_lake::store::{TableStoreOptions, resolve};
 
 use super::{Engine, Lifted, QueryOutput};
 use crate::catalog::provider::{ViewError, encode_schema, view_cycle};
-use crate::catalog::{CATALOG_NAME, CatalogError, Column, Partition, Table, TableKind, new_id};
+use crate::catalog::{CATALOG_NAME, CatalogError, Partition, Table, TableKind, columns_of, new_id};
 use crate::error::{ErrorKind, QueryError};
 use crate::session::Session;
 use crate::table::{discover_partitions, typed_partition_value};
 
 pub(super) fn tag(t: &str) -> Result<QueryOutput, QueryError> {
     Ok(QueryOutput::Command { tag: t.to_owned() })
-}
-
-pub(super) fn columns_of(schema: &Schema) -> Vec<Column> {
-    schema
-        .fields()
-        .iter()
-        .map(|f| Column {
-            name: f.name().clone(),
-            data_type: f.data_type().to_string(),
-            nullable: f.is_nullable(),
-        })
-        .collect()
 }
 
 pub(super) fn store_error(e: sluice_lake::store::StoreError) -> QueryError {

@@ -10,11 +10,12 @@ use datafusion::common::Column;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{CreateMemoryTable, Expr, LogicalPlan, LogicalPlanBuilder, cast, col, lit};
 
-use super::ddl::{columns_of, tag};
+use super::ddl::tag;
 use super::hive::PartitionSpec;
 use super::managed::WriteMode;
 use super::write::{Codec, WriteSettings};
 use super::{Engine, QueryOutput};
+use crate::catalog::columns_of;
 use crate::catalog::provider::{decode_schema, encode_schema};
 use crate::catalog::{Table, TableKind, new_id};
 use crate::error::{ErrorKind, QueryError};
