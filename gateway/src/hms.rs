@@ -73,6 +73,7 @@ async fn connection(stream: TcpStream, service: &HmsService) -> Result<(), Thrif
     loop {
         // A closed connection ends here.
         let ident = input.read_message_begin().await?;
+        tracing::debug!(call = %ident.name, "hms call");
         let answer = match ThriftHiveMetastoreRequestRecv::decode_async(&mut input, &ident).await {
             Ok(request) => {
                 input.read_message_end().await?;
