@@ -15,6 +15,7 @@
 mod calls;
 mod convert;
 mod filter;
+mod lenient;
 
 use std::sync::Arc;
 
@@ -74,7 +75,11 @@ async fn connection(stream: TcpStream, service: &HmsService) -> Result<(), Thrif
         // A closed connection ends here.
         let ident = input.read_message_begin().await?;
         tracing::debug!(call = %ident.name, "hms call");
-        let answer = match ThriftHiveMetastoreRequestRecv::decode_async(&mut input, &ident).await {
+        let decoded = match lenient::decode(&mut input, &ident.name).await {
+            Some(decoded) => decoded,
+            None => ThriftHiveMetastoreRequestRecv::decode_async(&mut input, &ident).await,
+        };
+        let answer = match decoded {
             Ok(request) => {
                 input.read_message_end().await?;
                 match service.call(request).await {

@@ -136,6 +136,22 @@ def test_a_table_created_through_the_metastore_is_queried_and_dropped(served):
         sql(g, "SELECT * FROM lake.events_again")
 
 
+def test_databases_created_and_dropped_through_the_metastore(served):
+    g, port, base = served
+    with client(port) as c:
+        c.create_database(ttypes.Database(name="from_hms", description="made by a client"))
+        with pytest.raises(ttypes.AlreadyExistsException):
+            c.create_database(ttypes.Database(name="from_hms"))
+        assert "from_hms" in c.get_all_databases()
+    assert sql(g, "SELECT schema_name FROM information_schema.schemata WHERE schema_name = 'from_hms'") == [("from_hms",)]
+    with client(port) as c:
+        with pytest.raises(ttypes.InvalidOperationException):
+            c.drop_database("lake", False, False)
+        c.drop_database("from_hms", False, False)
+        with pytest.raises(ttypes.NoSuchObjectException):
+            c.drop_database("from_hms", False, False)
+
+
 def test_calls_sluice_does_not_serve_are_refused_not_dropped(served):
     g, port, base = served
     with client(port) as c:

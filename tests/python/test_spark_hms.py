@@ -91,3 +91,20 @@ def test_spark_reads_a_managed_table_sluice_wrote(spark_on_sluice):
     rows = sorted((r.day, r.n, r.total) for r in spark.sql("SELECT day, n, total FROM lake.summary").collect())
     assert rows == sorted((d, n, float(t)) for d, n, t in sluice(g, "SELECT day, n, total FROM lake.summary"))
     assert len(rows) == 3
+
+
+def test_spark_creates_and_fills_a_table_sluice_reads(spark_on_sluice, workdir):
+    spark, g = spark_on_sluice
+    location = workdir / "spark" / "from_spark"
+    spark.sql(
+        "CREATE TABLE lake.from_spark (id BIGINT, v STRING) PARTITIONED BY (p STRING) "
+        f"STORED AS PARQUET LOCATION 'file://{location}'"
+    )
+    spark.sql("INSERT INTO lake.from_spark PARTITION (p='a') VALUES (1, 'x'), (2, 'y')")
+    spark.sql("INSERT INTO lake.from_spark PARTITION (p='b') VALUES (3, 'z')")
+    # No Sluice DDL: the table and its partitions came through the metastore.
+    assert sluice(g, "SELECT id, v, p FROM lake.from_spark ORDER BY id") == [(1, "x", "a"), (2, "y", "a"), (3, "z", "b")]
+    assert sluice(g, "SELECT count(*) FROM lake.from_spark WHERE p = 'b'") == [(1,)]
+    spark.sql("DROP TABLE lake.from_spark")
+    with pytest.raises(psycopg.errors.UndefinedTable):
+        sluice(g, "SELECT * FROM lake.from_spark")

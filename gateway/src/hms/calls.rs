@@ -237,6 +237,72 @@ impl Metastore {
                     }
                 }
             }),
+            Req::GetPartitionsPs(a) => {
+                Resp::GetPartitionsPs(match self.partitions_ps(&a.db_name, &a.tbl_name, &a.part_vals).await {
+                    Ok(p) => ThriftHiveMetastoreGetPartitionsPsResultSend::Ok(limit(p, a.max_parts)),
+                    Err(Missing::NoSuch(e)) => ThriftHiveMetastoreGetPartitionsPsResultSend::O2(e),
+                    Err(Missing::Meta(e)) => ThriftHiveMetastoreGetPartitionsPsResultSend::O1(e),
+                })
+            }
+            Req::GetPartitionsPsWithAuth(a) => {
+                Resp::GetPartitionsPsWithAuth(match self.partitions_ps(&a.db_name, &a.tbl_name, &a.part_vals).await {
+                    Ok(p) => ThriftHiveMetastoreGetPartitionsPsWithAuthResultSend::Ok(limit(p, a.max_parts)),
+                    Err(Missing::NoSuch(e)) => ThriftHiveMetastoreGetPartitionsPsWithAuthResultSend::O1(e),
+                    Err(Missing::Meta(e)) => ThriftHiveMetastoreGetPartitionsPsWithAuthResultSend::O2(e),
+                })
+            }
+            Req::GetPartitionNamesPs(a) => {
+                Resp::GetPartitionNamesPs(match self.partitions_ps(&a.db_name, &a.tbl_name, &a.part_vals).await {
+                    Ok(p) => {
+                        let t = self.table(&a.db_name, &a.tbl_name);
+                        let names = p
+                            .iter()
+                            .filter_map(|p| {
+                                let values: Vec<String> = p.values.iter().flatten().map(|v| v.to_string()).collect();
+                                Some(fs(convert::partition_name(t.as_ref()?, &values)))
+                            })
+                            .collect();
+                        ThriftHiveMetastoreGetPartitionNamesPsResultSend::Ok(limit(names, a.max_parts))
+                    }
+                    Err(Missing::NoSuch(e)) => ThriftHiveMetastoreGetPartitionNamesPsResultSend::O2(e),
+                    Err(Missing::Meta(e)) => ThriftHiveMetastoreGetPartitionNamesPsResultSend::O1(e),
+                })
+            }
+            Req::GetPartitionWithAuth(a) => {
+                Resp::GetPartitionWithAuth(match self.partitions_ps(&a.db_name, &a.tbl_name, &a.part_vals).await {
+                    Ok(mut p) if p.len() == 1 && !a.part_vals.iter().any(|v| v.is_empty()) => {
+                        ThriftHiveMetastoreGetPartitionWithAuthResultSend::Ok(p.remove(0))
+                    }
+                    Ok(_) => ThriftHiveMetastoreGetPartitionWithAuthResultSend::O2(no_such(format!(
+                        "partition {:?} of {}.{} does not exist",
+                        a.part_vals, a.db_name, a.tbl_name
+                    ))),
+                    Err(Missing::NoSuch(e)) => ThriftHiveMetastoreGetPartitionWithAuthResultSend::O2(e),
+                    Err(Missing::Meta(e)) => ThriftHiveMetastoreGetPartitionWithAuthResultSend::O1(e),
+                })
+            }
+            // Engines update statistics parameters after a write; Sluice
+            // keeps none, so such an alter changes nothing and is accepted.
+            // Anything it would have to change is refused.
+            Req::AlterTable(a) => Resp::AlterTable(match self.same_table(&a.dbname, &a.tbl_name, &a.new_tbl) {
+                Ok(()) => ThriftHiveMetastoreAlterTableResultSend::Ok(()),
+                Err(e) => ThriftHiveMetastoreAlterTableResultSend::O1(e),
+            }),
+            Req::AlterPartition(a) => Resp::AlterPartition(
+                match self
+                    .same_partitions(&a.db_name, &a.tbl_name, std::slice::from_ref(&a.new_part))
+                    .await
+                {
+                    Ok(()) => ThriftHiveMetastoreAlterPartitionResultSend::Ok(()),
+                    Err(e) => ThriftHiveMetastoreAlterPartitionResultSend::O1(e),
+                },
+            ),
+            Req::AlterPartitions(a) => Resp::AlterPartitions(
+                match self.same_partitions(&a.db_name, &a.tbl_name, &a.new_parts).await {
+                    Ok(()) => ThriftHiveMetastoreAlterPartitionsResultSend::Ok(()),
+                    Err(e) => ThriftHiveMetastoreAlterPartitionsResultSend::O1(e),
+                },
+            ),
             Req::AddPartition(a) => {
                 Resp::AddPartition(match self.add_partitions(std::slice::from_ref(&a.new_part)).await {
                     Ok(()) => ThriftHiveMetastoreAddPartitionResultSend::Ok(a.new_part),
@@ -247,6 +313,30 @@ impl Metastore {
                         ThriftHiveMetastoreAddPartitionResultSend::O3(meta(e.message.unwrap_or_default()))
                     }
                 })
+            }
+            Req::AddPartitionsReq(a) => {
+                let r = a.request;
+                let strictness = if r.if_not_exists {
+                    Strictness::Lenient
+                } else {
+                    Strictness::Strict
+                };
+                Resp::AddPartitionsReq(
+                    match self
+                        .add_partitions_to(&r.db_name, &r.tbl_name, &r.parts, strictness)
+                        .await
+                    {
+                        Ok(()) => ThriftHiveMetastoreAddPartitionsReqResultSend::Ok(AddPartitionsResult {
+                            partitions: r.need_result.unwrap_or(true).then_some(r.parts),
+                        }),
+                        Err(Refusal::Invalid(e)) => ThriftHiveMetastoreAddPartitionsReqResultSend::O1(e),
+                        Err(Refusal::Exists(e)) => ThriftHiveMetastoreAddPartitionsReqResultSend::O2(e),
+                        Err(Refusal::Meta(e)) => ThriftHiveMetastoreAddPartitionsReqResultSend::O3(e),
+                        Err(Refusal::NoSuch(e)) => {
+                            ThriftHiveMetastoreAddPartitionsReqResultSend::O3(meta(e.message.unwrap_or_default()))
+                        }
+                    },
+                )
             }
             Req::AddPartitions(a) => Resp::AddPartitions(match self.add_partitions(&a.new_parts).await {
                 Ok(()) => {
@@ -303,6 +393,43 @@ impl Metastore {
                     Err(e) => ThriftHiveMetastoreDropTableResultSend::O3(meta(e)),
                 },
             ),
+            Req::CreateDatabase(a) => Resp::CreateDatabase({
+                let name = a.database.name.as_deref().unwrap_or_default().to_ascii_lowercase();
+                let comment = a.database.description.as_deref().map(str::to_owned);
+                if name.is_empty() {
+                    ThriftHiveMetastoreCreateDatabaseResultSend::O2(invalid(&ConvertError::Invalid(
+                        "a database needs a name".into(),
+                    )))
+                } else {
+                    match self.catalog.create_database(&name, comment, None).await {
+                        Ok(()) => ThriftHiveMetastoreCreateDatabaseResultSend::Ok(()),
+                        Err(e @ CatalogError::DatabaseExists(_)) => {
+                            ThriftHiveMetastoreCreateDatabaseResultSend::O1(AlreadyExistsException {
+                                message: Some(fs(e.to_string())),
+                            })
+                        }
+                        Err(e) => ThriftHiveMetastoreCreateDatabaseResultSend::O3(meta(e)),
+                    }
+                }
+            }),
+            Req::DropDatabase(a) => Resp::DropDatabase(
+                match self
+                    .catalog
+                    .drop_database(&a.name.to_ascii_lowercase(), a.cascade, self.garbage_after())
+                    .await
+                {
+                    Ok(_) => ThriftHiveMetastoreDropDatabaseResultSend::Ok(()),
+                    Err(e @ CatalogError::DatabaseNotFound(_)) => {
+                        ThriftHiveMetastoreDropDatabaseResultSend::O1(no_such(e))
+                    }
+                    Err(e @ (CatalogError::DatabaseNotEmpty(_) | CatalogError::Protected(_))) => {
+                        ThriftHiveMetastoreDropDatabaseResultSend::O2(InvalidOperationException {
+                            message: Some(fs(e.to_string())),
+                        })
+                    }
+                    Err(e) => ThriftHiveMetastoreDropDatabaseResultSend::O3(meta(e)),
+                },
+            ),
             // Clients ask for settings on connect; Sluice has none to add.
             Req::GetConfigValue(a) => {
                 Resp::GetConfigValue(ThriftHiveMetastoreGetConfigValueResultSend::Ok(a.default_value))
@@ -315,6 +442,89 @@ impl Metastore {
             )),
             _ => return None,
         })
+    }
+
+    /// Partitions matching a partial spec (an empty value matches any).
+    async fn partitions_ps(&self, db: &str, name: &str, spec: &[FastStr]) -> Result<Vec<Partition>, Missing> {
+        let t = self
+            .table(db, name)
+            .ok_or_else(|| Missing::NoSuch(no_such(missing_table(db, name))))?;
+        self.partitions(&t, |p| {
+            spec.iter()
+                .zip(&p.values)
+                .all(|(want, have)| want.is_empty() || **want == **have)
+        })
+        .await
+        .map_err(|e| Missing::Meta(meta(e)))
+    }
+
+    /// Accepts an alter of `db.name` that leaves what Sluice keeps as it is.
+    fn same_table(&self, db: &str, name: &str, new: &Table) -> Result<(), InvalidOperationException> {
+        let refuse = |why: String| InvalidOperationException { message: Some(fs(why)) };
+        let current = self
+            .thrift_table(db, name)
+            .map_err(|_| refuse(missing_table(db, name)))?;
+        let (a, b) = (current.sd.as_ref(), new.sd.as_ref());
+        let cols = |sd: Option<&StorageDescriptor>| {
+            sd.and_then(|sd| sd.cols.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| {
+                    (
+                        c.name.map(|n| n.to_ascii_lowercase()),
+                        c.r#type.map(|t| t.to_ascii_lowercase()),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let location = |sd: Option<&StorageDescriptor>| {
+            sd.and_then(|sd| sd.location.as_deref())
+                .map(convert::normalize_location)
+        };
+        if new.table_name.as_deref().is_some_and(|n| !n.eq_ignore_ascii_case(name))
+            || new.db_name.as_deref().is_some_and(|d| !d.eq_ignore_ascii_case(db))
+        {
+            return Err(refuse("Sluice does not rename tables through the metastore".into()));
+        }
+        if cols(a) != cols(b) || location(a) != location(b) {
+            return Err(refuse(format!(
+                "Sluice does not change the columns or location of {db}.{name} through the metastore"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Accepts an alter of partitions that exist and keep their location.
+    async fn same_partitions(
+        &self,
+        db: &str,
+        name: &str,
+        parts: &[Partition],
+    ) -> Result<(), InvalidOperationException> {
+        let refuse = |why: String| InvalidOperationException { message: Some(fs(why)) };
+        let t = self.table(db, name).ok_or_else(|| refuse(missing_table(db, name)))?;
+        let current = self
+            .catalog
+            .metastore()
+            .list_partitions(&t.id)
+            .await
+            .map_err(|e| refuse(e.to_string()))?;
+        for p in parts {
+            let values: Vec<String> = p.values.iter().flatten().map(|v| v.to_string()).collect();
+            let Some(have) = current.iter().find(|c| c.values == values) else {
+                return Err(refuse(format!("partition {values:?} of {db}.{name} does not exist")));
+            };
+            let location =
+                p.sd.as_ref()
+                    .and_then(|sd| sd.location.as_deref())
+                    .map(convert::normalize_location);
+            if location.is_some_and(|l| l != have.location) {
+                return Err(refuse(format!(
+                    "Sluice does not move partition {values:?} of {db}.{name} through the metastore"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn thrift_table(&self, db: &str, name: &str) -> Result<Table, Missing> {
@@ -332,14 +542,26 @@ impl Metastore {
             first.db_name.as_deref().unwrap_or_default(),
             first.table_name.as_deref().unwrap_or_default(),
         );
+        self.add_partitions_to(db, name, parts, Strictness::Strict).await
+    }
+
+    /// Adds `parts` to `db.name` in one change; with `Lenient`, those that
+    /// exist are skipped (`if_not_exists`).
+    async fn add_partitions_to(
+        &self,
+        db: &str,
+        name: &str,
+        parts: &[Partition],
+        strictness: Strictness,
+    ) -> Result<(), Refusal> {
         let t = self
             .table(db, name)
             .ok_or_else(|| Refusal::NoSuch(no_such(missing_table(db, name))))?;
-        let mut edit = PartitionEdit::of(&t, Strictness::Strict, self.garbage_after());
+        let mut edit = PartitionEdit::of(&t, strictness, self.garbage_after());
+        let other =
+            |given: Option<&str>, want: &str| given.is_some_and(|g| !g.is_empty() && !g.eq_ignore_ascii_case(want));
         for p in parts {
-            if p.db_name.as_deref() != first.db_name.as_deref()
-                || p.table_name.as_deref() != first.table_name.as_deref()
-            {
+            if other(p.db_name.as_deref(), db) || other(p.table_name.as_deref(), name) {
                 return Err(Refusal::Invalid(invalid(&ConvertError::Invalid(
                     "all partitions of one call must belong to one table".into(),
                 ))));
