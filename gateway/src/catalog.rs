@@ -285,12 +285,15 @@ pub async fn open_metastore(location: &crate::config::CatalogLocation) -> Result
     use crate::config::CatalogLocation;
     Ok(match location {
         CatalogLocation::Sqlite(path) => Arc::new(sqlite::SqliteMetastore::open(path)?),
-        CatalogLocation::Postgres { url, password, .. } => {
-            let (url, password) = (url.0.clone(), password.as_ref().map(|p| p.0.clone()));
-            let store =
-                tokio::task::spawn_blocking(move || postgres::PostgresMetastore::connect(&url, password.as_deref()))
-                    .await
-                    .map_err(|e| CatalogError::Storage(format!("catalog task failed: {e}")))??;
+        CatalogLocation::Postgres {
+            url, password, ca_file, ..
+        } => {
+            let (url, password, ca_file) = (url.0.clone(), password.as_ref().map(|p| p.0.clone()), ca_file.clone());
+            let store = tokio::task::spawn_blocking(move || {
+                postgres::PostgresMetastore::connect(&url, password.as_deref(), ca_file.as_deref())
+            })
+            .await
+            .map_err(|e| CatalogError::Storage(format!("catalog task failed: {e}")))??;
             Arc::new(store)
         }
     })

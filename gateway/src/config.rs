@@ -77,6 +77,9 @@ pub struct Cli {
     /// File holding the password of a PostgreSQL catalog.
     #[arg(long, env = "SLUICE_CATALOG_PASSWORD_FILE")]
     pub catalog_password_file: Option<PathBuf>,
+    /// PEM CA the PostgreSQL catalog's certificate must chain to (TLS verified, host name checked); without it TLS is unauthenticated.
+    #[arg(long, env = "SLUICE_CATALOG_CA_FILE")]
+    pub catalog_ca_file: Option<PathBuf>,
     /// Seconds between checks of a shared (PostgreSQL) catalog for other gateways' changes (default 1).
     #[arg(long, env = "SLUICE_CATALOG_POLL")]
     pub catalog_poll: Option<f64>,
@@ -253,6 +256,7 @@ struct FileConfig {
     catalog: Option<String>,
     catalog_password_file: Option<PathBuf>,
     catalog_poll: Option<f64>,
+    catalog_ca_file: Option<PathBuf>,
     hms_listen: Option<SocketAddr>,
     pg_listen: Option<SocketAddr>,
     flight_listen: Option<SocketAddr>,
@@ -455,6 +459,7 @@ impl Config {
                 cli.catalog_password_file.or(file.catalog_password_file),
             )?,
             cli.catalog_poll.or(file.catalog_poll),
+            cli.catalog_ca_file.or(file.catalog_ca_file),
             &data_dir,
         )?;
         let hms_listen = cli.hms_listen.or(file.hms_listen);

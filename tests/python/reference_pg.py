@@ -23,7 +23,11 @@ def _free_port() -> int:
 
 
 class ReferencePostgres:
-    def __init__(self):
+    def __init__(self, options="", hba=None, files=None):
+        """`options`: more server settings (`-c k=v ...`); `hba`: the
+        pg_hba.conf to use; `files`: name -> bytes written into the server's
+        directory (owned by the server, mode 0600), e.g. TLS keys."""
+        self.options, self.hba, self.files = options, hba, dict(files or {})
         self.dir = Path(tempfile.mkdtemp(prefix="sluice-refpg-"))
         self.port = _free_port()
         # initdb refuses root: run the server as the package's postgres user.
@@ -38,7 +42,15 @@ class ReferencePostgres:
         if self.as_user:
             shutil.chown(self.dir, "postgres")
         self._run(BIN / "initdb", "-D", self.dir / "data", "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C")
-        opts = f"'-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c TimeZone=UTC'"
+        for name, data in self.files.items():
+            path = self.dir / name
+            path.write_bytes(data)
+            path.chmod(0o600)
+            if self.as_user:
+                shutil.chown(path, "postgres")
+        if self.hba is not None:
+            (self.dir / "data" / "pg_hba.conf").write_text(self.hba)
+        opts = f"'-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c TimeZone=UTC {self.options}'"
         self._run(BIN / "pg_ctl", "-D", self.dir / "data", "-l", self.dir / "log", "-o", opts, "-w", "start")
         deadline = time.time() + 30
         while time.time() < deadline:

@@ -486,10 +486,11 @@ struct PostgresDatabase(String);
 impl Place for PostgresDatabase {
     async fn open(&self) -> Arc<dyn Metastore> {
         let url = self.0.clone();
-        let m = tokio::task::spawn_blocking(move || crate::catalog::postgres::PostgresMetastore::connect(&url, None))
-            .await
-            .unwrap()
-            .unwrap();
+        let m =
+            tokio::task::spawn_blocking(move || crate::catalog::postgres::PostgresMetastore::connect(&url, None, None))
+                .await
+                .unwrap()
+                .unwrap();
         Arc::new(m)
     }
 }

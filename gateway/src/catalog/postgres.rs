@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use bytes::BytesMut;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, IsolationLevel, NoTls};
+use postgres::{Client, IsolationLevel};
 
 use super::CatalogError;
 use super::sql::{ACCESS_SCHEMA, Backend, Mode, Row, SCHEMA, Sql, SqlMetastore, Value, postgres_types};
@@ -32,9 +32,12 @@ const LOCK: i64 = 0x736c_7569_6365;
 /// The catalog in a PostgreSQL database.
 pub type PostgresMetastore = SqlMetastore<Postgres>;
 
+mod tls;
+
 /// The PostgreSQL [`Backend`].
 pub struct Postgres {
     config: postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     client: Mutex<Option<Client>>,
 }
 
@@ -53,7 +56,17 @@ fn storage(e: postgres::Error) -> CatalogError {
     // `Display` of a server error is only "db error"; its message is below.
     match e.as_db_error() {
         Some(db) => CatalogError::Storage(format!("PostgreSQL catalog: {} ({})", db.message(), db.code().code())),
-        None => CatalogError::Storage(format!("PostgreSQL catalog: {e}")),
+        None => {
+            // The causes (a refused certificate, a refused connection) are
+            // in the source chain, not in `Display`.
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                message = format!("{message}: {s}");
+                source = s.source();
+            }
+            CatalogError::Storage(format!("PostgreSQL catalog: {message}"))
+        }
     }
 }
 
@@ -62,7 +75,9 @@ impl PostgresMetastore {
     /// form), with `password` unless the URL has one, and creates the
     /// catalog's tables if they are missing. Blocks: call it from a blocking
     /// thread.
-    pub fn connect(url: &str, password: Option<&str>) -> Result<Self, CatalogError> {
+    /// TLS follows the URL's `sslmode` (see `tls`): verified against
+    /// `ca_file` when given.
+    pub fn connect(url: &str, password: Option<&str>, ca_file: Option<&std::path::Path>) -> Result<Self, CatalogError> {
         let mut config = postgres::Config::from_str(url)
             .map_err(|e| CatalogError::Storage(format!("--catalog is not a PostgreSQL URL: {e}")))?;
         if config.get_password().is_none()
@@ -71,8 +86,14 @@ impl PostgresMetastore {
             config.password(p);
         }
         config.application_name("sluice-gateway");
+        if ca_file.is_none() && config.get_ssl_mode() != postgres::config::SslMode::Disable {
+            tracing::warn!(
+                "TLS to the PostgreSQL catalog, if the server offers it, does not authenticate the server: set --catalog-ca-file"
+            );
+        }
         let backend = Postgres {
             config,
+            tls: tls::connector(ca_file)?,
             client: Mutex::new(None),
         };
         backend.install()?;
@@ -93,7 +114,7 @@ impl Drop for Postgres {
 
 impl Postgres {
     fn connect(&self) -> Result<Client, CatalogError> {
-        let mut client = self.config.connect(NoTls).map_err(storage)?;
+        let mut client = self.config.connect(self.tls.clone()).map_err(storage)?;
         // The schema itself is created by `install`, under the lock.
         client.batch_execute("SET search_path = sluice").map_err(storage)?;
         Ok(client)

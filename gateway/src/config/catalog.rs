@@ -19,6 +19,8 @@ pub enum CatalogLocation {
         url: Secret<String>,
         /// Used when the URL has none.
         password: Option<Secret<String>>,
+        /// CA that the server's certificate must chain to (verify-full).
+        ca_file: Option<PathBuf>,
         /// How often other gateways' changes are looked for.
         poll: Duration,
     },
@@ -28,6 +30,7 @@ pub(super) fn load(
     url: Option<String>,
     password: Option<String>,
     poll: Option<f64>,
+    ca_file: Option<PathBuf>,
     data_dir: &Path,
 ) -> Result<CatalogLocation, ConfigError> {
     let Some(url) = url else {
@@ -50,6 +53,7 @@ pub(super) fn load(
         return Ok(CatalogLocation::Postgres {
             url: Secret(url),
             password: password.map(Secret),
+            ca_file,
             poll: Duration::from_secs_f64(poll),
         });
     }

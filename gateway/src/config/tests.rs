@@ -230,7 +230,10 @@ fn catalog_urls_pick_a_backend_and_never_echo_a_password() {
         "0.5",
     ]))
     .unwrap();
-    let CatalogLocation::Postgres { url, password, poll } = &c.catalog else {
+    let CatalogLocation::Postgres {
+        url, password, poll, ..
+    } = &c.catalog
+    else {
         panic!("{:?}", c.catalog)
     };
     assert_eq!(url.0, "postgres://u@db:5432/cat");
