@@ -287,6 +287,8 @@ def s3(path):
     vols = {v["name"]: v for v in pod(deps["sluice-gateway"])["volumes"]}
     sources = [s["secret"] for s in vols["secrets"]["projected"]["sources"]]
     assert {"name": "sluice-catalog", "items": [{"key": "password", "path": "catalog-password"}]} in sources, sources
+    assert gw["SLUICE_CATALOG_CA_FILE"]["value"] == "/etc/sluice/secrets/catalog-ca.pem"
+    assert {"name": "sluice-catalog-ca", "items": [{"key": "ca.crt", "path": "catalog-ca.pem"}]} in sources, sources
     for name, dep in deps.items():
         if name != "sluice-gateway":
             assert "SLUICE_CATALOG" not in env_of(pod(dep)["containers"][0]), f"{name}: executors need no catalog"
@@ -507,6 +509,24 @@ paths = {
 for p in paths.values():
     os.makedirs(p, exist_ok=True)
 secrets = {"cluster-secret": "c" * 48, "admin-password": "admin-pass", "metrics-token": "t" * 32, "catalog-password": "catalog-pass"}
+# The smoke's PostgreSQL serves no TLS: the rendered sslmode=require is dropped
+# and the CA file is any PEM certificate (it is read and parsed at start).
+def any_certificate():
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "smoke CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+secrets["catalog-ca.pem"] = any_certificate()
 for name, value in secrets.items():
     with open(f"{work}/secrets/{name}", "w") as f:
         f.write(value)
@@ -532,7 +552,7 @@ def rendered_env(dep):
                 ports.setdefault(port, free_port())
                 value = f"127.0.0.1:{ports[port]}"
         if e["name"] == "SLUICE_CATALOG":
-            value = re.sub(r"@[^/]+/", f"@127.0.0.1:{catalog_pg.port}/", value)
+            value = re.sub(r"@[^/]+/", f"@127.0.0.1:{catalog_pg.port}/", value).split("?")[0]
         env[e["name"]] = value
     # Bind only to loopback, on free ports.
     if "SLUICE_BIND" in env:

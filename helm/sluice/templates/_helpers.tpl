@@ -291,6 +291,13 @@ Call with (dict "ctx" $ "gateway" true|false). */}}
       - key: {{ ternary $v.catalog.postgres.existingSecretKey "catalog-password" (not (empty $v.catalog.postgres.existingSecret)) }}
         path: catalog-password
 {{- end }}
+{{- if and $v.catalog.postgres.url $v.catalog.postgres.caSecret }}
+- secret:
+    name: {{ $v.catalog.postgres.caSecret }}
+    items:
+      - key: {{ $v.catalog.postgres.caSecretKey }}
+        path: catalog-ca.pem
+{{- end }}
 {{- end }}
 {{- end -}}
 
