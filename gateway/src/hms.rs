@@ -4,7 +4,8 @@
 //! The Thrift types and per-call messages are the `hive_metastore` crate's
 //! (generated from Hive's `hive_metastore.thrift`); the connection loop is
 //! written here: binary protocol on a buffered (unframed) transport, as Hive's
-//! own clients speak by default. Each request is decoded by method name,
+//! own clients speak by default. Each message is read whole and checked
+//! first (`message`: lengths, nesting, UTF-8), then decoded by method name,
 //! answered by [`calls`], and a call Sluice does not serve gets a Thrift
 //! `TApplicationException` (UNKNOWN_METHOD), never a dropped connection.
 //!
@@ -16,6 +17,7 @@ mod calls;
 mod convert;
 mod filter;
 mod lenient;
+mod message;
 
 use std::sync::Arc;
 
@@ -24,11 +26,12 @@ use hive_metastore::{ThriftHiveMetastoreRequestRecv, ThriftHiveMetastoreResponse
 use pilota::thrift::binary::{TAsyncBinaryProtocol, TBinaryProtocol};
 use pilota::thrift::{
     ApplicationException, ApplicationExceptionKind, Message, TAsyncInputProtocol, TMessageIdentifier, TMessageType,
-    TOutputProtocol, TType, ThriftException,
+    TOutputProtocol, ThriftException,
 };
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use volo_thrift::EntryMessage;
 
 pub use self::calls::Metastore as HmsService;
@@ -48,16 +51,18 @@ pub async fn serve(listener: TcpListener, service: Arc<HmsService>, shutdown: Ca
         };
         let service = Arc::clone(&service);
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let span = tracing::info_span!("hms_connection", %peer);
-            let _e = span.enter();
-            tokio::select! {
-                () = shutdown.cancelled() => {}
-                r = connection(stream, &service) => if let Err(e) = r {
-                    tracing::debug!("hms connection ended: {e}");
-                },
+        let span = tracing::info_span!("hms_connection", %peer);
+        tokio::spawn(
+            async move {
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    r = connection(stream, &service) => if let Err(e) = r {
+                        tracing::debug!("hms connection ended: {e}");
+                    },
+                }
             }
-        });
+            .instrument(span),
+        );
     }
 }
 
@@ -67,12 +72,18 @@ enum Answer {
     Exception(ApplicationException),
 }
 
-async fn connection(stream: TcpStream, service: &HmsService) -> Result<(), ThriftException> {
+async fn connection(stream: TcpStream, service: &HmsService) -> Result<(), ConnectionError> {
     let _ = stream.set_nodelay(true);
-    let (read, mut write) = stream.into_split();
-    let mut input = TAsyncBinaryProtocol::new(BufReader::new(read));
+    let (mut read, mut write) = stream.into_split();
+    let mut pending = BytesMut::new();
     loop {
-        // A closed connection ends here.
+        // A whole, checked message (see `message`), or the end.
+        let bytes = match message::read(&mut read, &mut pending).await {
+            Ok(bytes) => bytes,
+            Err(message::MessageError::Closed) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut input = TAsyncBinaryProtocol::new(&bytes[..]);
         let ident = input.read_message_begin().await?;
         tracing::debug!(call = %ident.name, "hms call");
         let decoded = match lenient::decode(&mut input, &ident.name).await {
@@ -80,23 +91,20 @@ async fn connection(stream: TcpStream, service: &HmsService) -> Result<(), Thrif
             None => ThriftHiveMetastoreRequestRecv::decode_async(&mut input, &ident).await,
         };
         let answer = match decoded {
-            Ok(request) => {
-                input.read_message_end().await?;
-                match service.call(request).await {
-                    Some(response) => Answer::Reply(Box::new(response)),
-                    None => Answer::Exception(ApplicationException::new(
-                        ApplicationExceptionKind::UNKNOWN_METHOD,
-                        format!("Sluice's metastore does not serve {}", ident.name),
-                    )),
-                }
-            }
-            // A method Hive's interface does not have: skip its arguments.
-            Err(ThriftException::Application(e)) => {
-                input.skip(TType::Struct).await?;
-                input.read_message_end().await?;
-                Answer::Exception(e)
-            }
-            Err(e) => return Err(e),
+            Ok(request) => match service.call(request).await {
+                Some(response) => Answer::Reply(Box::new(response)),
+                None => Answer::Exception(ApplicationException::new(
+                    ApplicationExceptionKind::UNKNOWN_METHOD,
+                    format!("Sluice's metastore does not serve {}", ident.name),
+                )),
+            },
+            // A method Hive's interface does not have.
+            Err(ThriftException::Application(e)) => Answer::Exception(e),
+            // The message was whole: answer and read the next one.
+            Err(e) => Answer::Exception(ApplicationException::new(
+                ApplicationExceptionKind::PROTOCOL_ERROR,
+                format!("cannot decode the arguments of {}: {e}", ident.name),
+            )),
         };
         let mut buf = BytesMut::new();
         let mut out = TBinaryProtocol::new(&mut buf, false);
@@ -120,6 +128,17 @@ async fn connection(stream: TcpStream, service: &HmsService) -> Result<(), Thrif
             }
         }
         out.write_message_end()?;
-        write.write_all(&buf).await.map_err(ThriftException::from)?;
+        write.write_all(&buf).await?;
     }
+}
+
+/// Why a connection ended early.
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    #[error("{0}")]
+    Message(#[from] message::MessageError),
+    #[error("{0}")]
+    Thrift(#[from] ThriftException),
+    #[error("writing the answer: {0}")]
+    Io(#[from] std::io::Error),
 }

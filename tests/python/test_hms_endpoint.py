@@ -161,3 +161,23 @@ def test_calls_sluice_does_not_serve_are_refused_not_dropped(served):
             c.get_open_txns()
         # The connection keeps serving.
         assert "lake" in c.get_all_databases()
+
+
+def test_hostile_messages_close_their_connection_and_nothing_else(served):
+    import socket
+    import struct
+
+    g, port, base = served
+    header = b"\x80\x01\x00\x01" + struct.pack(">i", 17) + b"get_all_databases" + struct.pack(">i", 1)
+    for body in [
+        bytes([15, 0, 1, 12]) + struct.pack(">i", 0x7FFFFFFF),  # a list of 2^31 structs
+        bytes([11, 0, 1]) + struct.pack(">i", -5),  # a negative string length
+        bytes([11, 0, 1]) + struct.pack(">i", 2) + b"\xff\xfe" + b"\x00",  # text that is not UTF-8
+    ]:
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(header + body)
+            s.settimeout(10)
+            assert s.recv(1) == b"", "the connection is closed"
+    assert g.alive()
+    with client(port) as c:
+        assert "lake" in c.get_all_databases()

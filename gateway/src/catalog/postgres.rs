@@ -86,7 +86,11 @@ impl PostgresMetastore {
             config.password(p);
         }
         config.application_name("sluice-gateway");
-        if ca_file.is_none() && config.get_ssl_mode() != postgres::config::SslMode::Disable {
+        if ca_file.is_some() {
+            // Verification is pointless if the server may answer "no TLS":
+            // with a CA the connection is TLS or nothing (verify-full).
+            config.ssl_mode(postgres::config::SslMode::Require);
+        } else if config.get_ssl_mode() != postgres::config::SslMode::Disable {
             tracing::warn!(
                 "TLS to the PostgreSQL catalog, if the server offers it, does not authenticate the server: set --catalog-ca-file"
             );

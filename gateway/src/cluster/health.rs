@@ -42,6 +42,15 @@ impl ExecutorState {
     }
 }
 
+/// `host:port` of an executor's control port (IPv6 hosts bracketed).
+fn address(e: &ExecutorInfo) -> String {
+    if e.host.contains(':') && !e.host.starts_with('[') {
+        format!("[{}]:{}", e.host, e.control_port)
+    } else {
+        format!("{}:{}", e.host, e.control_port)
+    }
+}
+
 /// Asks executors whether they drain, over connections kept per address.
 pub(super) struct HealthProbe {
     tls: ClientTlsConfig,
@@ -73,7 +82,7 @@ impl HealthProbe {
     /// Whether `executor` says it is draining. An executor that does not
     /// answer is taken as not draining: its heartbeat decides alive or lost.
     pub(super) async fn draining(&self, executor: &ExecutorInfo) -> bool {
-        let address = format!("{}:{}", executor.host, executor.control_port);
+        let address = address(executor);
         let Ok(channel) = self.channel(&address) else {
             return false;
         };
@@ -91,10 +100,7 @@ impl HealthProbe {
 
     /// Forgets connections to executors no longer registered.
     pub(super) fn retain(&self, executors: &[ExecutorInfo]) {
-        let live: std::collections::HashSet<String> = executors
-            .iter()
-            .map(|e| format!("{}:{}", e.host, e.control_port))
-            .collect();
+        let live: std::collections::HashSet<String> = executors.iter().map(address).collect();
         self.channels
             .lock()
             .unwrap_or_else(|e| e.into_inner())

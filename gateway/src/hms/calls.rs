@@ -50,12 +50,26 @@ fn invalid(e: &ConvertError) -> InvalidObjectException {
 /// Hive's name patterns: alternatives split by `|`, `*` (or `.*`) any text,
 /// case-insensitive.
 fn matches_pattern(pattern: &str, name: &str) -> bool {
+    /// `*` matching without backtracking recursion.
     fn glob(p: &[u8], n: &[u8]) -> bool {
-        match p.split_first() {
-            None => n.is_empty(),
-            Some((b'*', rest)) => (0..=n.len()).any(|i| glob(rest, &n[i..])),
-            Some((c, rest)) => n.first().is_some_and(|x| x.eq_ignore_ascii_case(c)) && glob(rest, &n[1..]),
+        let (mut pi, mut ni) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while ni < n.len() {
+            if pi < p.len() && p[pi] != b'*' && p[pi].eq_ignore_ascii_case(&n[ni]) {
+                pi += 1;
+                ni += 1;
+            } else if pi < p.len() && p[pi] == b'*' {
+                star = Some((pi, ni));
+                pi += 1;
+            } else if let Some((sp, sn)) = star {
+                pi = sp + 1;
+                ni = sn + 1;
+                star = Some((sp, sn + 1));
+            } else {
+                return false;
+            }
         }
+        p[pi..].iter().all(|c| *c == b'*')
     }
     pattern
         .split('|')
@@ -608,5 +622,10 @@ mod tests {
         assert!(matches_pattern("x|sales", "sales"));
         assert!(matches_pattern(".*les", "sales"));
         assert!(!matches_pattern("sa", "sales"));
+        assert!(matches_pattern(&"*".repeat(100_000), "sales"));
+        assert!(!matches_pattern(
+            &format!("{}x", "*a".repeat(2_000)),
+            &"a".repeat(3_000)
+        ));
     }
 }

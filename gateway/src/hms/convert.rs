@@ -72,6 +72,9 @@ pub(super) fn hive_type(t: &DataType) -> String {
 
 /// The Arrow type of a Hive type name (scalar types, decimals, arrays).
 pub(super) fn arrow_type(hive: &str) -> Result<DataType, ConvertError> {
+    if hive.len() > 4096 || hive.matches('<').count() > 16 {
+        return Err(invalid_type(&hive.chars().take(64).collect::<String>()));
+    }
     let t = hive.trim().to_ascii_lowercase();
     Ok(match t.as_str() {
         "boolean" => DataType::Boolean,
@@ -321,7 +324,7 @@ pub(super) fn partition_name(t: &catalog::Table, values: &[String]) -> String {
 fn escape(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for c in v.chars() {
-        if c.is_control() || "\"#%'*/:=?\\\u{7f}{[]^".contains(c) {
+        if c.is_ascii_control() || "\"#%'*/:=?\\\u{7f}{[]^".contains(c) {
             out.push_str(&format!("%{:02X}", c as u32));
         } else {
             out.push(c);
@@ -354,9 +357,12 @@ fn unescape(v: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
+        // On bytes: a `%` before a multi-byte character is no escape.
         if bytes[i] == b'%'
             && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&v[i + 1..i + 3], 16)
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
         {
             out.push(b);
             i += 3;

@@ -61,10 +61,9 @@ fn lex(text: &str) -> Result<Vec<Token>, ConvertError> {
             '"' | '\'' => {
                 let mut j = i + 1;
                 let mut s = String::new();
+                // Verbatim, as Hive's filter lexer reads quoted values
+                // (Spark does not escape what it puts inside them).
                 while j < chars.len() && chars[j] != c {
-                    if chars[j] == '\\' && j + 1 < chars.len() {
-                        j += 1;
-                    }
                     s.push(chars[j]);
                     j += 1;
                 }
@@ -131,7 +130,13 @@ struct Parser<'a> {
     text: &'a str,
     tokens: Vec<Token>,
     at: usize,
+    /// Nesting of `not` and parentheses (bounded: the parser recurses).
+    depth: usize,
 }
+
+/// Longest filter accepted, and deepest nesting.
+const MAX_FILTER: usize = 64 * 1024;
+const MAX_DEPTH: usize = 64;
 
 impl Parser<'_> {
     fn peek(&self) -> Option<&Token> {
@@ -163,6 +168,16 @@ impl Parser<'_> {
     }
 
     fn unary(&mut self) -> Result<Filter, ConvertError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(bad(self.text, format!("nested deeper than {MAX_DEPTH}")));
+        }
+        let f = self.unary_inner();
+        self.depth -= 1;
+        f
+    }
+
+    fn unary_inner(&mut self) -> Result<Filter, ConvertError> {
         match self.next() {
             Some(Token::Op("not")) => Ok(Filter::Not(Box::new(self.unary()?))),
             Some(Token::Open) => {
@@ -232,10 +247,17 @@ pub(super) fn parse(text: &str, keys: &[String]) -> Result<Filter, ConvertError>
     if text.trim().is_empty() {
         return Ok(Filter::True);
     }
+    if text.len() > MAX_FILTER {
+        return Err(bad(
+            &text.chars().take(64).collect::<String>(),
+            format!("longer than {MAX_FILTER} bytes"),
+        ));
+    }
     let mut p = Parser {
         text,
         tokens: lex(text)?,
         at: 0,
+        depth: 0,
     };
     let f = p.or()?;
     if p.at != p.tokens.len() {
@@ -263,18 +285,40 @@ fn check_keys(f: &Filter, keys: &[String], text: &str) -> Result<(), ConvertErro
     }
 }
 
+/// SQL LIKE (`%` any run, `_` one character), matched without
+/// backtracking recursion: linear in the value for each `%`.
 fn like(value: &str, pattern: &str) -> bool {
-    fn go(v: &[char], p: &[char]) -> bool {
-        match p.split_first() {
-            None => v.is_empty(),
-            Some(('%', rest)) => (0..=v.len()).any(|i| go(&v[i..], rest)),
-            Some(('_', rest)) => !v.is_empty() && go(&v[1..], rest),
-            Some((c, rest)) => v.first() == Some(c) && go(&v[1..], rest),
+    let (v, p): (Vec<char>, Vec<char>) = (value.chars().collect(), pattern.chars().collect());
+    let (mut vi, mut pi) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while vi < v.len() {
+        if pi < p.len() && (p[pi] == '_' || (p[pi] != '%' && p[pi] == v[vi])) {
+            vi += 1;
+            pi += 1;
+        } else if pi < p.len() && p[pi] == '%' {
+            star = Some((pi, vi));
+            pi += 1;
+        } else if let Some((sp, sv)) = star {
+            pi = sp + 1;
+            vi = sv + 1;
+            star = Some((sp, sv + 1));
+        } else {
+            return false;
         }
     }
-    let v: Vec<char> = value.chars().collect();
-    let p: Vec<char> = pattern.chars().collect();
-    go(&v, &p)
+    p[pi..].iter().all(|c| *c == '%')
+}
+
+/// Orders a partition value and a numeric literal: as integers when both
+/// are (exact beyond 2^53), as finite floats otherwise, else as text.
+fn numeric_order(value: &str, literal: &str) -> Option<Ordering> {
+    if let (Ok(a), Ok(b)) = (value.parse::<i128>(), literal.parse::<i128>()) {
+        return Some(a.cmp(&b));
+    }
+    match (value.parse::<f64>(), literal.parse::<f64>()) {
+        (Ok(a), Ok(b)) if a.is_finite() && b.is_finite() => a.partial_cmp(&b),
+        _ => None,
+    }
 }
 
 impl Filter {
@@ -303,10 +347,10 @@ impl Filter {
                 if *op == "like" {
                     return like(value, lit);
                 }
-                let ord = match (numeric, value.parse::<f64>(), lit.parse::<f64>()) {
-                    (true, Ok(a), Ok(b)) => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
-                    _ => value.as_str().cmp(lit),
-                };
+                let ord = numeric
+                    .then(|| numeric_order(value, lit))
+                    .flatten()
+                    .unwrap_or_else(|| value.as_str().cmp(lit));
                 match *op {
                     "=" => ord == Ordering::Equal,
                     "<>" => ord != Ordering::Equal,
@@ -350,6 +394,26 @@ mod tests {
         assert!(pass("'2024' < ds", "2025", "0"));
         assert!(pass("", "any", "thing"));
         assert!(!pass("hr = 1", "x", crate::catalog::NULL_PARTITION));
+        assert!(pass(r"ds = 'a\b'", r"a\b", "0"), "backslashes are verbatim");
+        assert!(
+            pass("hr > 9007199254740992", "x", "9007199254740993"),
+            "integers beyond 2^53"
+        );
+        assert!(pass("hr > 1", "x", "NaN"), "NaN is no number: compared as text, kept");
+        assert!(pass("ds like 'a%b%c'", "axxbyyc", "0"));
+        assert!(!pass("ds like 'a%b%c'", "axxbyy", "0"));
+        assert!(pass("ds like 'a_c'", "abc", "0"));
+    }
+
+    #[test]
+    fn hostile_filters_are_refused_not_recursed_into() {
+        let deep = format!("{}ds = 'a'{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(parse(&deep, &keys()).unwrap_err().to_string().contains("nested deeper"));
+        let nots = format!("{}ds = 'a'", "not ".repeat(10_000));
+        assert!(parse(&nots, &keys()).is_err());
+        assert!(parse(&"x".repeat(100_000), &keys()).is_err());
+        let many = format!("ds like '{}b'", "%".repeat(5_000));
+        assert!(!pass(&many, &"a".repeat(5_000), "0"));
     }
 
     #[test]
