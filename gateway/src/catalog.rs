@@ -242,8 +242,16 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
         replace: bool,
         garbage_after_unix: u64,
     ) -> Result<(), CatalogError>;
-    /// Drops a table or view; a managed table's files become garbage.
-    async fn drop_table(&self, database: &str, name: &str, garbage_after_unix: u64) -> Result<Table, CatalogError>;
+    /// Drops a table or view; a managed table's files become garbage. With
+    /// `expected_id`, only that incarnation: a relation that took the name
+    /// since the caller looked (another gateway's) fails with `TableChanged`.
+    async fn drop_table(
+        &self,
+        database: &str,
+        name: &str,
+        expected_id: Option<&str>,
+        garbage_after_unix: u64,
+    ) -> Result<Table, CatalogError>;
     async fn list_partitions(&self, table_id: &str) -> Result<Vec<Partition>, CatalogError>;
     /// Applies one [`PartitionEdit`] and bumps the table's version.
     async fn alter_partitions(&self, edit: &PartitionEdit) -> Result<PartitionChange, CatalogError>;
@@ -534,9 +542,13 @@ impl CatalogState {
             .await
     }
 
-    pub async fn drop_table(&self, database: &str, name: &str, garbage_after_unix: u64) -> Result<Table, CatalogError> {
-        self.change(self.store.drop_table(database, name, garbage_after_unix))
-            .await
+    /// Drops `table`, the incarnation the caller checked.
+    pub async fn drop_table(&self, table: &Table, garbage_after_unix: u64) -> Result<Table, CatalogError> {
+        self.change(
+            self.store
+                .drop_table(&table.database, &table.name, Some(&table.id), garbage_after_unix),
+        )
+        .await
     }
 
     pub async fn alter_partitions(&self, edit: &PartitionEdit) -> Result<PartitionChange, CatalogError> {

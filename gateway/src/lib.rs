@@ -340,6 +340,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     };
     let mut frontends = tokio::task::JoinSet::new();
     if let Some(listener) = hms_listener {
+        if matches!(config.admin_auth, config::AdminAuth::Password(_)) {
+            tracing::warn!(
+                "--hms-listen: the Hive Metastore protocol carries no password; every local process that reaches it acts as {}",
+                config.admin_user
+            );
+        }
         let service = Arc::new(hms::HmsService::new(
             Arc::clone(&catalog),
             config.admin_user.clone(),

@@ -395,7 +395,10 @@ async fn access_definitions_round_trip_and_go_with_their_objects(place: &dyn Pla
     .await
     .unwrap();
     assert_eq!(m.load_access().await.unwrap().masks[0].expression, "-1");
-    m.drop_table("s", "t", 0).await.unwrap();
+    // Only the incarnation the caller saw is dropped.
+    let err = m.drop_table("s", "t", Some("another-id"), 0).await.unwrap_err();
+    assert!(matches!(err, CatalogError::TableChanged(_)), "{err}");
+    m.drop_table("s", "t", Some(&t.id), 0).await.unwrap();
     let a = m.load_access().await.unwrap();
     assert!(a.grants.is_empty() && a.policies.is_empty() && a.masks.is_empty());
     m.change_access(&[AccessChange::DropRole("ann".into())]).await.unwrap();

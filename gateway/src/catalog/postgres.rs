@@ -185,7 +185,7 @@ impl Backend for Postgres {
                     .isolation_level(IsolationLevel::RepeatableRead)
                     .read_only(true)
                     .start(),
-                Mode::Write => client.transaction(),
+                Mode::Write | Mode::Bookkeeping => client.transaction(),
             }
             .map_err(storage)?;
             if mode == Mode::Write {

@@ -261,6 +261,9 @@ pub enum Mode {
     /// Changes the catalog; serialized with every other writer of the same
     /// catalog, other processes included.
     Write,
+    /// Changes only bookkeeping no snapshot shows (pending writes, deleted
+    /// garbage): other gateways need not reload for it.
+    Bookkeeping,
 }
 
 /// A database the catalog lives in.
@@ -407,11 +410,20 @@ impl<B: Backend> Metastore for SqlMetastore<B> {
         .await
     }
 
-    async fn drop_table(&self, database: &str, name: &str, after: u64) -> Result<Table, CatalogError> {
-        let (database, name) = (database.to_owned(), name.to_owned());
+    async fn drop_table(
+        &self,
+        database: &str,
+        name: &str,
+        expected_id: Option<&str>,
+        after: u64,
+    ) -> Result<Table, CatalogError> {
+        let (database, name, expected_id) = (database.to_owned(), name.to_owned(), expected_id.map(str::to_owned));
         self.write(move |tx| {
             let table = find_table(tx, &database, &name)?
                 .ok_or_else(|| CatalogError::TableNotFound(format!("{database}.{name}")))?;
+            if expected_id.as_ref().is_some_and(|id| *id != table.id) {
+                return Err(CatalogError::TableChanged(format!("{database}.{name}")));
+            }
             remove_table(tx, &table, after)?;
             access::forget_table(tx, &database, &name)?;
             Ok(table)
@@ -525,7 +537,7 @@ impl<B: Backend> Metastore for SqlMetastore<B> {
 
     async fn begin_write(&self, write: &PendingWrite) -> Result<(), CatalogError> {
         let w = write.clone();
-        self.write(move |c| {
+        self.run(Mode::Bookkeeping, move |c| {
             c.exec(
                 "INSERT INTO writes(write_id, location, started) VALUES ($1, $2, $3)",
                 params![&w.write_id, &w.location, w.started_unix],
@@ -542,7 +554,7 @@ impl<B: Backend> Metastore for SqlMetastore<B> {
 
     async fn end_write(&self, write_id: &str) -> Result<(), CatalogError> {
         let write_id = write_id.to_owned();
-        self.write(move |c| {
+        self.run(Mode::Bookkeeping, move |c| {
             c.exec("DELETE FROM writes WHERE write_id = $1", params![&write_id])?;
             Ok(())
         })
@@ -599,7 +611,7 @@ impl<B: Backend> Metastore for SqlMetastore<B> {
 
     async fn forget_garbage(&self, paths: &[String]) -> Result<(), CatalogError> {
         let paths = paths.to_vec();
-        self.write(move |tx| {
+        self.run(Mode::Bookkeeping, move |tx| {
             for p in &paths {
                 tx.exec("DELETE FROM garbage WHERE path = $1", params![p])?;
             }

@@ -67,7 +67,7 @@ impl Backend for Sqlite {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let behavior = match mode {
             Mode::Read => TransactionBehavior::Deferred,
-            Mode::Write => TransactionBehavior::Immediate,
+            Mode::Write | Mode::Bookkeeping => TransactionBehavior::Immediate,
         };
         let mut tx = conn.transaction_with_behavior(behavior)?;
         let out = f(&mut tx)?;

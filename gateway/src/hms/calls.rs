@@ -393,15 +393,10 @@ impl Metastore {
                 },
             }),
             Req::DropTable(a) => Resp::DropTable(
-                match self
-                    .catalog
-                    .drop_table(
-                        &a.dbname.to_ascii_lowercase(),
-                        &a.name.to_ascii_lowercase(),
-                        self.garbage_after(),
-                    )
-                    .await
-                {
+                match match self.table(&a.dbname, &a.name) {
+                    Some(t) => self.catalog.drop_table(&t, self.garbage_after()).await,
+                    None => Err(CatalogError::TableNotFound(format!("{}.{}", a.dbname, a.name))),
+                } {
                     Ok(_) => ThriftHiveMetastoreDropTableResultSend::Ok(()),
                     Err(e @ CatalogError::TableNotFound(_)) => ThriftHiveMetastoreDropTableResultSend::O1(no_such(e)),
                     Err(e) => ThriftHiveMetastoreDropTableResultSend::O3(meta(e)),

@@ -247,10 +247,8 @@ impl Engine {
                 ErrorKind::UndefinedTable,
                 format!("\"{db}.{name}\" is not a {}", if view { "view" } else { "table" }),
             )),
-            Some(_) => {
-                self.catalog
-                    .drop_table(&db, &name, self.managed.garbage_after())
-                    .await?;
+            Some(t) => {
+                self.catalog.drop_table(&t, self.managed.garbage_after()).await?;
                 self.after_drop().await;
                 Ok(())
             }
