@@ -483,7 +483,8 @@ sys.path.insert(0, tests_python)
 import psycopg  # noqa: E402
 import reference_pg  # noqa: E402
 
-catalog_pg = reference_pg.ReferencePostgres().start()
+catalog_ca, catalog_cert, catalog_key = reference_pg.ca_and_leaf("smoke catalog")
+catalog_pg = reference_pg.ReferencePostgres.tls_only(catalog_cert, catalog_key).start()
 with psycopg.connect(catalog_pg.dsn(), autocommit=True) as c:
     c.execute("CREATE ROLE sluice LOGIN PASSWORD 'catalog-pass'")
     c.execute("CREATE DATABASE sluice_catalog OWNER sluice")
@@ -509,24 +510,9 @@ paths = {
 for p in paths.values():
     os.makedirs(p, exist_ok=True)
 secrets = {"cluster-secret": "c" * 48, "admin-password": "admin-pass", "metrics-token": "t" * 32, "catalog-password": "catalog-pass"}
-# The smoke's PostgreSQL serves no TLS: the rendered sslmode=require is dropped
-# and the CA file is any PEM certificate (it is read and parsed at start).
-def any_certificate():
-    import datetime
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "smoke CA")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-            .sign(key, hashes.SHA256()))
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
-secrets["catalog-ca.pem"] = any_certificate()
+# The catalog server speaks only TLS: the rendered sslmode=require is kept and
+# the mounted CA file must authenticate it.
+secrets["catalog-ca.pem"] = catalog_ca.decode()
 for name, value in secrets.items():
     with open(f"{work}/secrets/{name}", "w") as f:
         f.write(value)
@@ -552,7 +538,8 @@ def rendered_env(dep):
                 ports.setdefault(port, free_port())
                 value = f"127.0.0.1:{ports[port]}"
         if e["name"] == "SLUICE_CATALOG":
-            value = re.sub(r"@[^/]+/", f"@127.0.0.1:{catalog_pg.port}/", value).split("?")[0]
+            value = re.sub(r"@[^/]+/", f"@127.0.0.1:{catalog_pg.port}/", value)
+            assert value.endswith("?sslmode=require"), value
         env[e["name"]] = value
     # Bind only to loopback, on free ports.
     if "SLUICE_BIND" in env:

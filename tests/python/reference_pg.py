@@ -33,6 +33,18 @@ class ReferencePostgres:
         # initdb refuses root: run the server as the package's postgres user.
         self.as_user = ["su", "postgres", "-s", "/bin/sh", "-c"] if os.geteuid() == 0 else None
 
+    @classmethod
+    def tls_only(cls, cert: bytes, key: bytes) -> "ReferencePostgres":
+        """A server that speaks only TLS on 127.0.0.1 with `cert` and `key`
+        (plaintext TCP connections are rejected)."""
+        server = cls(
+            hba="hostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\nlocal all all trust\n",
+            files={"server.crt": cert, "server.key": key},
+        )
+        # The key and certificate paths are relative to the server's directory.
+        server.options = f"-c ssl=on -c ssl_cert_file={server.dir}/server.crt -c ssl_key_file={server.dir}/server.key"
+        return server
+
     def _run(self, *args):
         cmd = " ".join(str(a) for a in args)
         full = [*self.as_user, cmd] if self.as_user else ["sh", "-c", cmd]
@@ -69,3 +81,38 @@ class ReferencePostgres:
             self._run(BIN / "pg_ctl", "-D", self.dir / "data", "-m", "immediate", "stop")
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def ca_and_leaf(name):
+    """A CA and a server certificate for 127.0.0.1 it signed, with the
+    server's key: (ca PEM, certificate PEM, key PEM)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def build(subject, issuer, public_key, signing_key, ca):
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            b = b.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        return b.sign(signing_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = build(f"{name} CA", f"{name} CA", ca_key.public_key(), ca_key, True)
+    leaf = build("catalog", f"{name} CA", key.public_key(), ca_key, False)
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return ca, leaf, key_pem

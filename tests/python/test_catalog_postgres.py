@@ -144,52 +144,10 @@ def test_concurrent_ctas_under_two_names_both_land_under_one_name_one_does(pair)
             eventually(lambda g=g: run(g, f"SELECT count(*) FROM race.{name}") == [(rows[winner],)])
 
 
-def _ca_and_leaf(name):
-    """A CA and a server certificate for 127.0.0.1 it signed, with the
-    server's key: (ca PEM, certificate PEM, key PEM)."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-
-    def build(subject, issuer, public_key, signing_key, ca):
-        b = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        if not ca:
-            b = b.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        return b.sign(signing_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
-
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca = build(f"{name} CA", f"{name} CA", ca_key.public_key(), ca_key, True)
-    leaf = build("catalog", f"{name} CA", key.public_key(), ca_key, False)
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return ca, leaf, key_pem
-
-
 def test_a_tls_only_catalog_is_reached_verified_and_refuses_the_wrong_ca(workdir):
-    ca, cert, key = _ca_and_leaf("catalog")
-    other, _, _ = _ca_and_leaf("someone else")
-    server = reference_pg.ReferencePostgres(
-        options="-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key",
-        hba="hostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\nlocal all all trust\n",
-        files={"server.crt": cert, "server.key": key},
-    )
-    # The key and certificate paths are relative to the data directory.
-    server.options = server.options.replace("server.", f"{server.dir}/server.")
-    server.start()
+    ca, cert, key = reference_pg.ca_and_leaf("catalog")
+    other, _, _ = reference_pg.ca_and_leaf("someone else")
+    server = reference_pg.ReferencePostgres.tls_only(cert, key).start()
     try:
         base = workdir / f"tls_{uuid.uuid4().hex[:8]}"
         base.mkdir()
