@@ -35,6 +35,9 @@ fi
 # flightsql-dbapi pins SQLAlchemy < 2 for its optional dialect only; its
 # DB-API client needs pyarrow and protobuf, both already installed.
 "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps "flightsql-dbapi==0.2.2"
+# The Hive Metastore the catalog tests start: pyspark's jars (metastore 2.3, Derby).
+SLUICE_HMS_JARS="$("$VENV/bin/python" -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')"
+export SLUICE_HMS_JARS
 
 step "azurite (Azure Blob emulator, npm)"
 AZURITE_DIR="${SLUICE_AZURITE_DIR:-/var/tmp/sluice-azurite}"

@@ -4,7 +4,8 @@
 //!
 //! [`Metastore`] is the storage seam: embedded SQLite ([`sqlite`], the
 //! default) or PostgreSQL ([`postgres`], shared by several gateways), both
-//! through one relational model ([`sql`]). [`CatalogState`] keeps an in-memory snapshot
+//! through one relational model ([`sql`]), or an external Hive Metastore
+//! ([`hive`], with one of those as its side store). [`CatalogState`] keeps an in-memory snapshot
 //! of databases and tables so DataFusion's synchronous catalog calls never
 //! block on storage, and [`provider::SluiceCatalog`] exposes that snapshot to
 //! DataFusion. Partitions and manifests are read on demand (and cached by
@@ -23,6 +24,7 @@
 mod commit;
 #[cfg(test)]
 mod conformance;
+pub mod hive;
 pub mod postgres;
 pub mod provider;
 pub mod sql;
@@ -253,6 +255,20 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
         garbage_after_unix: u64,
     ) -> Result<Table, CatalogError>;
     async fn list_partitions(&self, table_id: &str) -> Result<Vec<Partition>, CatalogError>;
+    /// The partitions of `table` that may match `filter` (a Hive Metastore
+    /// partition filter), when the store evaluates it itself; `None`: it
+    /// does not, and the caller prunes [`Metastore::list_partitions`].
+    async fn partitions_matching(&self, table: &Table, filter: &str) -> Result<Option<Vec<Partition>>, CatalogError> {
+        let _ = (table, filter);
+        Ok(None)
+    }
+    /// Whether `table`'s partitions may change without passing through a
+    /// Sluice catalog (another engine's metastore table): readers then do
+    /// not keep its partition set beyond the store's own cache.
+    fn partitions_change_outside(&self, table: &Table) -> bool {
+        let _ = table;
+        false
+    }
     /// Applies one [`PartitionEdit`] and bumps the table's version.
     async fn alter_partitions(&self, edit: &PartitionEdit) -> Result<PartitionChange, CatalogError>;
     /// The manifest of a managed table.
@@ -275,7 +291,7 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
     async fn load_access(&self) -> Result<crate::access::AccessSnapshot, CatalogError>;
     /// Applies changes to them, all or none.
     async fn change_access(&self, changes: &[crate::access::AccessChange]) -> Result<(), CatalogError>;
-    /// A number that moves with every change, when other processes may
+    /// A number that changes with every change, when other processes may
     /// change this catalog too (see [`CatalogState::follow`]); `None` when
     /// only this process does.
     async fn generation(&self) -> Result<Option<u64>, CatalogError> {
@@ -291,6 +307,18 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
 /// Opens the metastore `--catalog` names.
 pub async fn open_metastore(location: &crate::config::CatalogLocation) -> Result<Arc<dyn Metastore>, CatalogError> {
     use crate::config::CatalogLocation;
+    match location {
+        CatalogLocation::Hive { addresses, side, poll } => {
+            let side = open_relational(side).await?;
+            Ok(Arc::new(hive::HiveMetastore::open(addresses, side, *poll).await?))
+        }
+        other => open_relational(other).await,
+    }
+}
+
+/// Opens a SQLite or PostgreSQL metastore.
+async fn open_relational(location: &crate::config::CatalogLocation) -> Result<Arc<dyn Metastore>, CatalogError> {
+    use crate::config::CatalogLocation;
     Ok(match location {
         CatalogLocation::Sqlite(path) => Arc::new(sqlite::SqliteMetastore::open(path)?),
         CatalogLocation::Postgres {
@@ -303,6 +331,11 @@ pub async fn open_metastore(location: &crate::config::CatalogLocation) -> Result
             .await
             .map_err(|e| CatalogError::Storage(format!("catalog task failed: {e}")))??;
             Arc::new(store)
+        }
+        CatalogLocation::Hive { .. } => {
+            return Err(CatalogError::Storage(
+                "a Hive Metastore cannot be the side store of another".into(),
+            ));
         }
     })
 }

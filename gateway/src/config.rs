@@ -65,9 +65,12 @@ pub struct Cli {
     /// Where managed tables are written (default `<data-dir>/warehouse`).
     #[arg(long, env = "SLUICE_WAREHOUSE")]
     pub warehouse: Option<String>,
-    /// Catalog backend URL: `sqlite:///path/catalog.db` (default `<data-dir>/catalog.db`) or `postgres://user@host:port/db` (shared by several gateways).
+    /// Catalog backend URL: `sqlite:///path/catalog.db` (default `<data-dir>/catalog.db`), `postgres://user@host:port/db` (shared by several gateways) or `thrift://host:9083[,thrift://host2:9083]` (a Hive Metastore, with failover).
     #[arg(long, env = "SLUICE_CATALOG")]
     pub catalog: Option<String>,
+    /// With a Hive Metastore catalog: where Sluice keeps what the metastore cannot hold (manifests, pending writes, roles): `sqlite:///path` (default `<data-dir>/catalog.db`) or `postgres://...` (shared by several gateways).
+    #[arg(long, env = "SLUICE_CATALOG_SIDE")]
+    pub catalog_side: Option<String>,
     /// Serve the catalog as a Hive Metastore (Thrift) on this loopback address (off by default).
     #[arg(long, env = "SLUICE_HMS_LISTEN")]
     pub hms_listen: Option<SocketAddr>,
@@ -80,7 +83,7 @@ pub struct Cli {
     /// PEM CA the PostgreSQL catalog's certificate must chain to (TLS verified, host name checked); without it TLS is unauthenticated.
     #[arg(long, env = "SLUICE_CATALOG_CA_FILE")]
     pub catalog_ca_file: Option<PathBuf>,
-    /// Seconds between checks of a shared (PostgreSQL) catalog for other gateways' changes (default 1).
+    /// Seconds between checks of a shared (PostgreSQL, Hive Metastore) catalog for other gateways' and engines' changes (default 1).
     #[arg(long, env = "SLUICE_CATALOG_POLL")]
     pub catalog_poll: Option<f64>,
     /// Postgres wire listen address.
@@ -254,6 +257,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     warehouse: Option<String>,
     catalog: Option<String>,
+    catalog_side: Option<String>,
     catalog_password_file: Option<PathBuf>,
     catalog_poll: Option<f64>,
     catalog_ca_file: Option<PathBuf>,
@@ -453,6 +457,7 @@ impl Config {
 
         let catalog = catalog::load(
             cli.catalog.or(file.catalog),
+            cli.catalog_side.or(file.catalog_side),
             password_from(
                 "--catalog-password-file",
                 cli.catalog_password.map(|p| p.0),

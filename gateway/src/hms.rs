@@ -14,7 +14,7 @@
 //! administrator's rights, as the pg port trusts loopback without a password.
 
 mod calls;
-mod convert;
+pub(crate) mod convert;
 mod filter;
 mod lenient;
 mod message;

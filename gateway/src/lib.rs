@@ -178,7 +178,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
 
     let metastore = catalog::open_metastore(&config.catalog).await?;
     let catalog = Arc::new(CatalogState::open(metastore, config.warehouse.clone()).await?);
-    if let config::CatalogLocation::Postgres { poll, .. } = &config.catalog {
+    if let config::CatalogLocation::Postgres { poll, .. } | config::CatalogLocation::Hive { poll, .. } = &config.catalog
+    {
         catalog::spawn_follower(Arc::clone(&catalog), *poll, stop.clone());
     }
     let metrics = http::Metrics::new()?;

@@ -1,6 +1,7 @@
 //! Lake tables as DataFusion reads them: [`LakeTable`] plans a scan from the
-//! catalog's partition list, pruned by the query's filters on partition
-//! columns, and reads only the surviving partitions' files — from the
+//! catalog's partition list (or, for a Hive Metastore's own tables, the
+//! partitions the metastore chose by the query's filter), pruned by the
+//! query's filters on partition columns, and reads only the surviving partitions' files — from the
 //! manifest for managed tables, by listing the partition's location for
 //! external ones. Pruned partitions are never listed or read.
 //!
@@ -17,6 +18,7 @@ mod explain;
 mod listing;
 mod provider;
 mod prune;
+mod pushdown;
 mod stats;
 
 use std::sync::Arc;
@@ -32,7 +34,7 @@ pub use self::codec::LakeCodec;
 pub use self::explain::{ScanLog, ScanReport};
 pub use self::listing::{child_url, decode_partition_value, discover_partitions};
 pub use self::provider::LakeTable;
-use crate::catalog::{CatalogState, DataFile, NULL_PARTITION, Table, TableKind};
+use crate::catalog::{CatalogState, DataFile, NULL_PARTITION, Partition, Table, TableKind};
 
 /// Byte budget and lifetime of each metadata cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,8 +239,24 @@ impl TableServices {
         self.providers.forget(&table.database, &table.name);
     }
 
-    /// The partition set of `table` at its version (cached).
-    pub(crate) async fn partitions(&self, table: &Arc<Table>) -> DfResult<Arc<PartitionSet>> {
+    /// The partition set of `table` at its version (cached); with
+    /// `hive_filter`, only the partitions it may match where the metastore
+    /// evaluates it (see [`pushdown`]).
+    pub(crate) async fn partitions(
+        &self,
+        table: &Arc<Table>,
+        hive_filter: Option<&str>,
+    ) -> DfResult<Arc<PartitionSet>> {
+        let store = self.catalog.metastore();
+        if store.partitions_change_outside(table) {
+            // Another engine may change these at any time: the store's own
+            // short-lived cache bounds the calls, none is kept here.
+            let chosen = match hive_filter {
+                Some(filter) => store.partitions_matching(table, filter).await.map_err(external)?,
+                None => None,
+            };
+            return Ok(Arc::new(self.load_partitions(table, chosen).await?));
+        }
         let cached = self
             .partitions
             .get(&table.id)
@@ -247,12 +265,13 @@ impl TableServices {
         if let Some(set) = cached {
             return Ok(set);
         }
-        let set = Arc::new(self.load_partitions(table).await?);
+        let set = Arc::new(self.load_partitions(table, None).await?);
         self.partitions.insert(table.id.clone(), Arc::clone(&set));
         Ok(set)
     }
 
-    async fn load_partitions(&self, table: &Arc<Table>) -> DfResult<PartitionSet> {
+    /// Reads the partition set of `table`: `chosen` partitions, or all.
+    async fn load_partitions(&self, table: &Arc<Table>, chosen: Option<Vec<Partition>>) -> DfResult<PartitionSet> {
         let store = self.catalog.metastore();
         let schema = crate::catalog::provider::decode_schema(&table.arrow_schema)?;
         let fields: Vec<FieldRef> = table
@@ -289,7 +308,11 @@ impl TableServices {
             for f in files.drain(..) {
                 by_partition.entry(f.partition.clone()).or_default().push(f);
             }
-            for p in store.list_partitions(&table.id).await.map_err(external)? {
+            let listed = match chosen {
+                Some(parts) => parts,
+                None => store.list_partitions(&table.id).await.map_err(external)?,
+            };
+            for p in listed {
                 let values: DfResult<Vec<ScalarValue>> = p
                     .values
                     .iter()

@@ -1,6 +1,7 @@
 //! Sluice's catalog objects as the Hive Metastore's Thrift structs, and
 //! back: Arrow types as Hive type names, formats as input format, output
-//! format and SerDe, partitions as values plus a storage descriptor.
+//! format and SerDe, partitions as values plus a storage descriptor. Used by
+//! the endpoint (`crate::hms`) and by the client backend (`crate::catalog::hive`).
 
 use std::collections::BTreeMap;
 
@@ -13,7 +14,7 @@ use crate::catalog::{self, TableKind};
 
 /// What the Thrift call answers when a conversion fails.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum ConvertError {
+pub(crate) enum ConvertError {
     #[error("{0}")]
     Invalid(String),
 }
@@ -266,7 +267,7 @@ pub(super) fn database(db: &catalog::Database, admin: &str) -> hms::Database {
     }
 }
 
-pub(super) fn table(t: &catalog::Table, admin: &str) -> Result<hms::Table, ConvertError> {
+pub(crate) fn table(t: &catalog::Table, admin: &str) -> Result<hms::Table, ConvertError> {
     let (data, keys) = columns(t)?;
     let mut parameters: BTreeMap<String, String> = t.properties.clone();
     if t.kind == TableKind::External {
@@ -295,7 +296,7 @@ pub(super) fn table(t: &catalog::Table, admin: &str) -> Result<hms::Table, Conve
     })
 }
 
-pub(super) fn partition(t: &catalog::Table, p: &catalog::Partition) -> Result<hms::Partition, ConvertError> {
+pub(crate) fn partition(t: &catalog::Table, p: &catalog::Partition) -> Result<hms::Partition, ConvertError> {
     let (data, _) = columns(t)?;
     Ok(hms::Partition {
         values: Some(p.values.iter().map(s).collect()),
@@ -377,7 +378,7 @@ fn unescape(v: &str) -> String {
 /// A location as Hadoop clients write it, as Sluice stores it: `file:/p`
 /// and percent-encoded file URLs become `file:///p/`, `s3a://` and `s3n://`
 /// become `s3://`; a directory ends with `/`.
-pub(super) fn normalize_location(location: &str) -> String {
+pub(crate) fn normalize_location(location: &str) -> String {
     let mut out = match url::Url::parse(location) {
         Ok(u) if u.scheme() == "file" => u
             .to_file_path()
@@ -394,7 +395,7 @@ pub(super) fn normalize_location(location: &str) -> String {
 }
 
 /// An external Sluice table from a Thrift `Table` another engine creates.
-pub(super) fn new_table(t: &hms::Table, owner: Option<String>) -> Result<catalog::Table, ConvertError> {
+pub(crate) fn new_table(t: &hms::Table, owner: Option<String>) -> Result<catalog::Table, ConvertError> {
     let name = t.table_name.as_deref().unwrap_or_default().to_ascii_lowercase();
     let database = t.db_name.as_deref().unwrap_or_default().to_ascii_lowercase();
     if name.is_empty() || database.is_empty() {
@@ -455,7 +456,7 @@ pub(super) fn new_table(t: &hms::Table, owner: Option<String>) -> Result<catalog
 
 /// A Sluice partition from a Thrift `Partition` (its files are found by
 /// listing its location, as for external tables).
-pub(super) fn new_partition(t: &catalog::Table, p: &hms::Partition) -> Result<catalog::Partition, ConvertError> {
+pub(crate) fn new_partition(t: &catalog::Table, p: &hms::Partition) -> Result<catalog::Partition, ConvertError> {
     let values: Vec<String> = p.values.iter().flatten().map(|v| v.to_string()).collect();
     if values.len() != t.partition_columns.len() {
         return Err(ConvertError::Invalid(format!(

@@ -195,7 +195,8 @@ impl TableProvider for LakeTable {
             .filter(|f| is_partition_filter(&self.table.partition_columns, f))
             .cloned()
             .collect();
-        let set = self.services.partitions(&self.table).await?;
+        let hive_filter = super::pushdown::hive_filter(&partition_filters, &self.partition_fields);
+        let set = self.services.partitions(&self.table, hive_filter.as_deref()).await?;
         let chosen = prune(&set, &partition_filters, state)?;
         let lookups: Vec<_> = chosen.iter().map(|&i| self.files_of(state, &set.parts[i])).collect();
         let per_part: Vec<Vec<(ObjectStoreUrl, PartitionedFile)>> = futures::stream::iter(lookups)

@@ -1,0 +1,226 @@
+"""A real Apache Hive Metastore as the gateway's catalog (`--catalog
+thrift://...`): Sluice creates, lists, queries and drops partitioned tables
+in it (other engines see them there), and queries a table another metastore
+client created, with its partitions chosen by the metastore
+(`get_partitions_by_filter`)."""
+
+import re
+import time
+
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hmsclient.genthrift.hive_metastore import ThriftHiveMetastore, ttypes
+
+import hive_metastore
+from sluice_fixtures import Gateway
+
+PARQUET_IN = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+PARQUET_OUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+
+
+@pytest.fixture(scope="module")
+def hive_gateway(workdir):
+    hms = hive_metastore.HiveMetastore().start()
+    base = workdir / "hive_catalog"
+    base.mkdir()
+    g = Gateway(
+        base / "gw",
+        extra=["--catalog", hms.uri, "--catalog-poll", "0.2"],
+        local_executors=1,
+        env={"SLUICE_LOG": "info,sluice_gateway::catalog::hive=debug"},
+    ).start()
+    yield g, hms, base
+    g.stop()
+    hms.stop()
+
+
+def run(g, sql):
+    with psycopg.connect(g.dsn(), autocommit=True) as c:
+        cur = c.execute(sql)
+        return cur.fetchall() if cur.description else None
+
+
+def eventually(check, timeout=15):
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except psycopg.Error:
+            pass
+        assert time.time() < deadline, "condition not met in time"
+        time.sleep(0.1)
+
+
+def scan_report(g, sql):
+    rows = run(g, f"EXPLAIN {sql}")
+    return "\n".join(str(r[-1]) for r in rows)
+
+
+def test_sluice_creates_lists_queries_and_drops_partitioned_tables(hive_gateway):
+    g, hms, _ = hive_gateway
+    run(g, "CREATE SCHEMA sales")
+    run(
+        g,
+        "CREATE TABLE sales.orders PARTITIONED BY (region) AS SELECT * FROM "
+        "(VALUES (1, 10.5, 'eu'), (2, 20.0, 'us'), (3, 5.0, 'eu')) AS v(id, amount, region)",
+    )
+    assert run(g, "SELECT region, count(*), sum(amount) FROM sales.orders GROUP BY region ORDER BY region") == [
+        ("eu", 2, 15.5),
+        ("us", 1, 20.0),
+    ]
+    # The metastore holds the table as Hive describes it, for other engines.
+    with hms.client() as c:
+        assert "sales" in c.get_all_databases()
+        t = c.get_table("sales", "orders")
+        assert t.tableType == "MANAGED_TABLE"
+        assert [(k.name, k.type) for k in t.partitionKeys] == [("region", "string")]
+        assert [(f.name, f.type) for f in t.sd.cols] == [("id", "bigint"), ("amount", "decimal(3,1)")]
+        assert (t.sd.inputFormat, t.sd.serdeInfo.serializationLib) == (PARQUET_IN, PARQUET_SERDE)
+        assert sorted(c.get_partition_names("sales", "orders", -1)) == ["region=eu", "region=us"]
+
+    run(g, "INSERT INTO sales.orders SELECT 4, 1.0, 'apac'")
+    with hms.client() as c:
+        assert sorted(c.get_partition_names("sales", "orders", -1)) == ["region=apac", "region=eu", "region=us"]
+    assert run(g, "SELECT count(*) FROM sales.orders WHERE region = 'apac'") == [(1,)]
+    assert run(g, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'sales'") == [("orders",)]
+
+    # Names are the metastore's: a second CTAS under the name is refused.
+    with pytest.raises(psycopg.errors.DuplicateTable):
+        run(g, "CREATE TABLE sales.orders AS SELECT 1 AS id")
+
+    # A restart finds everything again (metastore plus side store).
+    g.stop()
+    g.start()
+    assert run(g, "SELECT count(*), sum(id) FROM sales.orders") == [(4, 10)]
+
+    run(g, "DROP TABLE sales.orders")
+    with hms.client() as c:
+        with pytest.raises(ttypes.NoSuchObjectException):
+            c.get_table("sales", "orders")
+    with pytest.raises(psycopg.errors.UndefinedTable):
+        run(g, "SELECT * FROM sales.orders")
+    run(g, "DROP SCHEMA sales")
+    with hms.client() as c:
+        assert "sales" not in c.get_all_databases()
+
+
+def _events(base):
+    """A partitioned Parquet table laid out as Hive/Spark write one."""
+    data = base / "events"
+    for year, n in ((2023, 10), (2024, 20), (2025, 30)):
+        _write_year(data, year, n)
+    return data
+
+
+def _write_year(data, year, n):
+    d = data / f"year={year}"
+    d.mkdir(parents=True)
+    pq.write_table(
+        pa.table({"id": pa.array(range(n), pa.int64()), "amount": pa.array([0.5 * i for i in range(n)])}),
+        d / "part-0.parquet",
+    )
+
+
+def _storage(location):
+    return ttypes.StorageDescriptor(
+        cols=[ttypes.FieldSchema(name="id", type="bigint"), ttypes.FieldSchema(name="amount", type="double")],
+        location=location,
+        inputFormat=PARQUET_IN,
+        outputFormat=PARQUET_OUT,
+        compressed=False,
+        numBuckets=-1,
+        serdeInfo=ttypes.SerDeInfo(serializationLib=PARQUET_SERDE, parameters={}),
+        bucketCols=[],
+        sortCols=[],
+        parameters={},
+    )
+
+
+def _add_year(c, data, year):
+    partition = ttypes.Partition(
+        dbName="ext", tableName="events", values=[str(year)], sd=_storage((data / f"year={year}").as_uri())
+    )
+    ThriftHiveMetastore.Client.add_partition(c, partition)
+
+
+def test_a_table_another_client_creates_is_queried_with_metastore_pruning(hive_gateway):
+    g, hms, base = hive_gateway
+    data = _events(base)
+    with hms.client() as c:
+        c.create_database(ttypes.Database(name="ext", locationUri=(base / "ext.db").as_uri(), parameters={}))
+        c.create_table(
+            ttypes.Table(
+                tableName="events",
+                dbName="ext",
+                owner="spark",
+                sd=_storage(data.as_uri()),
+                partitionKeys=[ttypes.FieldSchema(name="year", type="int")],
+                parameters={"EXTERNAL": "TRUE"},
+                tableType="EXTERNAL_TABLE",
+            )
+        )
+        for year in (2023, 2024, 2025):
+            _add_year(c, data, year)
+
+    # No Sluice DDL: the table shows up at the next catalog poll.
+    eventually(lambda: run(g, "SELECT count(*) FROM ext.events") == [(60,)])
+    assert run(g, "SELECT year, count(*), sum(id) FROM ext.events WHERE year >= 2024 GROUP BY year ORDER BY year") == [
+        (2024, 20, 190),
+        (2025, 30, 435),
+    ]
+    # The metastore chose the partitions: the scan saw only the two it returned.
+    assert "ext.events: partitions 2 of 2" in scan_report(g, "SELECT count(*) FROM ext.events WHERE year >= 2024")
+    log = re.sub(r"\x1b\[[0-9;]*m", "", g.log_path.read_text())
+    chosen = [line for line in log.splitlines() if "partitions chosen by the Hive Metastore" in line]
+    assert any('filter="year >= 2024"' in line and "partitions=2" in line for line in chosen), chosen
+    # A filter the metastore cannot evaluate is pruned by Sluice over all partitions.
+    assert "ext.events: partitions 2 of 3" in scan_report(g, "SELECT count(*) FROM ext.events WHERE year % 2 = 1")
+    assert run(g, "SELECT count(*) FROM ext.events WHERE year % 2 = 1") == [(40,)]
+
+    # Another client adds a partition: Sluice reads it without any DDL.
+    _write_year(data, 2026, 5)
+    with hms.client() as c:
+        _add_year(c, data, 2026)
+    eventually(lambda: run(g, "SELECT count(*) FROM ext.events WHERE year = 2026") == [(5,)])
+
+    # Sluice adds one too (ALTER TABLE ... ADD PARTITION goes to the metastore).
+    _write_year(data, 2027, 7)
+    run(g, f"ALTER TABLE ext.events ADD PARTITION (year = 2027) LOCATION '{(data / 'year=2027').as_uri()}'")
+    with hms.client() as c:
+        assert "year=2027" in c.get_partition_names("ext", "events", -1)
+    assert run(g, "SELECT count(*) FROM ext.events") == [(72,)]
+
+    # Dropping an external table of another engine leaves its data.
+    run(g, "DROP TABLE ext.events")
+    with hms.client() as c:
+        assert c.get_all_tables("ext") == []
+    assert (data / "year=2023" / "part-0.parquet").exists()
+
+
+def test_a_dead_metastore_uri_fails_over_to_the_next(hive_gateway):
+    g, hms, base = hive_gateway
+    data = base / "failover"
+    _write_year(data, 2030, 3)
+    run(g, f"CREATE EXTERNAL TABLE default.failover (id BIGINT, amount DOUBLE) STORED AS PARQUET LOCATION '{data.as_uri()}/year=2030/'")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    # The first URI refuses connections: start-up and queries use the second.
+    other = Gateway(base / "gw2", extra=["--catalog", f"thrift://127.0.0.1:{dead},{hms.uri}"], local_executors=1).start()
+    try:
+        assert run(other, "SELECT count(*), sum(id) FROM default.failover") == [(3, 3)]
+        log = other.log_path.read_text()
+        assert "Hive Metastore failover" in log, log[-2000:]
+    finally:
+        other.stop()
+    # With no metastore reachable the gateway does not start, and says why.
+    lone = Gateway(base / "gw3", extra=["--catalog", f"thrift://127.0.0.1:{dead}"], local_executors=1)
+    with pytest.raises(RuntimeError, match="Hive Metastore unreachable"):
+        lone.start()
+    run(g, "DROP TABLE default.failover")
