@@ -224,3 +224,51 @@ def test_a_dead_metastore_uri_fails_over_to_the_next(hive_gateway):
     with pytest.raises(RuntimeError, match="Hive Metastore unreachable"):
         lone.start()
     run(g, "DROP TABLE default.failover")
+
+
+def test_spark_and_sluice_share_the_metastore(hive_gateway):
+    """Spark (local mode, PyPI pyspark) on the same metastore: a table Spark
+    creates and fills is queried by Sluice, pruned by the metastore; a table
+    Sluice creates is read by Spark with the same rows."""
+    g, hms, base = hive_gateway
+    import os
+    import shutil
+
+    assert shutil.which("java"), "Spark needs a JDK (tests/run.sh installs default-jre-headless)"
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    spark = (
+        SparkSession.builder.master("local[1]")
+        .appName("sluice-on-hms")
+        .config("spark.hadoop.hive.metastore.uris", hms.uri)
+        .config("spark.sql.catalogImplementation", "hive")
+        .config("spark.sql.warehouse.dir", str(base / "spark-warehouse"))
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.host", "127.0.0.1")
+        .enableHiveSupport()
+        .getOrCreate()
+    )
+    try:
+        spark.sql(f"CREATE DATABASE spark_db LOCATION '{(base / 'spark_db').as_uri()}'")
+        spark.sql("CREATE TABLE spark_db.clicks (id BIGINT, url STRING) PARTITIONED BY (day STRING) STORED AS PARQUET")
+        spark.sql("INSERT INTO spark_db.clicks PARTITION (day='2024-05-01') VALUES (1, 'a'), (2, 'b')")
+        spark.sql("INSERT INTO spark_db.clicks PARTITION (day='2024-05-02') VALUES (3, 'c'), (4, 'd'), (5, 'e')")
+        eventually(lambda: run(g, "SELECT count(*) FROM spark_db.clicks") == [(5,)])
+        assert run(g, "SELECT id, url FROM spark_db.clicks WHERE day = '2024-05-02' ORDER BY id") == [
+            (3, "c"),
+            (4, "d"),
+            (5, "e"),
+        ]
+        report = scan_report(g, "SELECT count(*) FROM spark_db.clicks WHERE day = '2024-05-02'")
+        assert "spark_db.clicks: partitions 1 of 1" in report, report
+
+        run(g, "CREATE TABLE default.from_sluice PARTITIONED BY (k) AS SELECT * FROM (VALUES (1, 'a'), (2, 'b'), (3, 'b')) AS v(v, k)")
+        query = "SELECT k, count(*) AS n, sum(v) AS total FROM default.from_sluice GROUP BY k ORDER BY k"
+        assert [(r.k, r.n, r.total) for r in spark.sql(query).collect()] == run(g, query) == [("a", 1, 1), ("b", 2, 5)]
+        run(g, "DROP TABLE default.from_sluice")
+        spark.sql("DROP TABLE spark_db.clicks")
+        eventually(lambda: run(g, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'spark_db'") == [(0,)])
+        spark.sql("DROP DATABASE spark_db")
+    finally:
+        spark.stop()
