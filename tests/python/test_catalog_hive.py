@@ -97,6 +97,16 @@ def test_sluice_creates_lists_queries_and_drops_partitioned_tables(hive_gateway)
     g.start()
     assert run(g, "SELECT count(*), sum(id) FROM sales.orders") == [(4, 10)]
 
+    # CREATE OR REPLACE swaps the metastore's description in one alter_table:
+    # a new id, and only the new incarnation's partitions.
+    with hms.client() as c:
+        old_id = c.get_table("sales", "orders").parameters["sluice.table_id"]
+    run(g, "CREATE OR REPLACE TABLE sales.orders PARTITIONED BY (region) AS SELECT 9 AS id, 9.5 AS amount, 'eu' AS region")
+    assert run(g, "SELECT id, region FROM sales.orders") == [(9, "eu")]
+    with hms.client() as c:
+        assert c.get_table("sales", "orders").parameters["sluice.table_id"] != old_id
+        assert c.get_partition_names("sales", "orders", -1) == ["region=eu"]
+
     run(g, "DROP TABLE sales.orders")
     with hms.client() as c:
         with pytest.raises(ttypes.NoSuchObjectException):
@@ -194,6 +204,23 @@ def test_a_table_another_client_creates_is_queried_with_metastore_pruning(hive_g
         assert "year=2027" in c.get_partition_names("ext", "events", -1)
     assert run(g, "SELECT count(*) FROM ext.events") == [(72,)]
 
+    # Tables Sluice cannot read (here an Iceberg table) are left out, not fatal.
+    with hms.client() as c:
+        iceberg = ttypes.Table(
+            tableName="ice",
+            dbName="ext",
+            owner="spark",
+            sd=_storage((base / "ice").as_uri()),
+            partitionKeys=[],
+            parameters={"EXTERNAL": "TRUE", "table_type": "ICEBERG", "metadata_location": (base / "ice" / "m.json").as_uri()},
+            tableType="EXTERNAL_TABLE",
+        )
+        c.create_table(iceberg)
+    eventually(lambda: "an Iceberg table" in g.log_path.read_text())
+    assert run(g, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'ext'") == [("events",)]
+    with hms.client() as c:
+        c.drop_table("ext", "ice", False)
+
     # Dropping an external table of another engine leaves its data.
     run(g, "DROP TABLE ext.events")
     with hms.client() as c:
@@ -262,6 +289,13 @@ def test_spark_and_sluice_share_the_metastore(hive_gateway):
         ]
         report = scan_report(g, "SELECT count(*) FROM spark_db.clicks WHERE day = '2024-05-02'")
         assert "spark_db.clicks: partitions 1 of 1" in report, report
+
+        # A Spark data-source table keeps the columns' case in the files (the
+        # metastore lowers it): Sluice reads them by Spark's schema.
+        spark.sql("CREATE TABLE spark_db.cased (userId BIGINT, day STRING) USING parquet PARTITIONED BY (day)")
+        spark.sql("INSERT INTO spark_db.cased VALUES (7, '2024-05-01'), (8, '2024-05-02')")
+        eventually(lambda: run(g, 'SELECT "userId" FROM spark_db.cased WHERE day = \'2024-05-02\'') == [(8,)])
+        spark.sql("DROP TABLE spark_db.cased")
 
         run(g, "CREATE TABLE default.from_sluice PARTITIONED BY (k) AS SELECT * FROM (VALUES (1, 'a'), (2, 'b'), (3, 'b')) AS v(v, k)")
         query = "SELECT k, count(*) AS n, sum(v) AS total FROM default.from_sluice GROUP BY k ORDER BY k"

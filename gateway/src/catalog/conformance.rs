@@ -474,7 +474,12 @@ async fn concurrent_creates_from_two_handles(place: &dyn Place) {
             .await
             .unwrap()
             .expect("a shared catalog keeps a generation");
-        assert_ne!(after, before, "the generation moved");
+        if a.shared() {
+            // A shared SQL catalog counts every change.
+            assert!(after >= before + 30, "generation {before} -> {after}");
+        } else {
+            assert_ne!(after, before, "the generation moved");
+        }
     }
 }
 

@@ -71,7 +71,7 @@ impl HiveMetastore {
     pub async fn open(addresses: &[String], side: Arc<dyn Metastore>, ttl: Duration) -> Result<Self, CatalogError> {
         let hms = HmsClient::new(addresses).await?;
         // Reachable now, or start-up fails with the reason.
-        hms.call("get_all_databases", |c| async move { c.get_all_databases().await })
+        hms.read("get_all_databases", |c| async move { c.get_all_databases().await })
             .await?
             .map_err(|f| storage("get_all_databases", f))?;
         match side
@@ -106,7 +106,7 @@ impl Metastore for HiveMetastore {
         for name in self.database_names().await? {
             match self
                 .hms
-                .call("get_database", |c| {
+                .read("get_database", |c| {
                     let name = s(&name);
                     async move { c.get_database(name).await }
                 })
@@ -125,7 +125,7 @@ impl Metastore for HiveMetastore {
         let hive = model::database(db);
         match self
             .hms
-            .call("create_database", |c| {
+            .write("create_database", |c| {
                 let hive = hive.clone();
                 async move { c.create_database(hive).await }
             })
@@ -150,43 +150,54 @@ impl Metastore for HiveMetastore {
             let (_, table) = model::db_and_name(t);
             match self.drop_table(name, &table, None, after).await {
                 Ok(t) => dropped.push(t),
-                Err(CatalogError::TableNotFound(_)) => {}
+                // Gone meanwhile, or not Sluice's to read: the metastore's
+                // cascade below drops it.
+                Err(CatalogError::TableNotFound(_) | CatalogError::Corrupt(..)) => {}
                 Err(e) => return Err(e),
             }
         }
         match self
             .hms
-            .call("drop_database", |c| async move {
-                c.drop_database(s(name), false, true).await
+            .write("drop_database", |c| async move {
+                c.drop_database(s(name), false, cascade).await
             })
             .await?
         {
-            Ok(()) => {
-                self.forget_access(name, None).await?;
-                Ok(dropped)
-            }
-            Err(Failure::NotFound(_)) => Err(CatalogError::DatabaseNotFound(name.into())),
-            Err(f) => Err(storage("drop_database", f)),
+            Ok(()) => {}
+            Err(Failure::NotFound(_)) => return Err(CatalogError::DatabaseNotFound(name.into())),
+            // Another engine put a table there since the check.
+            Err(Failure::Refused(_)) if !cascade => return Err(CatalogError::DatabaseNotEmpty(name.into())),
+            Err(f) => return Err(storage("drop_database", f)),
         }
+        if let Err(e) = self.forget_access(name, None).await {
+            tracing::warn!(database = name, "grants on a dropped schema not removed: {e}");
+        }
+        Ok(dropped)
     }
 
     async fn list_tables(&self) -> Result<Vec<Table>, CatalogError> {
-        let shadows = self.shadows().await?;
+        let mut hive = Vec::new();
+        for db in self.database_names().await? {
+            hive.extend(self.hive_tables(&db).await?.unwrap_or_default());
+        }
+        let mut shadows = self.shadows().await?;
+        if hive.iter().any(|t| model::unknown_sluice_table(t, &shadows)) {
+            // A CTAS published after the shadows were read, or a gateway
+            // with another side store: read them again to tell which.
+            shadows = self.shadows().await?;
+        }
         let mut out = Vec::new();
         let mut foreign = HashMap::new();
-        for db in self.database_names().await? {
-            for t in self.hive_tables(&db).await?.unwrap_or_default() {
-                match model::sluice_table(&t, &shadows) {
-                    Ok((table, is_foreign)) => {
-                        if is_foreign {
-                            foreign.insert(table.id.clone(), Arc::new(table.clone()));
-                        }
-                        out.push(table);
-                    }
-                    Err(why) => {
-                        let (db, name) = model::db_and_name(&t);
-                        self.warn_once(&format!("{db}.{name}"), &why);
-                    }
+        for t in &hive {
+            match model::identify(t, &shadows) {
+                model::Identity::Own(table) => out.push(table),
+                model::Identity::Foreign(table) => {
+                    foreign.insert(table.id.clone(), Arc::new(table.clone()));
+                    out.push(table);
+                }
+                model::Identity::Skipped(why) => {
+                    let (db, name) = model::db_and_name(t);
+                    self.warn_once(&format!("{db}.{name}"), &why);
                 }
             }
         }
@@ -219,40 +230,39 @@ impl Metastore for HiveMetastore {
         after: u64,
     ) -> Result<Table, CatalogError> {
         let qualified = format!("{database}.{name}");
-        let hive = self
-            .hive_table(database, name)
+        let identity = self
+            .identify(database, name)
             .await?
             .ok_or_else(|| CatalogError::TableNotFound(qualified.clone()))?;
-        let shadows = self.shadows().await?;
-        let (table, is_foreign) =
-            model::sluice_table(&hive, &shadows).map_err(|why| CatalogError::Corrupt(qualified.clone(), why))?;
+        let (table, own) = match identity {
+            model::Identity::Own(t) => (t, true),
+            model::Identity::Foreign(t) => (t, false),
+            model::Identity::Skipped(why) => return Err(CatalogError::Corrupt(qualified, why)),
+        };
         if expected_id.is_some_and(|id| id != table.id) {
             return Err(CatalogError::TableChanged(qualified));
         }
         // A foreign managed table's data goes with it, as in Hive; Sluice's
         // files become garbage below, deleted after the grace period.
-        let delete_data = is_foreign && hive.table_type.as_deref() == Some("MANAGED_TABLE");
-        match self
-            .hms
-            .call("drop_table", |c| async move {
-                c.drop_table(s(database), s(name), delete_data).await
-            })
-            .await?
-        {
-            Ok(()) => {}
-            Err(Failure::NotFound(_)) => return Err(CatalogError::TableNotFound(qualified)),
-            Err(f) => return Err(storage("drop_table", f)),
+        let delete_data = !own && self.is_foreign_managed(database, name).await?;
+        if !self.drop_hive(database, name, delete_data).await? {
+            return Err(CatalogError::TableNotFound(qualified));
         }
-        self.forget_access(database, Some(name)).await?;
-        if is_foreign {
+        let dropped = if own {
+            let shadow = self
+                .side
+                .drop_table(SHADOW_DATABASE, &shadow_name(&table.id), Some(&table.id), after)
+                .await
+                .map_err(|e| model::renamed(e, &shadow_of(&table), database, name))?;
+            named(&shadow, database, name)
+        } else {
             self.partitions.invalidate_all();
-            return Ok(table);
+            table
+        };
+        if let Err(e) = self.forget_access(database, Some(name)).await {
+            tracing::warn!(table = %qualified, "grants on a dropped table not removed: {e}");
         }
-        let shadow = self
-            .side
-            .drop_table(SHADOW_DATABASE, &shadow_name(&table.id), Some(&table.id), after)
-            .await?;
-        Ok(named(&shadow, database, name))
+        Ok(dropped)
     }
 
     async fn list_partitions(&self, table_id: &str) -> Result<Vec<Partition>, CatalogError> {

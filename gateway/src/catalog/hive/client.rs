@@ -1,7 +1,7 @@
 //! A Hive Metastore Thrift client for [`super::HiveMetastore`]: the
 //! `hive_metastore` crate's generated client on buffered transport (what
 //! HMS serves by default), one per URI of `--catalog thrift://a,thrift://b`,
-//! failing over to the next URI when one cannot be reached. A call's
+//! reads failing over to the next URI when one cannot be reached or hangs. A call's
 //! declared Thrift exception comes back as a [`Failure`]; transport errors
 //! on every URI become `CatalogError::Storage`.
 
@@ -85,6 +85,7 @@ union!(
     ThriftHiveMetastoreAddPartitionsReqException: O1, O2, O3;
     ThriftHiveMetastoreDropPartitionException: O1, O2;
     ThriftHiveMetastoreGetTableMetaException: O1;
+    ThriftHiveMetastoreAlterTableException: O1, O2;
 );
 
 /// Calls that never declare an exception.
@@ -110,7 +111,7 @@ impl std::fmt::Debug for HmsClient {
     }
 }
 
-/// Seconds a call may take before the next URI is tried.
+/// How long a call may take (a read then goes to the next URI).
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -144,11 +145,33 @@ impl HmsClient {
         })
     }
 
-    /// Runs `call` on the current metastore, then on the others while they
-    /// cannot be reached. A declared exception is the call's answer (no
-    /// failover); so is an application exception (the server understood and
-    /// refused).
-    pub(super) async fn call<T, E, F, Fut>(&self, what: &str, call: F) -> Result<Result<T, Failure>, CatalogError>
+    /// Runs a read-only `call` on the current metastore, then on the others
+    /// while they cannot be reached or do not answer in time. A declared
+    /// exception is the call's answer (no failover); so is any other
+    /// application exception (the server understood and refused).
+    pub(super) async fn read<T, E, F, Fut>(&self, what: &str, call: F) -> Result<Result<T, Failure>, CatalogError>
+    where
+        E: Declared,
+        F: Fn(ThriftHiveMetastoreClient) -> Fut,
+        Fut: Future<Output = Result<MaybeException<T, E>, ClientError>>,
+    {
+        self.run(what, true, call).await
+    }
+
+    /// Runs a change on the current metastore only: after a transport error
+    /// the change may or may not have been made, so it is not repeated on
+    /// another metastore (the caller re-reads to find out); later calls go
+    /// to the next one.
+    pub(super) async fn write<T, E, F, Fut>(&self, what: &str, call: F) -> Result<Result<T, Failure>, CatalogError>
+    where
+        E: Declared,
+        F: Fn(ThriftHiveMetastoreClient) -> Fut,
+        Fut: Future<Output = Result<MaybeException<T, E>, ClientError>>,
+    {
+        self.run(what, false, call).await
+    }
+
+    async fn run<T, E, F, Fut>(&self, what: &str, failover: bool, call: F) -> Result<Result<T, Failure>, CatalogError>
     where
         E: Declared,
         F: Fn(ThriftHiveMetastoreClient) -> Fut,
@@ -160,18 +183,15 @@ impl HmsClient {
         for i in 0..n {
             let k = (start + i) % n;
             let (uri, client) = &self.endpoints[k];
+            if i > 0 {
+                tracing::info!(metastore = %uri, "Hive Metastore failover: now using {uri}");
+                self.current.store(k, Ordering::Relaxed);
+            }
             match call(client.clone()).await {
-                Ok(answer) => {
-                    if i > 0 {
-                        tracing::info!(metastore = %uri, "Hive Metastore failover: now using {uri}");
-                        self.current.store(k, Ordering::Relaxed);
-                    }
-                    return Ok(match answer {
-                        MaybeException::Ok(v) => Ok(v),
-                        MaybeException::Exception(e) => Err(e.failure()),
-                    });
-                }
-                Err(ClientError::Application(e)) => {
+                Ok(MaybeException::Ok(v)) => return Ok(Ok(v)),
+                Ok(MaybeException::Exception(e)) => return Ok(Err(e.failure())),
+                // volo reports its own rpc timeout as an application exception.
+                Err(ClientError::Application(e)) if !e.to_string().contains("timeout") => {
                     return Err(CatalogError::Storage(format!(
                         "Hive Metastore {uri} refused {what}: {e}"
                     )));
@@ -179,6 +199,12 @@ impl HmsClient {
                 Err(e) => {
                     tracing::warn!(metastore = %uri, "Hive Metastore call {what} failed: {e}");
                     errors.push(format!("{uri}: {e}"));
+                    if !failover {
+                        if n > 1 {
+                            self.current.store((k + 1) % n, Ordering::Relaxed);
+                        }
+                        break;
+                    }
                 }
             }
         }
@@ -188,14 +214,14 @@ impl HmsClient {
         )))
     }
 
-    /// [`Self::call`] for calls without declared exceptions.
-    pub(super) async fn call_plain<T, F, Fut>(&self, what: &str, call: F) -> Result<T, CatalogError>
+    /// [`Self::read`] for calls without declared exceptions.
+    pub(super) async fn read_plain<T, F, Fut>(&self, what: &str, call: F) -> Result<T, CatalogError>
     where
         F: Fn(ThriftHiveMetastoreClient) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
         let answer = self
-            .call(what, |c| {
+            .read(what, |c| {
                 let fut = call(c);
                 async move { fut.await.map(MaybeException::<T, Never>::Ok) }
             })

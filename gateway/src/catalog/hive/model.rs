@@ -67,34 +67,180 @@ pub(super) fn foreign_id(database: &str, name: &str, create_time: i32) -> String
     format!("hms_{hex}")
 }
 
+/// Why a metastore table is not one Sluice reads, if it is not.
+fn unreadable(t: &hms::Table) -> Option<String> {
+    let param = |k: &str| {
+        t.parameters
+            .as_ref()
+            .and_then(|p| p.get(k))
+            .map(|v| v.to_ascii_lowercase())
+    };
+    if t.table_type.as_deref() == Some("VIRTUAL_VIEW") {
+        return Some("a view of another engine (its SQL is that engine's dialect)".into());
+    }
+    if param("table_type").as_deref() == Some("iceberg") || param("metadata_location").is_some() {
+        return Some("an Iceberg table (its files are named by Iceberg metadata, not by listing)".into());
+    }
+    if let Some(provider) = param("spark.sql.sources.provider") {
+        if !matches!(provider.as_str(), "parquet" | "csv" | "json" | "avro" | "hive") {
+            return Some(format!("a Spark {provider} table"));
+        }
+        // Spark's placeholder when it could not describe the table for Hive.
+        let cols: Vec<_> = t.sd.iter().flat_map(|sd| sd.cols.iter().flatten()).collect();
+        if cols.len() == 1
+            && cols[0].name.as_deref() == Some("col")
+            && cols[0].r#type.as_deref() == Some("array<string>")
+        {
+            return Some(format!("a Spark {provider} table stored in a form Hive cannot read"));
+        }
+    }
+    None
+}
+
+/// Column names as Spark wrote them into the files (the metastore lowers
+/// them), from the schema Spark keeps in the table parameters.
+fn spark_names(t: &hms::Table) -> HashMap<String, String> {
+    let Some(params) = t.parameters.as_ref() else {
+        return HashMap::new();
+    };
+    let json = match params.get("spark.sql.sources.schema") {
+        Some(whole) => whole.to_string(),
+        None => {
+            let parts = params
+                .get("spark.sql.sources.schema.numParts")
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(0);
+            (0..parts.min(1024))
+                .filter_map(|i| params.get(format!("spark.sql.sources.schema.part.{i}").as_str()))
+                .map(|p| p.to_string())
+                .collect()
+        }
+    };
+    let Ok(schema) = serde_json::from_str::<serde_json::Value>(&json) else {
+        return HashMap::new();
+    };
+    schema["fields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["name"].as_str())
+        .filter(|n| n.to_ascii_lowercase() != *n)
+        .map(|n| (n.to_ascii_lowercase(), n.to_owned()))
+        .collect()
+}
+
+/// A number that changes when the table's definition does (columns,
+/// location, storage, parameters such as the statistics a write updates).
+fn definition_version(t: &hms::Table) -> u64 {
+    let mut h = sha2::Sha256::new();
+    let mut put = |v: &str| {
+        h.update(v.as_bytes());
+        h.update([0]);
+    };
+    let field = |f: &hms::FieldSchema| {
+        format!(
+            "{}:{}",
+            f.name.as_deref().unwrap_or(""),
+            f.r#type.as_deref().unwrap_or("")
+        )
+    };
+    if let Some(sd) = &t.sd {
+        sd.cols.iter().flatten().for_each(|c| put(&field(c)));
+        put(sd.location.as_deref().unwrap_or(""));
+        put(sd.input_format.as_deref().unwrap_or(""));
+        if let Some(serde) = &sd.serde_info {
+            put(serde.serialization_lib.as_deref().unwrap_or(""));
+            let mut params: Vec<String> = serde
+                .parameters
+                .iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            params.sort();
+            params.iter().for_each(|p| put(p));
+        }
+    }
+    t.partition_keys.iter().flatten().for_each(|k| put(&field(k)));
+    let mut params: Vec<String> = t.parameters.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
+    params.sort();
+    params.iter().for_each(|p| put(p));
+    let digest = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    // Positive for the catalog's i64 columns, and never 0.
+    (u64::from_le_bytes(first) >> 1).max(1)
+}
+
 /// A foreign metastore table as Sluice reads it: an external table whose
-/// files are found by listing, versioned by its last DDL time.
+/// files are found by listing.
 pub(super) fn foreign_table(t: &hms::Table) -> Result<Table, String> {
     let (database, name) = db_and_name(t);
-    if t.table_type.as_deref() == Some("VIRTUAL_VIEW") {
-        return Err("a view of another engine (its SQL is that engine's dialect)".into());
+    if let Some(why) = unreadable(t) {
+        return Err(why);
     }
     let mut table = convert::new_table(t, t.owner.as_deref().map(str::to_owned)).map_err(|e| e.to_string())?;
-    let create_time = t.create_time.unwrap_or_default();
-    table.id = foreign_id(&database, &name, create_time);
-    let ddl_time = t
-        .parameters
-        .as_ref()
-        .and_then(|p| p.get("transient_lastDdlTime"))
-        .and_then(|v| v.parse::<u64>().ok());
-    table.version = ddl_time.unwrap_or(create_time.max(0) as u64).max(1);
+    table.id = foreign_id(&database, &name, t.create_time.unwrap_or_default());
+    table.version = definition_version(t);
     table.kind = TableKind::External;
+    let names = spark_names(t);
+    if !names.is_empty() {
+        let exact = |n: &String| names.get(n).cloned().unwrap_or_else(|| n.clone());
+        let schema = crate::catalog::provider::decode_schema(&table.arrow_schema).map_err(|e| e.to_string())?;
+        let fields: Vec<arrow::datatypes::Field> = schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_name(exact(f.name())))
+            .collect();
+        let schema = arrow::datatypes::Schema::new(fields);
+        table.arrow_schema = crate::catalog::provider::encode_schema(&schema).map_err(|e| e.to_string())?;
+        table.columns = crate::catalog::columns_of(&schema);
+        table.partition_columns = table.partition_columns.iter().map(exact).collect();
+    }
     Ok(table)
 }
 
-/// The Sluice table a metastore table is: its shadow's definition under
-/// its metastore name, or a foreign table.
-pub(super) fn sluice_table(t: &hms::Table, shadows: &HashMap<String, Table>) -> Result<(Table, bool), String> {
-    let (database, name) = db_and_name(t);
-    if let Some(shadow) = id_param(t).and_then(|id| shadows.get(&id)) {
-        return Ok((named(shadow, &database, &name), false));
+/// What a metastore table is to this gateway.
+#[derive(Debug)]
+pub(super) enum Identity {
+    /// Sluice's, with its shadow (definition, partitions, files) here.
+    Own(Table),
+    /// Another engine's (or an external table of a Sluice gateway with
+    /// another side store): read from the metastore, files listed.
+    Foreign(Table),
+    /// Not readable here, and why.
+    Skipped(String),
+}
+
+impl Identity {
+    pub(super) fn id(&self) -> Option<&str> {
+        match self {
+            Identity::Own(t) | Identity::Foreign(t) => Some(&t.id),
+            Identity::Skipped(_) => None,
+        }
     }
-    foreign_table(t).map(|t| (t, true))
+}
+
+/// Whether a table carries a Sluice id that `shadows` does not know (a
+/// CTAS of another gateway published after the shadows were read, or a
+/// gateway with another side store).
+pub(super) fn unknown_sluice_table(t: &hms::Table, shadows: &HashMap<String, Table>) -> bool {
+    id_param(t).is_some_and(|id| !shadows.contains_key(&id))
+}
+
+pub(super) fn identify(t: &hms::Table, shadows: &HashMap<String, Table>) -> Identity {
+    let (database, name) = db_and_name(t);
+    match id_param(t) {
+        Some(id) => match shadows.get(&id) {
+            Some(shadow) => Identity::Own(named(shadow, &database, &name)),
+            // Its files are in another side store's manifest: listing its
+            // directory would read uncommitted and replaced files.
+            None if t.table_type.as_deref() != Some("EXTERNAL_TABLE") => Identity::Skipped(
+                "a table of a Sluice gateway whose side store this gateway does not share (--catalog-side)".into(),
+            ),
+            None => foreign_table(t).map_or_else(Identity::Skipped, Identity::Foreign),
+        },
+        None => foreign_table(t).map_or_else(Identity::Skipped, Identity::Foreign),
+    }
 }
 
 /// `e` with the shadow's name replaced by the table's SQL name.
@@ -130,7 +276,7 @@ pub(super) fn database(db: &crate::catalog::Database) -> hms::Database {
     hms::Database {
         name: Some(db.name.clone().into()),
         description: db.comment.clone().map(Into::into),
-        location_uri: Some(db.location.clone().into()),
+        location_uri: Some(hadoop_location(&db.location).into()),
         parameters: Some(Default::default()),
         privileges: None,
         owner_name: db.owner.clone().map(Into::into),
@@ -152,6 +298,24 @@ pub(super) fn from_database(db: &hms::Database) -> crate::catalog::Database {
     }
 }
 
+/// A location as Hadoop engines read it: `s3://` is `s3a://` to them
+/// (read back, `convert::normalize_location` turns it into `s3://` again).
+pub(super) fn hadoop_location(location: &str) -> String {
+    match location.strip_prefix("s3://") {
+        Some(rest) => format!("s3a://{rest}"),
+        None => location.to_owned(),
+    }
+}
+
+/// A partition as the metastore describes it, at a Hadoop location.
+pub(super) fn hive_partition(table: &Table, p: &crate::catalog::Partition) -> Result<hms::Partition, CatalogError> {
+    let mut part = convert::partition(table, p).map_err(|e| CatalogError::Corrupt(table.qualified(), e.to_string()))?;
+    if let Some(sd) = part.sd.as_mut() {
+        sd.location = sd.location.as_deref().map(|l| hadoop_location(l).into());
+    }
+    Ok(part)
+}
+
 /// The metastore's description of a Sluice table (owner left empty for
 /// the bootstrap superuser).
 pub(super) fn hive_table(table: &Table) -> Result<hms::Table, CatalogError> {
@@ -161,6 +325,9 @@ pub(super) fn hive_table(table: &Table) -> Result<hms::Table, CatalogError> {
     }
     // Creation time is the metastore's to set.
     t.create_time = None;
+    if let Some(sd) = t.sd.as_mut() {
+        sd.location = sd.location.as_deref().map(|l| hadoop_location(l).into());
+    }
     let mut params: BTreeMap<String, String> = t
         .parameters
         .take()

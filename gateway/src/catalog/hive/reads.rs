@@ -14,6 +14,9 @@ use super::{FULL_RELOAD, HiveMetastore, s};
 use crate::catalog::{CatalogError, Partition, Table};
 use crate::hms::convert;
 
+/// Tables fetched per `get_table_objects_by_name`.
+const TABLES_PER_CALL: usize = 100;
+
 impl HiveMetastore {
     pub(super) fn foreign(&self, id: &str) -> Option<Arc<Table>> {
         self.foreign.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
@@ -34,7 +37,7 @@ impl HiveMetastore {
     pub(super) async fn database_names(&self) -> Result<Vec<String>, CatalogError> {
         let names = self
             .hms
-            .call("get_all_databases", |c| async move { c.get_all_databases().await })
+            .read("get_all_databases", |c| async move { c.get_all_databases().await })
             .await?
             .map_err(|f| storage("get_all_databases", f))?;
         Ok(names.into_iter().map(|n| n.to_string()).collect())
@@ -44,7 +47,7 @@ impl HiveMetastore {
     pub(super) async fn hive_tables(&self, db: &str) -> Result<Option<Vec<hms::Table>>, CatalogError> {
         let names = match self
             .hms
-            .call("get_all_tables", |c| async move { c.get_all_tables(s(db)).await })
+            .read("get_all_tables", |c| async move { c.get_all_tables(s(db)).await })
             .await?
         {
             Ok(names) => names,
@@ -54,24 +57,29 @@ impl HiveMetastore {
         if names.is_empty() {
             return Ok(Some(Vec::new()));
         }
-        match self
-            .hms
-            .call("get_table_objects_by_name", |c| {
-                let names = names.clone();
-                async move { c.get_table_objects_by_name(s(db), names).await }
-            })
-            .await?
-        {
-            Ok(tables) => Ok(Some(tables)),
-            Err(Failure::NotFound(_)) => Ok(None),
-            Err(f) => Err(storage("get_table_objects_by_name", f)),
+        let mut tables = Vec::with_capacity(names.len());
+        // In batches: a database of thousands of tables is not one message.
+        for batch in names.chunks(TABLES_PER_CALL) {
+            match self
+                .hms
+                .read("get_table_objects_by_name", |c| {
+                    let names = batch.to_vec();
+                    async move { c.get_table_objects_by_name(s(db), names).await }
+                })
+                .await?
+            {
+                Ok(some) => tables.extend(some),
+                Err(Failure::NotFound(_)) => return Ok(None),
+                Err(f) => return Err(storage("get_table_objects_by_name", f)),
+            }
         }
+        Ok(Some(tables))
     }
 
     pub(super) async fn hive_table(&self, db: &str, name: &str) -> Result<Option<hms::Table>, CatalogError> {
         match self
             .hms
-            .call("get_table", |c| async move { c.get_table(s(db), s(name)).await })
+            .read("get_table", |c| async move { c.get_table(s(db), s(name)).await })
             .await?
         {
             Ok(t) => Ok(Some(t)),
@@ -80,14 +88,22 @@ impl HiveMetastore {
         }
     }
 
-    /// The Sluice id of the table holding `db.name` now.
-    pub(super) async fn current_id(&self, db: &str, name: &str) -> Result<Option<String>, CatalogError> {
+    /// What holds `db.name` now.
+    pub(super) async fn identify(&self, db: &str, name: &str) -> Result<Option<model::Identity>, CatalogError> {
         let Some(t) = self.hive_table(db, name).await? else {
             return Ok(None);
         };
-        Ok(Some(model::id_param(&t).unwrap_or_else(|| {
-            model::foreign_id(db, name, t.create_time.unwrap_or_default())
-        })))
+        let mut shadows = self.shadows().await?;
+        if model::unknown_sluice_table(&t, &shadows) {
+            // Published by a CTAS after the shadows were read: read again.
+            shadows = self.shadows().await?;
+        }
+        Ok(Some(model::identify(&t, &shadows)))
+    }
+
+    /// The Sluice id of the table holding `db.name` now.
+    pub(super) async fn current_id(&self, db: &str, name: &str) -> Result<Option<String>, CatalogError> {
+        Ok(self.identify(db, name).await?.and_then(|i| i.id().map(str::to_owned)))
     }
 
     pub(super) fn warn_once(&self, table: &str, why: &str) {
@@ -109,7 +125,7 @@ impl HiveMetastore {
         }
         let answer = self
             .hms
-            .call("get_partitions", |c| {
+            .read("get_partitions", |c| {
                 let (db, name) = (s(&table.database), s(&table.name));
                 async move { c.get_partitions(db, name, -1).await }
             })
@@ -136,7 +152,7 @@ impl HiveMetastore {
         }
         let answer = self
             .hms
-            .call("get_partitions_by_filter", |c| {
+            .read("get_partitions_by_filter", |c| {
                 let (db, name, filter) = (s(&table.database), s(&table.name), s(filter));
                 async move { c.get_partitions_by_filter(db, name, filter, -1).await }
             })
@@ -165,7 +181,7 @@ impl HiveMetastore {
         }
         let tables = self
             .hms
-            .call("get_table_meta", |c| async move {
+            .read("get_table_meta", |c| async move {
                 c.get_table_meta(s("*"), s("*"), Vec::new()).await
             })
             .await?
@@ -181,7 +197,7 @@ impl HiveMetastore {
         }
         let event = self
             .hms
-            .call_plain("get_current_notificationEventId", |c| async move {
+            .read_plain("get_current_notificationEventId", |c| async move {
                 c.get_current_notification_event_id().await
             })
             .await

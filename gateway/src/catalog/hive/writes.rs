@@ -9,10 +9,9 @@ use super::client::{Failure, storage};
 use super::model::{self, SHADOW_DATABASE, describe, named, renamed, shadow_name, shadow_of};
 use super::{HiveMetastore, s};
 use crate::catalog::{
-    CatalogError, CommitKind, DataFile, Metastore, Partition, PartitionChange, PartitionEdit, PendingWrite, Strictness,
-    Table, TableKind, WriteCommit,
+    CatalogError, CommitKind, DataFile, Partition, PartitionChange, PartitionEdit, PendingWrite, Strictness, Table,
+    WriteCommit,
 };
-use crate::hms::convert;
 
 impl HiveMetastore {
     /// Adds partitions to the metastore's description of `table`.
@@ -27,12 +26,11 @@ impl HiveMetastore {
         }
         let parts = partitions
             .iter()
-            .map(|p| convert::partition(table, p))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| CatalogError::Corrupt(table.qualified(), e.to_string()))?;
+            .map(|p| model::hive_partition(table, p))
+            .collect::<Result<Vec<_>, _>>()?;
         let answer = self
             .hms
-            .call("add_partitions_req", |c| {
+            .write("add_partitions_req", |c| {
                 let request = hms::AddPartitionsRequest {
                     db_name: s(&table.database),
                     tbl_name: s(&table.name),
@@ -52,7 +50,7 @@ impl HiveMetastore {
     pub(super) async fn drop_hive_partition(&self, table: &Table, values: &[String]) -> Result<bool, CatalogError> {
         let answer = self
             .hms
-            .call("drop_partition", |c| {
+            .write("drop_partition", |c| {
                 let values: Vec<FastStr> = values.iter().map(|v| s(v)).collect();
                 async move {
                     c.drop_partition(s(&table.database), s(&table.name), values, false)
@@ -86,8 +84,11 @@ impl HiveMetastore {
     }
 
     /// Publishes `table` (whose shadow is in place) in the metastore under
-    /// its name, replacing what holds the name when `replace`. On failure the
-    /// caller retracts the shadow.
+    /// its name: that is the commit point. With `replace`, one `alter_table`
+    /// swaps the description of the Sluice table holding the name (the old
+    /// incarnation's files become garbage, its grants stay with the name);
+    /// another engine's table is never replaced. On failure the caller
+    /// retracts the shadow.
     pub(super) async fn publish(
         &self,
         table: &Table,
@@ -95,38 +96,142 @@ impl HiveMetastore {
         replace: bool,
         after: u64,
     ) -> Result<(), CatalogError> {
-        if replace && let Some(existing) = self.hive_table(&table.database, &table.name).await? {
-            let shadows = self.shadows().await?;
-            let kind = match model::sluice_table(&existing, &shadows) {
-                Ok((t, _)) => t.kind,
-                Err(_) => TableKind::External,
-            };
-            if kind != table.kind {
-                return Err(CatalogError::WrongKind(table.qualified(), kind.describe()));
-            }
-            self.drop_table(&table.database, &table.name, None, after).await?;
-        }
         let hive = model::hive_table(table)?;
+        let existing = match replace {
+            true => self.identify(&table.database, &table.name).await?,
+            false => None,
+        };
+        let Some(existing) = existing else {
+            self.create_hive(table, &hive).await?;
+            self.mirror_partitions(table, partitions, &[]).await;
+            return Ok(());
+        };
+        let model::Identity::Own(old) = existing else {
+            return Err(CatalogError::WrongKind(table.qualified(), "another engine's table"));
+        };
+        if old.kind != table.kind {
+            return Err(CatalogError::WrongKind(table.qualified(), old.kind.describe()));
+        }
         let answer = self
             .hms
-            .call("create_table", |c| {
+            .write("alter_table", |c| {
+                let (db, name, hive) = (s(&table.database), s(&table.name), hive.clone());
+                async move { c.alter_table(db, name, hive).await }
+            })
+            .await?;
+        if let Err(f) = answer {
+            // The metastore refuses some changes in place (partition keys):
+            // the name is free for a moment while the table is replaced.
+            tracing::info!(table = %table.qualified(), "replacing by drop and create: {}", f.message());
+            self.drop_hive(&table.database, &table.name, false).await?;
+            self.create_hive(table, &hive).await?;
+        }
+        if let Err(e) = self
+            .side
+            .drop_table(SHADOW_DATABASE, &shadow_name(&old.id), Some(&old.id), after)
+            .await
+        {
+            tracing::warn!(table = %table.qualified(), "the replaced table's files were not made garbage: {e}");
+        }
+        // The old incarnation's partitions leave the metastore's description.
+        let keep: std::collections::HashSet<&Vec<String>> = partitions.iter().map(|p| &p.values).collect();
+        let stale: Vec<Vec<String>> = self
+            .side_or_hive_partition_values(table)
+            .await?
+            .into_iter()
+            .filter(|v| !keep.contains(v))
+            .collect();
+        self.mirror_partitions(table, partitions, &stale).await;
+        Ok(())
+    }
+
+    /// The partition values the metastore lists for `table`.
+    async fn side_or_hive_partition_values(&self, table: &Table) -> Result<Vec<Vec<String>>, CatalogError> {
+        if table.partition_columns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let answer = self
+            .hms
+            .read("get_partitions", |c| {
+                let (db, name) = (s(&table.database), s(&table.name));
+                async move { c.get_partitions(db, name, -1).await }
+            })
+            .await?;
+        Ok(match answer {
+            Ok(parts) => parts
+                .into_iter()
+                .map(|p| {
+                    p.values
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|v| v.to_string())
+                        .collect()
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        })
+    }
+
+    /// Creates `hive` in the metastore. After a transport error the table
+    /// may have been created: it counts if the name now holds this id.
+    pub(super) async fn create_hive(&self, table: &Table, hive: &hms::Table) -> Result<(), CatalogError> {
+        let answer = self
+            .hms
+            .write("create_table", |c| {
                 let hive = hive.clone();
                 async move { c.create_table(hive).await }
             })
-            .await?;
+            .await;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                let now = self.hive_table(&table.database, &table.name).await?;
+                if now.as_ref().and_then(model::id_param).as_deref() == Some(table.id.as_str()) {
+                    return Ok(());
+                }
+                return Err(e);
+            }
+        };
         match answer {
-            Ok(()) => {}
-            Err(Failure::Exists(_)) => return Err(CatalogError::TableExists(table.qualified())),
+            Ok(()) => Ok(()),
+            Err(Failure::Exists(_)) => Err(CatalogError::TableExists(table.qualified())),
             Err(f) => {
                 let known = self.database_names().await?;
                 if !known.iter().any(|d| d.eq_ignore_ascii_case(&table.database)) {
                     return Err(CatalogError::DatabaseNotFound(table.database.clone()));
                 }
-                return Err(storage("create_table", f));
+                Err(storage("create_table", f))
             }
         }
-        self.mirror_partitions(table, partitions, &[]).await;
-        Ok(())
+    }
+
+    /// Drops `db.name` from the metastore; `Ok(false)`: there was none.
+    /// After a transport error it counts if the name is free.
+    pub(super) async fn drop_hive(&self, db: &str, name: &str, delete_data: bool) -> Result<bool, CatalogError> {
+        let answer = self
+            .hms
+            .write("drop_table", |c| async move {
+                c.drop_table(s(db), s(name), delete_data).await
+            })
+            .await;
+        match answer {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(Failure::NotFound(_))) => Ok(false),
+            Ok(Err(f)) => Err(storage("drop_table", f)),
+            Err(e) => match self.hive_table(db, name).await? {
+                None => Ok(true),
+                Some(_) => Err(e),
+            },
+        }
+    }
+
+    /// Whether `db.name` is another engine's managed table (its data goes
+    /// when it is dropped, as in Hive).
+    pub(super) async fn is_foreign_managed(&self, db: &str, name: &str) -> Result<bool, CatalogError> {
+        Ok(self
+            .hive_table(db, name)
+            .await?
+            .is_some_and(|t| t.table_type.as_deref() == Some("MANAGED_TABLE") && model::id_param(&t).is_none()))
     }
 
     /// Undoes a shadow whose table could not be published: gone without
@@ -200,7 +305,7 @@ impl HiveMetastore {
             .ok_or(CatalogError::TableChanged(qualified))
     }
 
-    /// [`Metastore::alter_partitions`]: a Sluice table's in the side store
+    /// [`crate::catalog::Metastore::alter_partitions`]: a Sluice table's in the side store
     /// (mirrored), a foreign table's in the metastore.
     pub(super) async fn alter(&self, edit: &PartitionEdit) -> Result<PartitionChange, CatalogError> {
         let qualified = format!("{}.{}", edit.database, edit.name);
@@ -222,24 +327,28 @@ impl HiveMetastore {
             self.mirror_partitions(&table, &edit.add, &edit.drop).await;
             return Ok(change);
         };
+        // Before and after: a query between them may cache the old list.
         self.partitions.invalidate_all();
+        let result = self.alter_foreign(&table, edit).await;
+        self.partitions.invalidate_all();
+        result
+    }
+
+    async fn alter_foreign(&self, table: &Table, edit: &PartitionEdit) -> Result<PartitionChange, CatalogError> {
+        let qualified = table.qualified();
         let mut change = PartitionChange::default();
         for values in &edit.drop {
-            if self.drop_hive_partition(&table, values).await? {
+            if self.drop_hive_partition(table, values).await? {
                 change.dropped += 1;
             } else if edit.strictness == Strictness::Strict {
-                return Err(CatalogError::PartitionNotFound(qualified, describe(&table, values)));
+                return Err(CatalogError::PartitionNotFound(qualified, describe(table, values)));
             }
         }
         let lenient = edit.strictness == Strictness::Lenient;
-        match self.add_hive_partitions(&table, &edit.add, lenient).await? {
+        match self.add_hive_partitions(table, &edit.add, lenient).await? {
             Ok(n) => change.added += if lenient { n } else { edit.add.len() },
             Err(Failure::Exists(_)) => {
-                let spec = edit
-                    .add
-                    .first()
-                    .map(|p| describe(&table, &p.values))
-                    .unwrap_or_default();
+                let spec = edit.add.first().map(|p| describe(table, &p.values)).unwrap_or_default();
                 return Err(CatalogError::PartitionExists(qualified, spec));
             }
             Err(f) => return Err(storage("add_partitions_req", f)),
@@ -247,7 +356,7 @@ impl HiveMetastore {
         Ok(change)
     }
 
-    /// [`Metastore::commit_write`] (see `ARCHITECTURE.md`, Hive Metastore catalog).
+    /// [`crate::catalog::Metastore::commit_write`] (see `ARCHITECTURE.md`, Hive Metastore catalog).
     pub(super) async fn commit(&self, commit: &WriteCommit) -> Result<(), CatalogError> {
         match &commit.kind {
             CommitKind::Create { table, replace } => {
