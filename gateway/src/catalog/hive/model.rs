@@ -227,10 +227,21 @@ pub(super) fn unknown_sluice_table(t: &hms::Table, shadows: &HashMap<String, Tab
     id_param(t).is_some_and(|id| !shadows.contains_key(&id))
 }
 
+/// Whether the metastore's table is where `shadow` keeps its data.
+fn same_place(t: &hms::Table, shadow: &Table) -> bool {
+    let Some(location) = shadow.locations.first() else {
+        return true;
+    };
+    let hive = t.sd.as_ref().and_then(|sd| sd.location.as_deref()).unwrap_or_default();
+    convert::normalize_location(hive) == convert::normalize_location(location)
+}
+
 pub(super) fn identify(t: &hms::Table, shadows: &HashMap<String, Table>) -> Identity {
     let (database, name) = db_and_name(t);
     match id_param(t) {
-        Some(id) => match shadows.get(&id) {
+        // A copy of the parameters (CREATE TABLE ... LIKE in another
+        // engine) names the shadow too, but not its location.
+        Some(id) => match shadows.get(&id).filter(|shadow| same_place(t, shadow)) {
             Some(shadow) => Identity::Own(named(shadow, &database, &name)),
             // Its files are in another side store's manifest: listing its
             // directory would read uncommitted and replaced files.
@@ -353,8 +364,40 @@ mod tests {
     }
 
     #[test]
-    fn shadow_names_in_errors_become_sql_names() {
-        let t = Table {
+    fn a_copy_of_a_sluice_tables_parameters_elsewhere_is_not_that_table() {
+        let shadow = Table {
+            locations: vec!["file:///w/s.db/t/".into()],
+            kind: TableKind::Managed,
+            ..shadow_table()
+        };
+        let shadows = HashMap::from([(shadow.id.clone(), shadow.clone())]);
+        let hive = |location: &str, kind: &str| hms::Table {
+            db_name: Some("s".into()),
+            table_name: Some("t".into()),
+            table_type: Some(kind.to_owned().into()),
+            parameters: Some([(ID_PARAM.into(), shadow.id.clone().into())].into_iter().collect()),
+            sd: Some(hms::StorageDescriptor {
+                location: Some(location.to_owned().into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        // The metastore writes `file:/p` without the slash.
+        assert!(
+            matches!(identify(&hive("file:/w/s.db/t", "MANAGED_TABLE"), &shadows), Identity::Own(t) if t.name == "t")
+        );
+        assert!(matches!(
+            identify(&hive("file:/w/s.db/copy", "MANAGED_TABLE"), &shadows),
+            Identity::Skipped(_)
+        ));
+        assert!(unknown_sluice_table(
+            &hive("file:/w/s.db/t", "MANAGED_TABLE"),
+            &HashMap::new()
+        ));
+    }
+
+    fn shadow_table() -> Table {
+        Table {
             database: SHADOW_DATABASE.into(),
             name: shadow_name("abc"),
             id: "abc".into(),
@@ -369,7 +412,12 @@ mod tests {
             arrow_schema: vec![],
             view_sql: None,
             owner: None,
-        };
+        }
+    }
+
+    #[test]
+    fn shadow_names_in_errors_become_sql_names() {
+        let t = shadow_table();
         let e = renamed(
             CatalogError::PartitionExists(t.qualified(), "(p='1')".into()),
             &t,
