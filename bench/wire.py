@@ -1,0 +1,199 @@
+"""Results at wire speed (issue 12): PostgreSQL 15 and Sluice side by side on
+the same TPC-H `lineitem`, one run, one machine.
+
+Generates `lineitem` (tpchgen-cli), loads it into a throw-away PostgreSQL 15
+(ADBC bulk ingest) and registers the same Parquet file in a gateway, then
+measures on both:
+- `psql -c "select * from lineitem"` (text protocol) into /dev/null;
+- `COPY (select * from lineitem) TO STDOUT` through psql, text and binary;
+- psycopg with binary results;
+- the ADBC PostgreSQL driver (binary COPY under the hood);
+- Flight SQL through ADBC (Sluice only), rows/s and GB/s of Arrow data;
+- `pgbench` of `SELECT 1`, extended protocol, 16 clients, 10 s: TPS and
+  average latency.
+Prints one Markdown table (rows/s unless marked). Use a release build.
+
+    /var/tmp/sluice-venv/bin/python bench/wire.py [--scale 1] [--pgbench-seconds 10]
+"""
+
+import argparse
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import pyarrow.parquet as pq
+
+from common import Gateway, gateway_binary, generate_tpch
+
+import reference_pg  # tests/python, on the path via common
+
+
+def rate(rows, seconds):
+    return f"{rows / seconds / 1000:,.0f}k"
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def psql(dsn, sql, env=None):
+    """Runs psql with `sql`, output to /dev/null; returns seconds."""
+    with open("/dev/null", "wb") as null:
+        t = time.perf_counter()
+        subprocess.run(["psql", "-X", "-q", "-d", dsn, "-c", sql], check=True, stdout=null, env=env)
+        return time.perf_counter() - t
+
+
+def psycopg_binary(dsn):
+    n = 0
+    with psycopg.connect(dsn) as conn, conn.cursor(binary=True) as cur:
+        cur.execute("select * from lineitem")
+        while rows := cur.fetchmany(50_000):
+            n += len(rows)
+    return n
+
+
+def adbc_postgres(uri):
+    import adbc_driver_postgresql.dbapi as pg
+
+    with pg.connect(uri) as conn, conn.cursor() as cur:
+        cur.execute("select * from lineitem")
+        table = cur.fetch_arrow_table()
+    return table.num_rows
+
+
+def flight_sql(port, password):
+    import adbc_driver_flightsql.dbapi as flight
+    from adbc_driver_flightsql import DatabaseOptions
+
+    options = {DatabaseOptions.AUTHORIZATION_HEADER.value: "Basic " + _basic("sluice", password)}
+    with flight.connect(f"grpc://127.0.0.1:{port}", db_kwargs=options) as conn, conn.cursor() as cur:
+        cur.execute("select * from lineitem")
+        table = cur.fetch_arrow_table()
+    return table.num_rows, table.nbytes
+
+
+def _basic(user, password):
+    import base64
+
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def pgbench(host, port, user, dbname, seconds, password=None):
+    script = Path(tempfile.mkstemp(suffix=".sql")[1])
+    script.write_text("SELECT 1;\n")
+    env = None
+    if password:
+        import os
+
+        env = dict(os.environ, PGPASSWORD=password)
+    out = subprocess.run(
+        ["pgbench", "-n", "-M", "extended", "-c", "16", "-j", "2", "-T", str(seconds), "-f", str(script),
+         "-h", host, "-p", str(port), "-U", user, dbname],
+        check=True, capture_output=True, text=True, env=env,
+    ).stdout
+    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
+    latency = float(re.search(r"latency average = ([\d.]+) ms", out).group(1))
+    return tps, latency
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", type=float, default=1)
+    ap.add_argument("--pgbench-seconds", type=int, default=10)
+    args = ap.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="sluice-wire-") as d:
+        d = Path(d)
+        paths = generate_tpch(args.scale, d / "data")
+        lineitem = paths["lineitem"]
+        files = sorted(lineitem.glob("*.parquet")) if lineitem.is_dir() else [lineitem]
+        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+        server = reference_pg.ReferencePostgres(options="-c shared_buffers=1GB -c max_connections=100").start()
+        try:
+            import adbc_driver_postgresql.dbapi as pg
+
+            uri = f"postgresql://postgres@127.0.0.1:{server.port}/postgres"
+            with pg.connect(uri) as conn, conn.cursor() as cur:
+                for f in files:
+                    cur.adbc_ingest("lineitem", pq.read_table(f), mode="create_append")
+                conn.commit()
+            pg_dsn = f"host=127.0.0.1 port={server.port} user=postgres dbname=postgres"
+            psql(pg_dsn, "select count(*) from lineitem")  # warm the buffer cache
+            results["psql select * (text)"] = [rate(rows, psql(pg_dsn, "select * from lineitem"))]
+            results["COPY (select *) TO STDOUT, text"] = [rate(rows, psql(pg_dsn, "copy (select * from lineitem) to stdout"))]
+            results["COPY (select *) TO STDOUT, binary"] = [
+                rate(rows, psql(pg_dsn, "copy (select * from lineitem) to stdout (format binary)"))
+            ]
+            s, n = timed(lambda: psycopg_binary(pg_dsn))
+            results["psycopg, binary results"] = [rate(n, s)]
+            s, n = timed(lambda: adbc_postgres(uri))
+            results["ADBC PostgreSQL driver"] = [rate(n, s)]
+            results["Flight SQL (ADBC)"] = ["—"]
+            tps, ms = pgbench("127.0.0.1", server.port, "postgres", "postgres", args.pgbench_seconds)
+            results["pgbench SELECT 1, extended, 16 clients"] = [f"{tps:,.0f} TPS ({ms:.2f} ms)"]
+        finally:
+            server.stop()
+
+        with Gateway(d / "gw") as g:
+            with psycopg.connect(g.dsn(), autocommit=True) as conn:
+                loc = f"{lineitem}/" if lineitem.is_dir() else str(lineitem)
+                conn.execute(f"CREATE EXTERNAL TABLE lineitem STORED AS PARQUET LOCATION '{loc}'")
+                conn.execute("select count(*) from lineitem").fetchall()
+            dsn = g.dsn()
+
+            def attempt(label, fn):
+                try:
+                    results[label].append(fn())
+                except Exception as e:  # a path Sluice does not serve yet
+                    results[label].append(f"fails: {str(e).splitlines()[0][:60]}")
+
+            attempt("psql select * (text)", lambda: rate(rows, psql(dsn, "select * from lineitem")))
+            attempt("COPY (select *) TO STDOUT, text",
+                    lambda: rate(rows, psql(dsn, "copy (select * from lineitem) to stdout")))
+            attempt("COPY (select *) TO STDOUT, binary",
+                    lambda: rate(rows, psql(dsn, "copy (select * from lineitem) to stdout (format binary)")))
+
+            def psycopg_rate():
+                s, n = timed(lambda: psycopg_binary(dsn))
+                return rate(n, s)
+
+            attempt("psycopg, binary results", psycopg_rate)
+
+            def adbc_rate():
+                s, n = timed(lambda: adbc_postgres(f"postgresql://sluice:bench@127.0.0.1:{g.pg_port}/sluice"))
+                return rate(n, s)
+
+            attempt("ADBC PostgreSQL driver", adbc_rate)
+
+            def flight_rate():
+                import json
+
+                listen = json.loads((d / "gw-listen.json").read_text())
+                port = int(listen["flight"].rsplit(":", 1)[1])
+                s, (n, nbytes) = timed(lambda: flight_sql(port, "bench"))
+                return f"{rate(n, s)} ({nbytes / s / 1e9:.2f} GB/s)"
+
+            attempt("Flight SQL (ADBC)", flight_rate)
+
+            def bench_rate():
+                tps, ms = pgbench("127.0.0.1", g.pg_port, "sluice", "sluice", args.pgbench_seconds, password="bench")
+                return f"{tps:,.0f} TPS ({ms:.2f} ms)"
+
+            attempt("pgbench SELECT 1, extended, 16 clients", bench_rate)
+
+    print(f"\nTPC-H SF{args.scale:g} lineitem, {rows:,} rows; one run; gateway {gateway_binary()}\n")
+    print("| path | PostgreSQL 15 | Sluice |")
+    print("|---|---|---|")
+    for label, (pg_value, *sluice) in results.items():
+        print(f"| {label} | {pg_value} | {sluice[0] if sluice else '—'} |")
+
+
+if __name__ == "__main__":
+    main()
