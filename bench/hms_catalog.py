@@ -31,26 +31,10 @@ import hive_metastore  # tests/python, on the path via common
 from hmsclient.genthrift.hive_metastore import ttypes
 
 POLL = 0.2
-PARQUET = (
-    "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
-    "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
-    "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
-)
 
 
 def storage(location):
-    return ttypes.StorageDescriptor(
-        cols=[ttypes.FieldSchema(name="id", type="bigint"), ttypes.FieldSchema(name="v", type="double")],
-        location=location,
-        inputFormat=PARQUET[0],
-        outputFormat=PARQUET[1],
-        compressed=False,
-        numBuckets=-1,
-        serdeInfo=ttypes.SerDeInfo(serializationLib=PARQUET[2], parameters={}),
-        bucketCols=[],
-        sortCols=[],
-        parameters={},
-    )
+    return hive_metastore.parquet_storage(location, [("id", "bigint"), ("v", "double")])
 
 
 def create(c, name, data, n):

@@ -201,6 +201,18 @@ impl Table {
     pub fn qualified(&self) -> String {
         format!("{}.{}", self.database, self.name)
     }
+
+    /// `(k='v', ...)` of one of its partitions, for error messages.
+    pub fn describe_partition(&self, values: &[String]) -> String {
+        let inner = self
+            .partition_columns
+            .iter()
+            .zip(values)
+            .map(|(k, v)| format!("{k}='{v}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("({inner})")
+    }
 }
 
 /// A new table id.

@@ -102,3 +102,47 @@ class HiveMetastore:
             self.proc.wait(timeout=30)
         subprocess.run(["ip", "netns", "del", self.namespace], capture_output=True)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+PARQUET_IN = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+PARQUET_OUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+
+
+def parquet_storage(location, columns):
+    """The storage descriptor of Parquet files at `location` with `columns`
+    ((name, Hive type) pairs), as a metastore client sends it."""
+    from hmsclient.genthrift.hive_metastore import ttypes
+
+    return ttypes.StorageDescriptor(
+        cols=[ttypes.FieldSchema(name=n, type=t) for n, t in columns],
+        location=location,
+        inputFormat=PARQUET_IN,
+        outputFormat=PARQUET_OUT,
+        compressed=False,
+        numBuckets=-1,
+        serdeInfo=ttypes.SerDeInfo(serializationLib=PARQUET_SERDE, parameters={}),
+        bucketCols=[],
+        sortCols=[],
+        parameters={},
+    )
+
+
+def spark_session(metastore_uri, warehouse, app):
+    """Spark in local mode (PyPI pyspark, the installed JDK) with its Hive
+    catalog at `metastore_uri`."""
+    assert shutil.which("java"), "Spark needs a JDK (tests/run.sh installs default-jre-headless)"
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    return (
+        SparkSession.builder.master("local[1]")
+        .appName(app)
+        .config("spark.hadoop.hive.metastore.uris", metastore_uri)
+        .config("spark.sql.catalogImplementation", "hive")
+        .config("spark.sql.warehouse.dir", str(warehouse))
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.host", "127.0.0.1")
+        .enableHiveSupport()
+        .getOrCreate()
+    )

@@ -16,9 +16,6 @@ from hmsclient.genthrift.hive_metastore import ThriftHiveMetastore, ttypes
 import hive_metastore
 from sluice_fixtures import Gateway
 
-PARQUET_IN = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
-PARQUET_OUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
-PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +76,10 @@ def test_sluice_creates_lists_queries_and_drops_partitioned_tables(hive_gateway)
         assert t.tableType == "MANAGED_TABLE"
         assert [(k.name, k.type) for k in t.partitionKeys] == [("region", "string")]
         assert [(f.name, f.type) for f in t.sd.cols] == [("id", "bigint"), ("amount", "decimal(3,1)")]
-        assert (t.sd.inputFormat, t.sd.serdeInfo.serializationLib) == (PARQUET_IN, PARQUET_SERDE)
+        assert (t.sd.inputFormat, t.sd.serdeInfo.serializationLib) == (
+            hive_metastore.PARQUET_IN,
+            hive_metastore.PARQUET_SERDE,
+        )
         assert sorted(c.get_partition_names("sales", "orders", -1)) == ["region=eu", "region=us"]
 
     run(g, "INSERT INTO sales.orders SELECT 4, 1.0, 'apac'")
@@ -136,18 +136,7 @@ def _write_year(data, year, n):
 
 
 def _storage(location):
-    return ttypes.StorageDescriptor(
-        cols=[ttypes.FieldSchema(name="id", type="bigint"), ttypes.FieldSchema(name="amount", type="double")],
-        location=location,
-        inputFormat=PARQUET_IN,
-        outputFormat=PARQUET_OUT,
-        compressed=False,
-        numBuckets=-1,
-        serdeInfo=ttypes.SerDeInfo(serializationLib=PARQUET_SERDE, parameters={}),
-        bucketCols=[],
-        sortCols=[],
-        parameters={},
-    )
+    return hive_metastore.parquet_storage(location, [("id", "bigint"), ("amount", "double")])
 
 
 def _add_year(c, data, year):
@@ -258,24 +247,7 @@ def test_spark_and_sluice_share_the_metastore(hive_gateway):
     creates and fills is queried by Sluice, pruned by the metastore; a table
     Sluice creates is read by Spark with the same rows."""
     g, hms, base = hive_gateway
-    import os
-    import shutil
-
-    assert shutil.which("java"), "Spark needs a JDK (tests/run.sh installs default-jre-headless)"
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    from pyspark.sql import SparkSession
-
-    spark = (
-        SparkSession.builder.master("local[1]")
-        .appName("sluice-on-hms")
-        .config("spark.hadoop.hive.metastore.uris", hms.uri)
-        .config("spark.sql.catalogImplementation", "hive")
-        .config("spark.sql.warehouse.dir", str(base / "spark-warehouse"))
-        .config("spark.ui.enabled", "false")
-        .config("spark.driver.host", "127.0.0.1")
-        .enableHiveSupport()
-        .getOrCreate()
-    )
+    spark = hive_metastore.spark_session(hms.uri, base / "spark-warehouse", "sluice-on-hms")
     try:
         spark.sql(f"CREATE DATABASE spark_db LOCATION '{(base / 'spark_db').as_uri()}'")
         spark.sql("CREATE TABLE spark_db.clicks (id BIGINT, url STRING) PARTITIONED BY (day STRING) STORED AS PARQUET")

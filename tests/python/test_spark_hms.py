@@ -5,7 +5,6 @@ one, pruning partitions through `get_partitions_by_filter`, with the rows
 Sluice returns."""
 
 import json
-import os
 import shutil
 
 import psycopg
@@ -13,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import hive_metastore
 from sluice_fixtures import Gateway
 
 
@@ -41,20 +41,7 @@ def spark_on_sluice(workdir):
         )
         c.execute("CREATE TABLE lake.summary AS SELECT day, count(*) AS n, sum(amount) AS total FROM lake.events GROUP BY day")
 
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    from pyspark.sql import SparkSession
-
-    spark = (
-        SparkSession.builder.master("local[1]")
-        .appName("sluice-hms")
-        .config("spark.hadoop.hive.metastore.uris", f"thrift://{hms}")
-        .config("spark.sql.catalogImplementation", "hive")
-        .config("spark.sql.warehouse.dir", str(base / "spark-warehouse"))
-        .config("spark.ui.enabled", "false")
-        .config("spark.driver.host", "127.0.0.1")
-        .enableHiveSupport()
-        .getOrCreate()
-    )
+    spark = hive_metastore.spark_session(f"thrift://{hms}", base / "spark-warehouse", "sluice-hms")
     yield spark, g
     spark.stop()
     g.stop()

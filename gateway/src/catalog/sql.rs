@@ -16,7 +16,7 @@ mod access;
 mod rows;
 
 use self::rows::{
-    bump_version, commit, describe, files_to_garbage, find_table, insert_partitions, insert_table, json, read_tables,
+    bump_version, commit, files_to_garbage, find_table, insert_partitions, insert_table, json, read_tables,
     remove_table, replace_table, require_database, unjson,
 };
 use super::{
@@ -488,7 +488,7 @@ impl<B: Backend> Metastore for SqlMetastore<B> {
                 if n == 0 && strictness == Strictness::Strict {
                     return Err(CatalogError::PartitionNotFound(
                         table.qualified(),
-                        describe(&table, values),
+                        table.describe_partition(values),
                     ));
                 }
                 change.dropped += n;
@@ -498,7 +498,7 @@ impl<B: Backend> Metastore for SqlMetastore<B> {
                 if n == 0 && strictness == Strictness::Strict {
                     return Err(CatalogError::PartitionExists(
                         table.qualified(),
-                        describe(&table, &p.values),
+                        table.describe_partition(&p.values),
                     ));
                 }
                 change.added += n;

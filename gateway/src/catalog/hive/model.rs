@@ -271,17 +271,6 @@ pub(super) fn renamed(e: CatalogError, shadow: &Table, database: &str, name: &st
     }
 }
 
-/// `(k='v', ...)`, as the catalog names partitions in messages.
-pub(super) fn describe(table: &Table, values: &[String]) -> String {
-    let pairs: Vec<String> = table
-        .partition_columns
-        .iter()
-        .zip(values)
-        .map(|(k, v)| format!("{k}='{v}'"))
-        .collect();
-    format!("({})", pairs.join(", "))
-}
-
 /// The metastore's description of a database.
 pub(super) fn database(db: &crate::catalog::Database) -> hms::Database {
     hms::Database {

@@ -123,20 +123,26 @@ impl HiveMetastore {
         if let Some(hit) = self.partitions.get(&key).await {
             return Ok(hit.as_ref().clone());
         }
-        let answer = self
-            .hms
-            .read("get_partitions", |c| {
-                let (db, name) = (s(&table.database), s(&table.name));
-                async move { c.get_partitions(db, name, -1).await }
-            })
-            .await?;
-        let parts = match answer {
+        let parts = match self.hive_partitions(table).await? {
             Ok(parts) => self.readable(table, &parts),
             Err(Failure::NotFound(_)) => Vec::new(),
             Err(f) => return Err(storage("get_partitions", f)),
         };
         self.partitions.insert(key, Arc::new(parts.clone())).await;
         Ok(parts)
+    }
+
+    /// Every partition the metastore lists for `table`.
+    pub(super) async fn hive_partitions(
+        &self,
+        table: &Table,
+    ) -> Result<Result<Vec<hms::Partition>, Failure>, CatalogError> {
+        self.hms
+            .read("get_partitions", |c| {
+                let (db, name) = (s(&table.database), s(&table.name));
+                async move { c.get_partitions(db, name, -1).await }
+            })
+            .await
     }
 
     /// The partitions of a foreign table the metastore chose by `filter`;

@@ -6,7 +6,7 @@ use hive_metastore as hms;
 use pilota::FastStr;
 
 use super::client::{Failure, storage};
-use super::model::{self, SHADOW_DATABASE, describe, named, renamed, shadow_name, shadow_of};
+use super::model::{self, SHADOW_DATABASE, named, renamed, shadow_name, shadow_of};
 use super::{HiveMetastore, s};
 use crate::catalog::{
     CatalogError, CommitKind, DataFile, Partition, PartitionChange, PartitionEdit, PendingWrite, Strictness, Table,
@@ -136,7 +136,7 @@ impl HiveMetastore {
         // The old incarnation's partitions leave the metastore's description.
         let keep: std::collections::HashSet<&Vec<String>> = partitions.iter().map(|p| &p.values).collect();
         let stale: Vec<Vec<String>> = self
-            .side_or_hive_partition_values(table)
+            .hive_partition_values(table)
             .await?
             .into_iter()
             .filter(|v| !keep.contains(v))
@@ -146,18 +146,11 @@ impl HiveMetastore {
     }
 
     /// The partition values the metastore lists for `table`.
-    async fn side_or_hive_partition_values(&self, table: &Table) -> Result<Vec<Vec<String>>, CatalogError> {
+    async fn hive_partition_values(&self, table: &Table) -> Result<Vec<Vec<String>>, CatalogError> {
         if table.partition_columns.is_empty() {
             return Ok(Vec::new());
         }
-        let answer = self
-            .hms
-            .read("get_partitions", |c| {
-                let (db, name) = (s(&table.database), s(&table.name));
-                async move { c.get_partitions(db, name, -1).await }
-            })
-            .await?;
-        Ok(match answer {
+        Ok(match self.hive_partitions(table).await? {
             Ok(parts) => parts
                 .into_iter()
                 .map(|p| {
@@ -341,14 +334,21 @@ impl HiveMetastore {
             if self.drop_hive_partition(table, values).await? {
                 change.dropped += 1;
             } else if edit.strictness == Strictness::Strict {
-                return Err(CatalogError::PartitionNotFound(qualified, describe(table, values)));
+                return Err(CatalogError::PartitionNotFound(
+                    qualified,
+                    table.describe_partition(values),
+                ));
             }
         }
         let lenient = edit.strictness == Strictness::Lenient;
         match self.add_hive_partitions(table, &edit.add, lenient).await? {
             Ok(n) => change.added += if lenient { n } else { edit.add.len() },
             Err(Failure::Exists(_)) => {
-                let spec = edit.add.first().map(|p| describe(table, &p.values)).unwrap_or_default();
+                let spec = edit
+                    .add
+                    .first()
+                    .map(|p| table.describe_partition(&p.values))
+                    .unwrap_or_default();
                 return Err(CatalogError::PartitionExists(qualified, spec));
             }
             Err(f) => return Err(storage("add_partitions_req", f)),

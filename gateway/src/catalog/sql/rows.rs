@@ -249,15 +249,3 @@ pub(super) fn commit(tx: &mut dyn Sql, c: &WriteCommit) -> Result<(), CatalogErr
     tx.exec("DELETE FROM writes WHERE write_id = $1", params![&c.write_id])?;
     Ok(())
 }
-
-/// `(k='v', ...)` of a partition, for error messages.
-pub(super) fn describe(table: &Table, values: &[String]) -> String {
-    let inner = table
-        .partition_columns
-        .iter()
-        .zip(values)
-        .map(|(k, v)| format!("{k}='{v}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!("({inner})")
-}
