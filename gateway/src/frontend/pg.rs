@@ -226,7 +226,8 @@ impl Queries {
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let presentation = || session_of(client).map(|s| present::Presentation::new(s.guc("timezone")));
+        let presentation =
+            || session_of(client).map(|s| present::Presentation::new(s.guc("timezone"), s.guc("extra_float_digits")));
         Ok(match output {
             QueryOutput::CopyIn {
                 schema,

@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
-use arrow_pg::encoder::encode_value;
+use arrow_pg::encoder::{Encoder, encode_value};
 use bytes::Bytes;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::{StreamExt, stream};
 use pgwire::api::portal::Format;
-use pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyResponse, CopyTextOptions, FieldInfo};
+use pgwire::api::results::{CopyEncoder, CopyResponse, CopyTextOptions, FieldInfo};
 use pgwire::error::PgWireResult;
 use pgwire::messages::copy::CopyData;
 
@@ -19,9 +19,39 @@ use super::pg_error;
 use crate::error::QueryError;
 use crate::query::copy::{CopyFormat, CopyOptions};
 
-fn encoder(fields: Arc<Vec<FieldInfo>>, o: &CopyOptions) -> CopyEncoder {
+mod csv;
+
+/// The row encoder of one COPY: pgwire's for text and binary, Sluice's for
+/// CSV (`csv.rs`).
+enum Rows {
+    Pg(CopyEncoder),
+    Csv(csv::CsvEncoder),
+}
+
+impl Encoder for Rows {
+    type Item = CopyData;
+
+    fn encode_field<T>(&mut self, value: &T, pg_field: &FieldInfo) -> PgWireResult<()>
+    where
+        T: postgres_types::ToSql + pgwire::types::ToSqlText + Sized,
+    {
+        match self {
+            Rows::Pg(e) => Encoder::encode_field(e, value, pg_field),
+            Rows::Csv(e) => e.encode_field(value, pg_field),
+        }
+    }
+
+    fn take_row(&mut self) -> CopyData {
+        match self {
+            Rows::Pg(e) => e.take_copy(),
+            Rows::Csv(e) => e.take_row(),
+        }
+    }
+}
+
+fn encoder(fields: Arc<Vec<FieldInfo>>, o: &CopyOptions) -> Rows {
     match o.format {
-        CopyFormat::Binary => CopyEncoder::new_binary(fields),
+        CopyFormat::Binary => Rows::Pg(CopyEncoder::new_binary(fields)),
         CopyFormat::Text => {
             let mut t = CopyTextOptions::default();
             if let Some(d) = o.delimiter {
@@ -30,31 +60,25 @@ fn encoder(fields: Arc<Vec<FieldInfo>>, o: &CopyOptions) -> CopyEncoder {
             if let Some(n) = &o.null {
                 t.null_string = n.as_str().into();
             }
-            CopyEncoder::new_text(fields, t)
+            Rows::Pg(CopyEncoder::new_text(fields, t))
         }
         CopyFormat::Csv => {
-            let mut c = CopyCsvOptions::default();
-            if let Some(d) = o.delimiter {
-                c.delimiter = d.to_string().into();
-            }
-            if let Some(n) = &o.null {
-                c.null_string = n.as_str().into();
-            }
-            if let Some(q) = o.quote {
-                c.quote = q.to_string().into();
-                // PostgreSQL: ESCAPE defaults to QUOTE.
-                c.escape = q.to_string().into();
-            }
-            if let Some(e) = o.escape {
-                c.escape = e.to_string().into();
-            }
-            c.force_quote = fields
+            let byte = |c: Option<char>, default: u8| c.map_or(default, |c| c as u8);
+            let quote = byte(o.quote, b'"');
+            // PostgreSQL: ESCAPE defaults to QUOTE.
+            let escape = byte(o.escape, quote);
+            let force_quote = fields
                 .iter()
-                .enumerate()
-                .filter(|(_, f)| o.force_quote.iter().any(|n| n == f.name() || n == "*"))
-                .map(|(i, _)| i)
+                .map(|f| o.force_quote.iter().any(|n| n == f.name() || n == "*"))
                 .collect();
-            CopyEncoder::new_csv(fields, c)
+            Rows::Csv(csv::CsvEncoder::new(
+                &fields,
+                byte(o.delimiter, b','),
+                quote,
+                escape,
+                o.null.as_deref().unwrap_or(""),
+                force_quote,
+            ))
         }
     }
 }
@@ -111,7 +135,7 @@ pub(super) fn copy_out(
                             break 'rows;
                         }
                     }
-                    out.push(Ok(pgwire::api::results::CopyEncoder::take_copy(&mut enc)));
+                    out.push(Ok(enc.take_row()));
                 }
                 out
             }

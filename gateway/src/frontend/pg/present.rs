@@ -28,6 +28,7 @@ use pgwire::types::ToSqlText;
 use postgres_types::ToSql;
 
 mod datetime;
+mod float;
 mod multidim;
 
 use datetime::timestamptz_text;
@@ -123,14 +124,24 @@ pub(super) fn wire_fields(schema: &Schema, fields: &Arc<Vec<FieldInfo>>) -> Arc<
 pub(super) struct Presentation {
     /// The session's `TimeZone` when arrow can read it.
     time_zone: Option<Arc<str>>,
+    /// Floats in text as PostgreSQL's shortest form (`extra_float_digits`
+    /// above zero); otherwise pgwire's rounding to fewer digits.
+    shortest_floats: bool,
 }
 
 impl Presentation {
-    pub(super) fn new(time_zone: Option<String>) -> Self {
+    /// For a session's `TimeZone` and `extra_float_digits` settings.
+    pub(super) fn new(time_zone: Option<String>, extra_float_digits: Option<String>) -> Self {
         let time_zone = time_zone
             .filter(|tz| Tz::from_str(tz).is_ok())
             .map(|tz| Arc::from(tz.as_str()));
-        Presentation { time_zone }
+        let shortest_floats = extra_float_digits
+            .and_then(|d| d.trim().parse::<i32>().ok())
+            .is_none_or(|d| d > 0);
+        Presentation {
+            time_zone,
+            shortest_floats,
+        }
     }
 
     /// `batch` with its columns readied for `fields` (same order).
@@ -170,7 +181,13 @@ impl Presentation {
                     multidim::encode(&text, field, pg)?
                 }
                 t if multidim::nested(t).is_some() => multidim::encode(array, field, pg)?,
-                DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, None)
+                DataType::Float32 | DataType::Float64 if pg.format() == FieldFormat::Text && self.shortest_floats => {
+                    float::float_text(array)
+                }
+                // pgwire writes every zone-less timestamp with six fraction
+                // digits; PostgreSQL drops trailing zeros.
+                DataType::Timestamp(_, None) if pg.format() == FieldFormat::Text => datetime::datetime_text(array)?,
+                DataType::Date32 | DataType::Date64
                     if pg.format() == FieldFormat::Text && datetime::outside_iso_years(array)? =>
                 {
                     datetime::datetime_text(array)?
@@ -184,10 +201,12 @@ impl Presentation {
     }
 
     fn touches(&self, t: &DataType) -> bool {
-        matches!(
-            t,
-            DataType::Timestamp(..) | DataType::Struct(_) | DataType::Date32 | DataType::Date64
-        ) || multidim::nested(t).is_some()
+        (self.shortest_floats && matches!(t, DataType::Float32 | DataType::Float64))
+            || matches!(
+                t,
+                DataType::Timestamp(..) | DataType::Struct(_) | DataType::Date32 | DataType::Date64
+            )
+            || multidim::nested(t).is_some()
             || multidim::zoned(t)
             || (self.time_zone.is_some() && nested_zone(t))
     }
@@ -411,7 +430,7 @@ mod tests {
         )]);
         let batch = RecordBatch::try_new(Arc::new(schema.clone()), vec![Arc::new(ts)]).unwrap();
         let text = |zone: &str| {
-            let out = Presentation::new(Some(zone.to_owned()))
+            let out = Presentation::new(Some(zone.to_owned()), None)
                 .apply(batch.clone(), &fields_of(&schema))
                 .unwrap();
             out.column(0).as_string::<i32>().value(0).to_owned()
@@ -419,6 +438,10 @@ mod tests {
         assert_eq!(text("America/New_York"), "1969-12-31 19:00:00-05");
         assert_eq!(text("Asia/Kolkata"), "1970-01-01 05:30:00+05:30");
         assert_eq!(text("UTC"), "1970-01-01 00:00:00+00");
-        assert!(Presentation::new(Some("not a zone".to_owned())).time_zone.is_none());
+        assert!(
+            Presentation::new(Some("not a zone".to_owned()), None)
+                .time_zone
+                .is_none()
+        );
     }
 }
