@@ -23,6 +23,7 @@ mod pg_functions;
 mod pg_oids;
 mod pg_parse;
 mod pg_rewrite;
+pub mod plan_cache;
 mod prepare;
 mod route;
 mod session_cmd;
@@ -160,10 +161,12 @@ pub struct Prepared {
     /// Logical plan of a query (re-used at execution while the catalog is
     /// unchanged).
     pub plan: Option<LogicalPlan>,
-    /// Catalog generation the plan was made at; a statement executed after
-    /// a catalog change is planned again (its tables may be new
-    /// incarnations).
-    pub generation: u64,
+    /// The catalog generation and session settings the plan was made at; a
+    /// statement executed after either changed is planned again (its tables
+    /// may be new incarnations, its names resolve elsewhere).
+    pub planned_at: plan_cache::PlannedAt,
+    /// What executions without parameters keep for the next ones.
+    pub reuse: plan_cache::Reuse,
 }
 
 /// The seam between front ends and the engine. Front ends see only this and
@@ -180,7 +183,7 @@ pub trait QueryHandler: Send + Sync + std::fmt::Debug {
     fn parse(&self, session: &Session, sql: &str) -> Result<Vec<Parsed>, QueryError>;
 
     /// Plans one statement and describes its result and parameters.
-    async fn prepare(&self, session: &Session, sql: &str) -> Result<Prepared, QueryError>;
+    async fn prepare(&self, session: &Session, sql: &str) -> Result<Arc<Prepared>, QueryError>;
 
     /// Runs a prepared statement with parameter values.
     async fn execute(

@@ -96,13 +96,17 @@ pub struct Session {
     client: crate::query::audit::ClientAddr,
     /// Roles the login holds by its identity provider's word.
     roles: Vec<String>,
-    state: Mutex<SessionState>,
+    /// Shared with the statements planning on it; a change copies it.
+    state: Mutex<std::sync::Arc<SessionState>>,
     gucs: crate::query::Gucs,
     in_transaction: Mutex<bool>,
     current: Canceller,
     /// The history entry of the latest statement.
     query: Mutex<Option<std::sync::Arc<crate::query::history::Query>>>,
     cursors: crate::query::cursor::Cursors,
+    /// Bumped by every change of `state` (a plan made before is stale).
+    settings_epoch: AtomicU64,
+    plans: crate::query::plan_cache::PlanCache,
 }
 
 impl Session {
@@ -112,7 +116,7 @@ impl Session {
             user: user.to_owned(),
             client,
             roles: roles.to_vec(),
-            state: Mutex::new(state),
+            state: Mutex::new(std::sync::Arc::new(state)),
             gucs: std::sync::Arc::new(Mutex::new(
                 DEFAULT_GUCS
                     .iter()
@@ -123,6 +127,8 @@ impl Session {
             current: Canceller(std::sync::Arc::new(CancelState::default())),
             query: Mutex::new(None),
             cursors: crate::query::cursor::Cursors::default(),
+            settings_epoch: AtomicU64::new(0),
+            plans: crate::query::plan_cache::PlanCache::default(),
         }
     }
 
@@ -144,13 +150,27 @@ impl Session {
         &self.user
     }
 
-    /// A snapshot of the DataFusion session to plan one statement with.
-    pub fn state(&self) -> SessionState {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// A snapshot of the DataFusion session to plan one statement with
+    /// (shared, not copied: a `SessionState` holds every function map).
+    pub fn state(&self) -> std::sync::Arc<SessionState> {
+        std::sync::Arc::clone(&self.state.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     pub fn update_state(&self, f: impl FnOnce(&mut SessionState)) {
-        f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
+        f(std::sync::Arc::make_mut(
+            &mut self.state.lock().unwrap_or_else(|e| e.into_inner()),
+        ));
+        self.settings_epoch.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts the changes of the session's planning state.
+    pub fn settings_epoch(&self) -> u64 {
+        self.settings_epoch.load(Ordering::Relaxed)
+    }
+
+    /// Statements this session prepared (see `query::plan_cache`).
+    pub fn plans(&self) -> &crate::query::plan_cache::PlanCache {
+        &self.plans
     }
 
     /// The settings map, shared with `current_setting()`.

@@ -143,7 +143,7 @@ impl FlightSqlServer {
     }
 
     /// Plans a statement written with Flight/JDBC `?` markers.
-    async fn prepare(&self, session: &Session, sql: &str) -> Result<Prepared, Status> {
+    async fn prepare(&self, session: &Session, sql: &str) -> Result<Arc<Prepared>, Status> {
         Ok(self.handler.prepare(session, &positional_placeholders(sql)).await?)
     }
 

@@ -157,8 +157,7 @@ impl QueryParser for Parser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let session = session_of(client)?;
-        let prepared = self.handler.prepare(&session, sql).await.map_err(pg_error)?;
-        Ok(Some(Arc::new(prepared)))
+        Ok(Some(self.handler.prepare(&session, sql).await.map_err(pg_error)?))
     }
 
     fn get_parameter_types(&self, stmt: &Stmt) -> PgWireResult<Vec<Type>> {

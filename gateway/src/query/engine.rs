@@ -372,12 +372,27 @@ impl Engine {
         match (&prepared.parsed, &prepared.plan) {
             (Parsed::Sql { lifted, .. }, Some(plan)) => {
                 let state = session.state();
-                let plan = if prepared.generation == self.catalog.snapshot().generation {
+                let fresh = prepared.planned_at == self.planned_at(session);
+                if fresh && params.is_none() && super::plan_cache::is_query(plan) {
+                    return self.query_prepared(session, &state, plan, &prepared.reuse).await;
+                }
+                let plan = if fresh {
                     plan.clone()
                 } else {
-                    self.plan_parsed(session, &state, &prepared.parsed)
+                    let again = self
+                        .plan_parsed(session, &state, &prepared.parsed)
                         .await?
-                        .ok_or_else(|| QueryError::new(ErrorKind::Internal, "no plan"))?
+                        .ok_or_else(|| QueryError::new(ErrorKind::Internal, "no plan"))?;
+                    // The client was told the columns at prepare (PostgreSQL
+                    // refuses the same way).
+                    if super::plan_cache::is_query(&again) && !same_columns(again.schema().as_arrow(), &prepared.schema)
+                    {
+                        return Err(QueryError::new(
+                            ErrorKind::FeatureNotSupported,
+                            "cached plan must not change result type",
+                        ));
+                    }
+                    again
                 };
                 let plan = match params {
                     Some(p) => plan.with_param_values(p)?,
@@ -422,6 +437,16 @@ impl Engine {
             }
         }
     }
+}
+
+/// Whether a query's columns are still those a client was told of.
+fn same_columns(now: &Schema, told: &Schema) -> bool {
+    now.fields().len() == told.fields().len()
+        && now
+            .fields()
+            .iter()
+            .zip(told.fields())
+            .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type())
 }
 
 #[async_trait]
@@ -492,12 +517,23 @@ impl QueryHandler for Engine {
         r
     }
 
-    async fn prepare(&self, session: &Session, sql: &str) -> Result<Prepared, QueryError> {
-        let r = self.prepare_statement(session, sql).await;
-        if let Err(e) = &r {
-            self.refused(session, sql, e);
+    async fn prepare(&self, session: &Session, sql: &str) -> Result<Arc<Prepared>, QueryError> {
+        if let Some(p) = session.plans().get(sql, self.planned_at(session)) {
+            self.history.metrics().plan_cache(true);
+            return Ok(p);
         }
-        r
+        self.history.metrics().plan_cache(false);
+        match self.prepare_statement(session, sql).await {
+            Ok(p) => {
+                let p = Arc::new(p);
+                session.plans().insert(&p);
+                Ok(p)
+            }
+            Err(e) => {
+                self.refused(session, sql, &e);
+                Err(e)
+            }
+        }
     }
 
     async fn execute(

@@ -157,6 +157,7 @@ pub struct StatementMetrics {
     bytes: IntCounterVec,
     running: IntGauge,
     reruns: prometheus::IntCounter,
+    plan_cache: IntCounterVec,
 }
 
 impl StatementMetrics {
@@ -184,6 +185,14 @@ impl StatementMetrics {
             "jobs_rerun_total",
             "Cluster jobs run again whole because their results were lost with an executor",
         )?;
+        let plan_cache = IntCounterVec::new(
+            Opts::new(
+                "plan_cache_total",
+                "Statements prepared: found planned in the session's plan cache (hit) or planned (miss)",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(plan_cache.clone()))?;
         registry.register(Box::new(reruns.clone()))?;
         registry.register(Box::new(statements.clone()))?;
         registry.register(Box::new(duration.clone()))?;
@@ -197,7 +206,15 @@ impl StatementMetrics {
             bytes,
             running,
             reruns,
+            plan_cache,
         })
+    }
+
+    /// Counts a statement prepared from the plan cache or planned anew.
+    pub fn plan_cache(&self, hit: bool) {
+        self.plan_cache
+            .with_label_values(&[if hit { "hit" } else { "miss" }])
+            .inc();
     }
 
     /// Metrics no registry reads (tests).
@@ -266,6 +283,10 @@ impl History {
             metrics,
             schema,
         }
+    }
+
+    pub fn metrics(&self) -> &StatementMetrics {
+        &self.metrics
     }
 
     /// Registers a statement of `session` arriving now.

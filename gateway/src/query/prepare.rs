@@ -25,7 +25,7 @@ impl Engine {
         }
         let parsed = parsed.pop().unwrap_or(Parsed::Empty);
         let state = session.state();
-        let generation = self.catalog.snapshot().generation;
+        let planned_at = self.planned_at(session);
         let (schema, param_types, plan) = match &parsed {
             Parsed::Session(SessionCommand::Show { name }) => (text_column(name), vec![], None),
             Parsed::Session(SessionCommand::ShowSchemas) => (text_column("schema_name"), vec![], None),
@@ -96,8 +96,17 @@ impl Engine {
             schema,
             param_types,
             plan,
-            generation,
+            planned_at,
+            reuse: Default::default(),
         })
+    }
+
+    /// What a plan made now depends on (see [`super::plan_cache`]).
+    pub(super) fn planned_at(&self, session: &Session) -> super::plan_cache::PlannedAt {
+        super::plan_cache::PlannedAt {
+            generation: self.catalog.snapshot().generation,
+            epoch: session.settings_epoch(),
+        }
     }
 
     fn parse_for_prepare(&self, sql: &str) -> Result<Vec<Parsed>, QueryError> {

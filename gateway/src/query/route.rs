@@ -35,8 +35,46 @@ impl Engine {
         if matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)) {
             return self.explain(session, state, plan).await;
         }
-        let token = session.begin_statement();
         let optimized = state.optimize(&plan)?;
+        self.query_optimized(session, state, optimized, None).await
+    }
+
+    /// Runs a prepared query without parameters, planned at the session's
+    /// current catalog generation and settings, reusing what its earlier
+    /// executions kept (`plan_cache::Reuse`).
+    pub(super) async fn query_prepared(
+        &self,
+        session: &Session,
+        state: &SessionState,
+        plan: &LogicalPlan,
+        reuse: &super::plan_cache::Reuse,
+    ) -> Result<QueryOutput, QueryError> {
+        if let Some((physical, task_ctx)) = reuse.local() {
+            let token = session.begin_statement();
+            let physical = datafusion::physical_plan::execution_plan::reset_plan_states(physical)?;
+            let stream = execute_stream(physical, task_ctx)?;
+            return self.first_batch(session, token, stream, self.job_guard(None)).await;
+        }
+        if matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)) || !super::plan_cache::reusable(plan) {
+            return self.query(session, state, plan.clone()).await;
+        }
+        let optimized = match reuse.optimized() {
+            Some(p) => p,
+            None => reuse.keep_optimized(state.optimize(plan)?),
+        };
+        self.query_optimized(session, state, optimized, Some(reuse)).await
+    }
+
+    /// Runs an optimized query plan; `reuse` keeps the physical plan of one
+    /// that reads no table (its next executions skip planning).
+    async fn query_optimized(
+        &self,
+        session: &Session,
+        state: &SessionState,
+        optimized: LogicalPlan,
+        reuse: Option<&super::plan_cache::Reuse>,
+    ) -> Result<QueryOutput, QueryError> {
+        let token = session.begin_statement();
         self.check_incarnations(&optimized)?;
         let in_gateway = session.guc(crate::session::EXECUTION_GUC).as_deref() == Some("gateway");
         let (stream, guard) = if !in_gateway && runs_on_cluster(&optimized, &self.cluster_functions) {
@@ -51,27 +89,38 @@ impl Engine {
                 query: session.current_query(),
             });
             let stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(schema, stream));
-            (
-                stream,
-                JobGuard {
-                    current: Some(current),
-                    cluster: self.cluster.clone(),
-                    finished: false,
-                },
-            )
+            (stream, self.job_guard(Some(current)))
         } else {
             // `optimized` is final: plan it physically without optimizing again.
             let physical = state.query_planner().create_physical_plan(&optimized, state).await?;
-            let stream = execute_stream(physical, state.task_ctx())?;
-            (
-                stream,
-                JobGuard {
-                    current: None,
-                    cluster: self.cluster.clone(),
-                    finished: false,
-                },
-            )
+            let task_ctx = state.task_ctx();
+            if let Some(reuse) = reuse
+                && super::plan_cache::reads_no_table(&optimized)
+            {
+                reuse.keep_local(Arc::clone(&physical), Arc::clone(&task_ctx));
+            }
+            (execute_stream(physical, task_ctx)?, self.job_guard(None))
         };
+        self.first_batch(session, token, stream, guard).await
+    }
+
+    fn job_guard(&self, current: Option<super::distributed::CurrentJob>) -> JobGuard {
+        JobGuard {
+            current,
+            cluster: self.cluster.clone(),
+            finished: false,
+        }
+    }
+
+    /// Awaits the first batch of a statement's stream, so errors and
+    /// cancellation surface before any row is sent.
+    async fn first_batch(
+        &self,
+        session: &Session,
+        token: tokio_util::sync::CancellationToken,
+        stream: SendableRecordBatchStream,
+        guard: JobGuard,
+    ) -> Result<QueryOutput, QueryError> {
         let schema = stream.schema();
         let mut stream = Box::pin(guarded(stream, token.clone(), session.canceller(), guard)).peekable();
         let first = tokio::select! {

@@ -199,6 +199,7 @@ impl Engine {
                 match name {
                     None => {
                         session.reset_gucs();
+                        session.plans().clear();
                         session.update_state(|s| {
                             s.config_mut().options_mut().catalog.default_schema = DEFAULT_DATABASE.to_owned();
                         });
