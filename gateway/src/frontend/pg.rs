@@ -33,6 +33,7 @@ use pgwire::messages::startup::ParameterStatus;
 mod array_param;
 mod copy;
 mod copy_in;
+mod deferred;
 mod login;
 mod present;
 mod refuse;

@@ -17,10 +17,12 @@ use pgwire::error::ErrorInfo;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::server::{negotiate_tls, process_error, process_message};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::{Framed, FramedParts};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::deferred::{Deferred, whole_message_waiting};
 use super::{CancelRegistry, Parser, Queries, Stmt, login, parameters, refuse};
 use crate::auth::Authenticator;
 use crate::catalog::CATALOG_NAME;
@@ -177,9 +179,15 @@ async fn serve(
         () = &mut deadline => return Ok(()),
         s = negotiate_tls::<Stmt>(socket, tls) => s?,
     };
-    let Some(mut socket) = negotiated else {
+    let Some(socket) = negotiated else {
         return Ok(());
     };
+    // The same connection with its flushes deferred (deferred.rs).
+    let parts = socket.into_parts();
+    let mut deferred = FramedParts::new(Deferred::new(parts.io), parts.codec);
+    deferred.read_buf = parts.read_buf;
+    deferred.write_buf = parts.write_buf;
+    let mut socket = Framed::from_parts(deferred);
     let Handlers {
         startup,
         queries,
@@ -216,6 +224,11 @@ async fn serve(
             PgWireConnectionState::CopyInProgress(extended) => extended,
             _ => msg.is_extended_query(),
         };
+        // Answers are held until no whole message is left to read (one
+        // write per batch of messages, as PostgreSQL writes); a client's
+        // Flush and everything before login go out at once.
+        let hold = !logging_in && !matches!(msg, PgWireFrontendMessage::Flush(_));
+        socket.get_mut().hold(hold);
         if let Err(e) = process_message(
             msg,
             &mut socket,
@@ -228,6 +241,12 @@ async fn serve(
         .await
         {
             process_error(&mut socket, e, is_extended).await?;
+        }
+        // A client's Flush is answered even where pgwire skips it (a failed
+        // extended statement awaiting its Sync ignores every message).
+        if !hold || !whole_message_waiting(socket.read_buffer()) {
+            socket.get_mut().hold(false);
+            socket.flush().await?;
         }
     }
     Ok(())
