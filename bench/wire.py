@@ -9,6 +9,8 @@ measures on both:
 - psycopg with binary results;
 - the ADBC PostgreSQL driver (binary COPY under the hood);
 - Flight SQL through ADBC (Sluice only), rows/s and GB/s of Arrow data;
+- `COPY lineitem FROM STDIN` (text, psql's `\\copy` of PostgreSQL's own dump)
+  into an empty table.
 - `pgbench` of `SELECT 1`, extended protocol, 16 clients, 10 s: TPS and
   average latency.
 Prints one Markdown table (rows/s unless marked). Use a release build.
@@ -131,6 +133,12 @@ def main():
             results["COPY (select *) TO STDOUT, binary"] = [
                 rate(rows, psql(pg_dsn, "copy (select * from lineitem) to stdout (format binary)"))
             ]
+            # COPY FROM STDIN: PostgreSQL's own text dump of the table, loaded
+            # by psql into an empty copy of it (the same file for Sluice below).
+            dump = d / "lineitem.copy"
+            psql(pg_dsn, f"\\copy lineitem to '{dump}'")
+            psql(pg_dsn, "create table lineitem_in (like lineitem)")
+            results["COPY lineitem FROM STDIN, text"] = [rate(rows, psql(pg_dsn, f"\\copy lineitem_in from '{dump}'"))]
             s, n = timed(lambda: psycopg_binary(pg_dsn))
             results["psycopg, binary results"] = [rate(n, s)]
             s, n = timed(lambda: adbc_postgres(uri))
@@ -159,6 +167,13 @@ def main():
                     lambda: rate(rows, psql(dsn, "copy (select * from lineitem) to stdout")))
             attempt("COPY (select *) TO STDOUT, binary",
                     lambda: rate(rows, psql(dsn, "copy (select * from lineitem) to stdout (format binary)")))
+
+            def copy_in_rate():
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute("create table lineitem_in as select * from lineitem where false")
+                return rate(rows, psql(dsn, f"\\copy lineitem_in from '{dump}'"))
+
+            attempt("COPY lineitem FROM STDIN, text", copy_in_rate)
 
             def psycopg_rate():
                 s, n = timed(lambda: psycopg_binary(dsn))
