@@ -1,10 +1,10 @@
 """Small statements, side by side with PostgreSQL 15 on the same machine:
 pgbench `SELECT 1` (extended protocol, 16 clients: TPS, average and p99
 latency from pgbench's per-transaction log) and every BI client start-up
-and metadata query of conformance/test_bi_replays.py (psycopg, extended
-protocol, one connection: median and p99 of --repeat runs, the first run
-apart: it plans, the others may come from the plan cache). Use a release
-build.
+and metadata query of conformance/test_bi_replays.py (psycopg, one
+connection; it sends parameterless queries over the simple protocol, which
+the plan cache does not serve yet): first run, then median and p99 of
+--repeat runs. Use a release build.
 
     /var/tmp/sluice-venv/bin/python bench/small.py [--pgbench-seconds 10] [--repeat 50]
 """
@@ -107,7 +107,7 @@ def main():
     for name, (tps, avg, p99) in (("PostgreSQL 15", pg), ("Sluice", sluice)):
         print(f"| {name} | {tps:,.0f} | {avg:.2f} | {p99:.2f} |")
     print(f"\nSluice: {sluice[0] / pg[0]:.0%} of PostgreSQL's TPS\n")
-    print(f"| client query (psycopg, extended) | first ms | median ms (of {args.repeat}) | p99 ms |")
+    print(f"| client query (psycopg, simple protocol: no plan cache) | first ms | median ms (of {args.repeat}) | p99 ms |")
     print("|---|---|---|---|")
     for (tool, feature), t in queries.items():
         cells = "fails | | " if t is None else f"{t[0]:.2f} | {t[1]:.2f} | {t[2]:.2f}"
