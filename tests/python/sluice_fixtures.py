@@ -52,6 +52,15 @@ def refusal_sqlstate(g, user, password):
     return e.value.sqlstate
 
 
+def admin(g, *sql):
+    """Runs `sql` statements on gateway `g` as the administrator (autocommit)."""
+    import psycopg
+
+    with psycopg.connect(g.dsn(), autocommit=True) as c:
+        for s in sql:
+            c.execute(s)
+
+
 def scrape(addr, authorization=None):
     """Prometheus samples of http://addr/metrics: {"name{labels}": value}."""
     text = http_get(f"http://{addr}/metrics", authorization)

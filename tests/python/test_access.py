@@ -11,7 +11,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from sluice_fixtures import Gateway, refusal_sqlstate
+from sluice_fixtures import Gateway, admin, refusal_sqlstate
 
 
 @pytest.fixture(scope="module")
@@ -19,12 +19,6 @@ def gw(tmp_path_factory):
     g = Gateway(tmp_path_factory.mktemp("access") / "data").start()
     yield g
     g.stop()
-
-
-def admin(g, *sql):
-    with psycopg.connect(g.dsn(), autocommit=True) as c:
-        for s in sql:
-            c.execute(s)
 
 
 def login(g, user, password, **kw):

@@ -6,7 +6,7 @@ protocol, unnamed and named statements)."""
 import psycopg
 import pytest
 
-from sluice_fixtures import Gateway
+from sluice_fixtures import Gateway, admin
 
 
 @pytest.fixture(scope="module")
@@ -14,12 +14,6 @@ def gw(tmp_path_factory):
     g = Gateway(tmp_path_factory.mktemp("plans") / "data").start()
     yield g
     g.stop()
-
-
-def admin(g, *sql):
-    with psycopg.connect(g.dsn(), autocommit=True) as c:
-        for s in sql:
-            c.execute(s)
 
 
 def cache(g):

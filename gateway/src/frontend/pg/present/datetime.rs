@@ -6,8 +6,10 @@
 //! - years before 1 as `0045-03-15 BC` (chrono: `-0044-03-15`, which no
 //!   client parses) and years past 9999 without chrono's `+`.
 //!
-//! Dates and zone-less timestamps are rewritten only when a batch holds a
-//! year outside 1..=9999; the common case keeps arrow-pg's encoder.
+//! - zone-less timestamps without trailing fraction zeros (pgwire always
+//!   writes six digits), so every such text column is rewritten here;
+//!   dates only when a batch holds a year outside 1..=9999, the common case
+//!   keeping arrow-pg's encoder.
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -13,79 +13,58 @@ use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type};
 
 /// A float column as PostgreSQL's text.
 pub(super) fn float_text(array: &ArrayRef) -> ArrayRef {
-    let mut out = StringBuilder::with_capacity(array.len(), array.len() * 12);
-    let mut scratch = String::with_capacity(32);
-    let mut text = String::with_capacity(32);
     match array.data_type() {
-        DataType::Float32 => {
-            for v in array.as_primitive::<Float32Type>().iter() {
-                match v {
-                    Some(v) => {
-                        write_float(
-                            &mut text,
-                            &mut scratch,
-                            v.is_sign_negative(),
-                            v.is_nan(),
-                            v.is_infinite(),
-                            6,
-                            |s| write!(s, "{:e}", v.abs()),
-                        );
-                        out.append_value(&text);
-                    }
-                    None => out.append_null(),
-                }
+        DataType::Float32 => column(array.as_primitive::<Float32Type>().iter(), 6),
+        _ => column(array.as_primitive::<Float64Type>().iter(), 15),
+    }
+}
+
+/// The text of `values` (shortest digits of their own width: an f32's
+/// are not those of the same value as an f64); fixed notation for decimal
+/// exponents in `-4..fixed_below`.
+fn column<T: Copy + Into<f64> + std::fmt::LowerExp>(
+    values: impl ExactSizeIterator<Item = Option<T>>,
+    fixed_below: i32,
+) -> ArrayRef {
+    let mut out = StringBuilder::with_capacity(values.len(), values.len() * 12);
+    let (mut text, mut scratch) = (String::with_capacity(32), String::with_capacity(32));
+    for v in values {
+        match v {
+            Some(v) => {
+                write_float(&mut text, &mut scratch, v, fixed_below);
+                out.append_value(&text);
             }
-        }
-        _ => {
-            for v in array.as_primitive::<Float64Type>().iter() {
-                match v {
-                    Some(v) => {
-                        write_float(
-                            &mut text,
-                            &mut scratch,
-                            v.is_sign_negative(),
-                            v.is_nan(),
-                            v.is_infinite(),
-                            15,
-                            |s| write!(s, "{:e}", v.abs()),
-                        );
-                        out.append_value(&text);
-                    }
-                    None => out.append_null(),
-                }
-            }
+            None => out.append_null(),
         }
     }
     Arc::new(out.finish())
 }
 
-/// Writes one value into `text` (cleared first). `shortest` writes the
-/// magnitude's shortest round-trip digits in Rust's `{:e}` form into its
-/// argument; fixed notation is used for decimal exponents in `-4..fixed_below`.
-fn write_float(
+/// Writes one value into `text` (cleared first), using `scratch` for Rust's
+/// `{:e}` form of it (its shortest round-trip digits).
+fn write_float<T: Copy + Into<f64> + std::fmt::LowerExp>(
     text: &mut String,
     scratch: &mut String,
-    negative: bool,
-    nan: bool,
-    infinite: bool,
+    v: T,
     fixed_below: i32,
-    shortest: impl FnOnce(&mut String) -> std::fmt::Result,
 ) {
+    let wide: f64 = v.into();
     text.clear();
-    if nan {
+    if wide.is_nan() {
         text.push_str("NaN");
         return;
     }
-    if negative {
+    if wide.is_sign_negative() {
         text.push('-');
     }
-    if infinite {
+    if wide.is_infinite() {
         text.push_str("Infinity");
         return;
     }
     scratch.clear();
-    let _ = shortest(scratch);
-    let (mantissa, exp) = scratch.split_once('e').unwrap_or((scratch.as_str(), "0"));
+    let _ = write!(scratch, "{v:e}");
+    let scratch = scratch.trim_start_matches('-');
+    let (mantissa, exp) = scratch.split_once('e').unwrap_or((scratch, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     let (first, rest) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     let digits = first.len() + rest.len();
