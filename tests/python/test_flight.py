@@ -24,6 +24,20 @@ def test_query_into_pyarrow(gateway, lake):
         assert table.schema.field("store_id").type == pa.int32()
 
 
+def test_strings_leave_as_plain_utf8(gateway, lake):
+    # DataFusion reads Parquet text as string views. Flight shows plain
+    # strings: every client reads them, and IPC would send a view array's
+    # shared buffers whole with every slice of a batch.
+    with connect(gateway) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE EXTERNAL TABLE IF NOT EXISTS fl_views STORED AS PARQUET LOCATION '{lake}/sales/'")
+        cur.execute("SELECT item, CAST(item AS BYTEA) AS raw FROM fl_views")
+        table = cur.fetch_arrow_table()
+        assert table.schema.field("item").type == pa.string()
+        assert table.schema.field("raw").type == pa.binary()
+        assert table.num_rows == 1000
+        assert sorted(set(table.column("item").to_pylist())) == [f"item-{i}" for i in range(7)]
+
+
 def test_get_objects_lists_tables(gateway, lake):
     with connect(gateway) as conn:
         with conn.cursor() as cur:

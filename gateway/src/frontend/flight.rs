@@ -13,11 +13,13 @@ mod listen;
 mod params;
 mod service;
 mod session;
+mod shown;
 
 use cancel::{CANCEL_FLIGHT_INFO, no_transactions};
 use info::{sql_info, xdbc_info};
 use params::{parameter_schema, params_from_ipc, params_of, params_to_ipc};
-use session::{CLOSE_SESSION, GET_SESSION_OPTIONS, SET_SESSION_OPTIONS, shown_schema};
+use session::{CLOSE_SESSION, GET_SESSION_OPTIONS, SET_SESSION_OPTIONS};
+use shown::shown_schema;
 
 use std::net::IpAddr;
 use std::pin::Pin;

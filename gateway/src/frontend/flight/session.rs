@@ -17,7 +17,6 @@ use arrow_flight::Action;
 use arrow_flight::flight_service_server::FlightService;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
@@ -84,33 +83,6 @@ fn text(value: &str) -> SessionOptionValue {
     SessionOptionValue {
         option_value: Some(OptionValue::StringValue(value.to_owned())),
     }
-}
-
-/// The schema a Flight client sees: timestamps with a time zone are shown
-/// in the session's (the instants are unchanged; only the tag moves).
-pub(super) fn shown_schema(schema: &SchemaRef, session: Option<&FlightSession>) -> SchemaRef {
-    let Some(zone) = session.and_then(|s| s.time_zone.as_deref()) else {
-        return Arc::clone(schema);
-    };
-    if !schema
-        .fields()
-        .iter()
-        .any(|f| matches!(f.data_type(), DataType::Timestamp(_, Some(_))))
-    {
-        return Arc::clone(schema);
-    }
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            DataType::Timestamp(unit, Some(_)) => f
-                .as_ref()
-                .clone()
-                .with_data_type(DataType::Timestamp(*unit, Some(zone.into()))),
-            _ => f.as_ref().clone(),
-        })
-        .collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 impl FlightSqlServer {
@@ -334,31 +306,5 @@ mod tests {
     fn bearer_splits_at_the_session() {
         assert_eq!(split_bearer("abc"), ("abc", None));
         assert_eq!(split_bearer("abc.def"), ("abc", Some("def")));
-    }
-
-    #[test]
-    fn time_zone_moves_only_the_tag() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new(
-                "t",
-                DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into())),
-                true,
-            ),
-            Field::new("n", DataType::Int64, false),
-        ]));
-        let session = FlightSession {
-            time_zone: Some("Europe/Paris".into()),
-            ..Default::default()
-        };
-        let shown = shown_schema(&schema, Some(&session));
-        assert_eq!(
-            shown.field(0).data_type(),
-            &DataType::Timestamp(
-                datafusion::arrow::datatypes::TimeUnit::Microsecond,
-                Some("Europe/Paris".into())
-            )
-        );
-        assert_eq!(shown.field(1), schema.field(1));
-        assert!(Arc::ptr_eq(&shown_schema(&schema, None), &schema));
     }
 }
