@@ -8,7 +8,9 @@ measures on both:
 - `COPY (select * from lineitem) TO STDOUT` through psql, text and binary;
 - psycopg with binary results;
 - the ADBC PostgreSQL driver (binary COPY under the hood);
-- Flight SQL through ADBC (Sluice only), rows/s and GB/s of Arrow data;
+- Flight SQL (Sluice only) through ADBC and through pyarrow's C++ client:
+  one stream, LZ4-compressed, and up to 4 endpoints read at once; rows/s
+  and GB/s of Arrow data (the received table's bytes);
 - `COPY lineitem FROM STDIN` (text, psql's `\\copy` of PostgreSQL's own dump)
   into an empty table.
 - `pgbench` of `SELECT 1`, extended protocol, 16 clients, 10 s: TPS and
@@ -19,6 +21,7 @@ Prints one Markdown table (rows/s unless marked). Use a release build.
 """
 
 import argparse
+import json
 import re
 import subprocess
 import tempfile
@@ -31,6 +34,14 @@ import pyarrow.parquet as pq
 from common import Gateway, gateway_binary, generate_tpch
 
 import reference_pg  # tests/python, on the path via common
+
+
+# pyarrow's Flight client, one stream or several endpoints read at once.
+FLIGHT_VARIANTS = [
+    ("Flight SQL (pyarrow)", {}),
+    ("Flight SQL (pyarrow, lz4_frame)", {"compression": "lz4_frame"}),
+    ("Flight SQL (pyarrow, up to 4 endpoints)", {"endpoints": 4}),
+]
 
 
 def rate(rows, seconds):
@@ -78,6 +89,44 @@ def flight_sql(port, password):
         cur.execute("select * from lineitem")
         table = cur.fetch_arrow_table()
     return table.num_rows, table.nbytes
+
+
+def _pb(field, payload: bytes) -> bytes:
+    """One length-delimited protobuf field."""
+    n, head = len(payload), bytes([field << 3 | 2])
+    while True:
+        head += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
+        n >>= 7
+        if not n:
+            return head + payload
+
+
+def pyarrow_flight(port, password, endpoints=1, compression=None):
+    """pyarrow's Flight client (C++): GetFlightInfo, then every endpoint read
+    at once, each on its own connection. Session options are set with
+    SetSessionOptions (the gateway keeps them by bearer token)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+    import pyarrow.flight as fl
+
+    uri = f"grpc://127.0.0.1:{port}"
+    client = fl.FlightClient(uri)
+    opts = fl.FlightCallOptions(headers=[client.authenticate_basic_token("sluice", password)])
+    options = {"endpoints": str(endpoints), "compression": compression or "none"}
+    body = b"".join(_pb(1, _pb(1, k.encode()) + _pb(2, _pb(1, v.encode()))) for k, v in options.items())
+    list(client.do_action(fl.Action("SetSessionOptions", body), opts))
+    command = _pb(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery") + _pb(
+        2, _pb(1, b"select * from lineitem")
+    )
+    info = client.get_flight_info(fl.FlightDescriptor.for_command(command), opts)
+
+    def read(endpoint):
+        return fl.FlightClient(uri).do_get(endpoint.ticket, opts).read_all()
+
+    with ThreadPoolExecutor(len(info.endpoints)) as pool:
+        table = pa.concat_tables(pool.map(read, info.endpoints))
+    return table.num_rows, table.nbytes, len(info.endpoints)
 
 
 def _basic(user, password):
@@ -144,6 +193,8 @@ def main():
             s, n = timed(lambda: adbc_postgres(uri))
             results["ADBC PostgreSQL driver"] = [rate(n, s)]
             results["Flight SQL (ADBC)"] = ["—"]
+            for label, _ in FLIGHT_VARIANTS:
+                results[label] = ["—"]
             tps, ms = pgbench("127.0.0.1", server.port, "postgres", "postgres", args.pgbench_seconds)
             results["pgbench SELECT 1, extended, 16 clients"] = [f"{tps:,.0f} TPS ({ms:.2f} ms)"]
         finally:
@@ -187,15 +238,20 @@ def main():
 
             attempt("ADBC PostgreSQL driver", adbc_rate)
 
-            def flight_rate():
-                import json
+            listen = json.loads((d / "gw-listen.json").read_text())
+            flight_port = int(listen["flight"].rsplit(":", 1)[1])
 
-                listen = json.loads((d / "gw-listen.json").read_text())
-                port = int(listen["flight"].rsplit(":", 1)[1])
-                s, (n, nbytes) = timed(lambda: flight_sql(port, "bench"))
+            def flight_rate():
+                s, (n, nbytes) = timed(lambda: flight_sql(flight_port, "bench"))
                 return f"{rate(n, s)} ({nbytes / s / 1e9:.2f} GB/s)"
 
             attempt("Flight SQL (ADBC)", flight_rate)
+            for label, kwargs in FLIGHT_VARIANTS:
+                def pyarrow_rate(kwargs=kwargs):
+                    s, (n, nbytes, parts) = timed(lambda: pyarrow_flight(flight_port, "bench", **kwargs))
+                    return f"{rate(n, s)} ({nbytes / s / 1e9:.2f} GB/s, {parts} endpoint{'s' if parts > 1 else ''})"
+
+                attempt(label, pyarrow_rate)
 
             def bench_rate():
                 tps, ms = pgbench("127.0.0.1", g.pg_port, "sluice", "sluice", args.pgbench_seconds, password="bench")

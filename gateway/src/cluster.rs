@@ -40,6 +40,11 @@ mod watch;
 
 pub use jobs::{JobMetrics, StageProgress};
 
+/// How long a finished job's results stay on its executors (then Ballista
+/// removes them): a result split into Flight endpoints is readable this
+/// long after its query ended.
+pub const RESULTS_KEPT: Duration = Duration::from_secs(300);
+
 /// Errors starting or talking to the embedded cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -186,6 +191,7 @@ impl Cluster {
         config.no_executors_grace_period_seconds = options.capacity_wait.as_secs().max(1);
         config.task_max_failures = options.task_max_failures;
         config.stage_max_failures = options.stage_max_failures;
+        config.finished_job_data_clean_up_interval_seconds = RESULTS_KEPT.as_secs();
         config.enable_embedded_flight_proxy = false;
         config.use_tls = true;
         config.override_create_grpc_client_endpoint = Some(credentials.endpoint_override());

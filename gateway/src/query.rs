@@ -19,6 +19,7 @@ pub mod hive;
 pub mod ingest;
 mod lake_ddl;
 pub mod managed;
+mod parts;
 mod pg_functions;
 mod pg_oids;
 mod pg_parse;
@@ -85,14 +86,35 @@ pub enum QueryOutput {
     SettingChanged { name: String, value: String },
     /// An empty statement.
     Empty,
+    /// A query asked for in parts ([`QueryHandler::execute_in_parts`]):
+    /// its results, finished and waiting to be read part by part; or
+    /// `None` when the query runs in the gateway (it was not run: stream it
+    /// with [`QueryHandler::execute`]).
+    Parts {
+        schema: SchemaRef,
+        parts: Option<ResultParts>,
+    },
+}
+
+/// A finished query's results in parts that can be read apart and at once.
+#[derive(Debug, Clone)]
+pub struct ResultParts {
+    /// Each part, opaque to front ends: [`QueryHandler::read_part`] reads it.
+    pub parts: Vec<Vec<u8>>,
+    /// Rows and bytes of the whole result, when the cluster counted them.
+    pub rows: Option<u64>,
+    pub bytes: Option<u64>,
+    /// How long after now the parts can be read.
+    pub kept_for: std::time::Duration,
 }
 
 impl QueryOutput {
-    /// The row count of a command's tag (`INSERT 0 5` → 5); 0 for any
-    /// other output.
+    /// The row count of a command's tag (`INSERT 0 5` → 5) or of a result
+    /// in parts; 0 for any other output.
     pub fn command_rows(&self) -> u64 {
         match self {
             QueryOutput::Command { tag } => tag.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0),
+            QueryOutput::Parts { parts: Some(p), .. } => p.rows.unwrap_or(0),
             _ => 0,
         }
     }
@@ -110,6 +132,9 @@ impl std::fmt::Debug for QueryOutput {
             QueryOutput::TransactionEnd { tag } => write!(f, "TransactionEnd({tag})"),
             QueryOutput::SettingChanged { name, value } => write!(f, "SettingChanged({name}={value})"),
             QueryOutput::Empty => write!(f, "Empty"),
+            QueryOutput::Parts { parts, .. } => {
+                write!(f, "Parts({})", parts.as_ref().map_or(0, |p| p.parts.len()))
+            }
         }
     }
 }
@@ -192,6 +217,24 @@ pub trait QueryHandler: Send + Sync + std::fmt::Debug {
         prepared: &Prepared,
         params: Option<ParamValues>,
     ) -> Result<QueryOutput, QueryError>;
+
+    /// Runs a prepared query that reads lake tables to the end of its
+    /// cluster job and returns [`QueryOutput::Parts`]: its results in at most
+    /// `parts` parts of about equal size, each readable by
+    /// [`QueryHandler::read_part`] (on any gateway of the cluster) until
+    /// `kept_for` has passed. A query that runs in the gateway is not run
+    /// (`parts: None`). Other statements run as with `execute`.
+    async fn execute_in_parts(
+        &self,
+        session: &Session,
+        prepared: &Prepared,
+        params: Option<ParamValues>,
+        parts: u32,
+    ) -> Result<QueryOutput, QueryError>;
+
+    /// Streams one part of a result `execute_in_parts` made, as `session`'s
+    /// statement (cancellable with it).
+    async fn read_part(&self, session: &Session, part: &[u8]) -> Result<QueryOutput, QueryError>;
 
     /// Runs one parsed statement, audited under `sql` (the text it was
     /// parsed from; empty for commands a front end issues on its own, such

@@ -107,6 +107,9 @@ pub struct Session {
     /// Bumped by every change of `state` (a plan made before is stale).
     settings_epoch: AtomicU64,
     plans: crate::query::plan_cache::PlanCache,
+    /// Set while a query's results are asked for in this many parts
+    /// (`QueryHandler::execute_in_parts`); 0 otherwise.
+    result_parts: std::sync::atomic::AtomicU32,
 }
 
 impl Session {
@@ -129,7 +132,17 @@ impl Session {
             cursors: crate::query::cursor::Cursors::default(),
             settings_epoch: AtomicU64::new(0),
             plans: crate::query::plan_cache::PlanCache::default(),
+            result_parts: std::sync::atomic::AtomicU32::new(0),
         }
+    }
+
+    /// The parts a running query's results are asked for in (0: one stream).
+    pub(crate) fn result_parts(&self) -> u32 {
+        self.result_parts.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_result_parts(&self, parts: u32) {
+        self.result_parts.store(parts, Ordering::Relaxed);
     }
 
     pub fn id(&self) -> u64 {

@@ -27,6 +27,11 @@ pub struct StatementHandle {
     /// Session options the statement was planned with (it runs with them).
     #[prost(message, optional, tag = "6")]
     pub session: Option<FlightSession>,
+    /// One endpoint's share of a result the statement already produced: an
+    /// opaque description of where its rows wait (the gateway's to read).
+    /// Empty: the statement runs at DoGet.
+    #[prost(bytes = "vec", tag = "7")]
+    pub result_part: Vec<u8>,
 }
 
 /// Flight SQL session options, carried signed after the bearer token so any
@@ -45,4 +50,10 @@ pub struct FlightSession {
     /// Session time zone; unset means UTC.
     #[prost(string, optional, tag = "4")]
     pub time_zone: Option<String>,
+    /// IPC body compression of results (`lz4_frame`, `zstd`); unset: none.
+    #[prost(string, optional, tag = "5")]
+    pub compression: Option<String>,
+    /// Most endpoints a query's FlightInfo may offer; unset or 1: one.
+    #[prost(uint32, optional, tag = "6")]
+    pub endpoints: Option<u32>,
 }

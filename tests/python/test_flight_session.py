@@ -1,5 +1,6 @@
 """Flight SQL sessions with real clients: SetSessionOptions / GetSessionOptions
-(catalog, schema, time_zone) through ADBC's session options and raw gRPC,
+(catalog, schema, time_zone; endpoints and compression in
+test_flight_endpoints.py) through ADBC's session options and raw gRPC,
 CloseSession, and tickets that keep the options they were planned with."""
 
 import json
@@ -23,6 +24,8 @@ def _fields(buf):
         key, i = _varint(buf, i)
         if key & 7 == 0:
             value, i = _varint(buf, i)
+        elif key & 7 == 1:
+            value, i = int.from_bytes(buf[i : i + 8], "little", signed=True), i + 8
         elif key & 7 == 2:
             n, i = _varint(buf, i)
             value, i = buf[i : i + n], i + n
@@ -133,11 +136,14 @@ def test_adbc_refuses_a_bad_option(gateway):
 def test_raw_set_get_close(gateway):
     raw = Raw(gateway)
     results, _ = raw.do("GetSessionOptions")
-    assert {k: dict(_fields(v))[1].decode() for k, v in _map(results[0]).items()} == {
+    shown = {k: dict(_fields(v)) for k, v in _map(results[0]).items()}
+    assert {k: v[1].decode() for k, v in shown.items() if 1 in v} == {
         "catalog": "sluice",
         "schema": "default",
         "time_zone": "UTC",
+        "compression": "none",
     }
+    assert shown["endpoints"] == {3: 1}  # int64_value
 
     request = _set_request(
         {"time_zone": "Europe/Paris", "catalog": "elsewhere", "schema": True, "colour": "blue", "search": None}

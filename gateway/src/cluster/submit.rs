@@ -16,7 +16,7 @@ use std::sync::Arc;
 use ballista_core::client_pool::BallistaClientPool;
 use ballista_core::execution_plans::ShuffleReaderExec;
 use ballista_core::extension::{BallistaConfigGrpcEndpoint, SessionConfigExt};
-use ballista_core::serde::protobuf::{JobStatus, SuccessfulJob, job_status};
+use ballista_core::serde::protobuf::{JobStatus, PartitionLocation as ProtoLocation, SuccessfulJob, job_status};
 use ballista_core::serde::scheduler::PartitionLocation;
 use ballista_core::utils::GrpcClientConfig;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -36,7 +36,8 @@ use super::Cluster;
 pub(crate) struct Submitted {
     pub job_id: String,
     status: mpsc::Receiver<JobStatus>,
-    task_ctx: Arc<TaskContext>,
+    /// The task context its results are read with.
+    pub task_ctx: Arc<TaskContext>,
 }
 
 impl std::fmt::Debug for Submitted {
@@ -48,6 +49,9 @@ impl std::fmt::Debug for Submitted {
 /// Prefix of the error of a job that failed, as `DistributedQueryExec`
 /// words it (`query::distributed` classifies failures by it).
 pub(crate) const JOB_FAILED: &str = "Job ";
+
+/// Result partitions a reader streams at once.
+const READ_AHEAD: usize = 4;
 
 impl Cluster {
     /// Submits `plan` (optimized, reading lake tables) as the job `name`,
@@ -76,11 +80,9 @@ impl Cluster {
         })
     }
 
-    /// Waits for the job to end and returns its results as one stream; the
-    /// rows of each result partition come in order (a sorted result is one
-    /// partition), partitions as they are read.
-    pub(crate) async fn results(&self, mut job: Submitted, schema: SchemaRef) -> Result<SendableRecordBatchStream> {
-        let done = loop {
+    /// Waits for the job to end; returns where its result partitions wait.
+    pub(crate) async fn finished(&self, job: &mut Submitted) -> Result<Vec<ProtoLocation>> {
+        loop {
             let Some(status) = job.status.recv().await else {
                 return Err(DataFusionError::Execution(format!(
                     "{JOB_FAILED}{} failed: the scheduler stopped reporting it",
@@ -88,7 +90,9 @@ impl Cluster {
                 )));
             };
             match status.status {
-                Some(job_status::Status::Successful(done)) => break done,
+                Some(job_status::Status::Successful(SuccessfulJob { partition_location, .. })) => {
+                    return Ok(partition_location);
+                }
                 Some(job_status::Status::Failed(failed)) => {
                     return Err(DataFusionError::Execution(format!(
                         "{JOB_FAILED}{} failed: {}",
@@ -97,33 +101,43 @@ impl Cluster {
                 }
                 Some(job_status::Status::Queued(_) | job_status::Status::Running(_)) | None => {}
             }
-        };
-        let SuccessfulJob { partition_location, .. } = done;
-        let locations = partition_location
+        }
+    }
+
+    /// Streams a finished job's result partitions, [`READ_AHEAD`] at a
+    /// time, batches as they arrive; the rows of each partition come in
+    /// order (a sorted result is one partition).
+    pub(crate) fn read(
+        &self,
+        locations: Vec<ProtoLocation>,
+        task_ctx: &Arc<TaskContext>,
+        schema: SchemaRef,
+    ) -> Result<SendableRecordBatchStream> {
+        let locations = locations
             .into_iter()
             .map(|l| l.try_into())
             .collect::<std::result::Result<Vec<PartitionLocation>, _>>()
-            .map_err(|e| DataFusionError::Execution(format!("bad result location of job {}: {e}", job.job_id)))?;
+            .map_err(|e| DataFusionError::Execution(format!("bad result location: {e}")))?;
         let work_dir = self.local_work_dir();
         let (local, remote): (Vec<_>, Vec<_>) = locations
             .into_iter()
             .partition(|l| l.path(&work_dir).is_ok_and(|p| p.exists()));
-        // Files of in-process executors: Ballista's reader streams local
-        // files one after the other. (Its remote fetches buffer each whole
-        // partition in memory, so remote results are read below instead.)
-        let local = match local.first() {
-            None => None,
-            Some(first) => {
-                let (stage_id, n) = (first.partition_id.stage_id, local.len());
-                let reader = ShuffleReaderExec::try_new_broadcast(stage_id, local, Arc::clone(&schema), n)?
-                    .with_work_dir(work_dir);
-                Some(Arc::new(reader).execute(0, Arc::clone(&job.task_ctx))?)
-            }
-        };
-        // Remote partitions stream over pooled connections, the next one
-        // opened while the current one is read: the gateway holds at most
-        // two partitions' HTTP/2 windows and the batch in flight.
-        let config = job.task_ctx.session_config();
+        // Files of in-process executors, through Ballista's reader (its
+        // remote fetches buffer each whole partition in memory, so remote
+        // results are read below instead).
+        let local = local
+            .into_iter()
+            .map(|l| {
+                let reader =
+                    ShuffleReaderExec::try_new_broadcast(l.partition_id.stage_id, vec![l], Arc::clone(&schema), 1)?
+                        .with_work_dir(work_dir.clone());
+                Arc::new(reader).execute(0, Arc::clone(task_ctx))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // Remote partitions stream over pooled connections: the gateway
+        // holds at most READ_AHEAD partitions' HTTP/2 windows and the
+        // batches in flight.
+        let config = task_ctx.session_config();
         let fetch = RemoteFetch {
             pool: Arc::clone(&self.client_pool),
             grpc: (&config.ballista_config()).into(),
@@ -131,10 +145,23 @@ impl Cluster {
         };
         let remote = futures::stream::iter(remote)
             .map(move |location| fetch.clone().open(location))
-            .buffered(2)
-            .try_flatten();
-        let batches = futures::stream::iter(local).flatten().chain(remote);
+            .buffer_unordered(READ_AHEAD)
+            .try_flatten_unordered(READ_AHEAD);
+        let local = futures::stream::iter(local).flatten_unordered(READ_AHEAD);
+        let batches = futures::stream::select(local, remote);
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+    }
+
+    /// Reads result partitions of a job that ended before (a Flight
+    /// endpoint's share of a result), with the cluster's client settings.
+    pub(crate) fn read_finished(
+        &self,
+        locations: Vec<ProtoLocation>,
+        schema: SchemaRef,
+    ) -> Result<SendableRecordBatchStream> {
+        let config = self.credentials.apply(SessionConfig::new_with_ballista());
+        let task_ctx = (self.session_builder)(config)?.task_ctx();
+        self.read(locations, &task_ctx, schema)
     }
 
     /// Where in-process executors keep shuffle and result files (a directory

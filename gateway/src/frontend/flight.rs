@@ -7,6 +7,7 @@
 //! DoGet without a lookup, and a forged or altered ticket is refused.
 
 mod cancel;
+mod endpoints;
 mod info;
 mod ingest;
 mod listen;
@@ -16,6 +17,7 @@ mod session;
 mod shown;
 
 use cancel::{CANCEL_FLIGHT_INFO, no_transactions};
+use endpoints::encoder;
 use info::{sql_info, xdbc_info};
 use params::{parameter_schema, params_from_ipc, params_of, params_to_ipc};
 use session::{CLOSE_SESSION, GET_SESSION_OPTIONS, SET_SESSION_OPTIONS};
@@ -58,7 +60,7 @@ use crate::catalog::CATALOG_NAME;
 use crate::error::QueryError;
 use crate::frontend::credentials;
 use crate::query::write::conform;
-use crate::query::{Prepared, QueryHandler, QueryOutput, positional_placeholders};
+use crate::query::{Prepared, QueryHandler, QueryOutput, ResultParts, positional_placeholders};
 use crate::session::Session;
 use sluice_proto::{FlightSession, StatementHandle};
 
@@ -186,14 +188,16 @@ impl FlightSqlServer {
     }
 
     /// Plans a statement; non-queries run now (their FlightInfo has an
-    /// empty schema and an `executed` ticket), queries run at DoGet.
+    /// empty schema and an `executed` ticket), queries run at DoGet — but a
+    /// lake query of a session that accepts several endpoints runs now, its
+    /// results split into parts (one endpoint each).
     async fn plan_statement(
         &self,
         principal: &Principal,
         options: Option<FlightSession>,
         sql: &str,
         params_ipc: Vec<u8>,
-    ) -> Result<(SchemaRef, StatementHandle), Status> {
+    ) -> Result<(SchemaRef, StatementHandle, Option<ResultParts>), Status> {
         let session = self.open_session(principal, options.as_ref()).await?;
         let prepared = self.prepare(&session, sql).await?;
         let mut handle = StatementHandle {
@@ -203,13 +207,24 @@ impl FlightSqlServer {
             issued_at: now(),
             executed: false,
             session: options,
+            result_part: Vec::new(),
         };
+        let params = || params_from_ipc(&handle.params_ipc);
         if prepared.plan.is_none() || prepared.schema.fields().is_empty() {
-            let params = params_from_ipc(&handle.params_ipc)?;
-            drop(self.handler.execute(&session, &prepared, params).await?);
+            drop(self.handler.execute(&session, &prepared, params()?).await?);
             handle.executed = true;
+        } else if let Some(n) = handle.session.as_ref().and_then(|s| s.endpoints).filter(|n| *n > 1) {
+            // Anything but results in parts (a query that runs in the
+            // gateway) was not run: it streams at DoGet.
+            if let QueryOutput::Parts {
+                schema,
+                parts: Some(parts),
+            } = self.handler.execute_in_parts(&session, &prepared, params()?, n).await?
+            {
+                return Ok((shown_schema(&schema, handle.session.as_ref()), handle, Some(parts)));
+            }
         }
-        Ok((shown_schema(&prepared.schema, handle.session.as_ref()), handle))
+        Ok((shown_schema(&prepared.schema, handle.session.as_ref()), handle, None))
     }
 
     async fn stream_handle(
@@ -218,10 +233,10 @@ impl FlightSqlServer {
         handle: StatementHandle,
         ticket: bytes::Bytes,
     ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
+        let encoder = encoder(handle.session.as_ref())?;
         if handle.executed {
-            let schema = Arc::new(Schema::empty());
-            let stream = FlightDataEncoderBuilder::new()
-                .with_schema(schema)
+            let stream = encoder
+                .with_schema(Arc::new(Schema::empty()))
                 .build(futures::stream::empty())
                 .map_err(Status::from);
             return Ok(Response::new(Box::pin(stream)));
@@ -229,13 +244,22 @@ impl FlightSqlServer {
         let session = self.open_session(principal, handle.session.as_ref()).await?;
         // Registered before planning, so a cancel finds it from the start.
         let registration = self.running.register(ticket, &session)?;
-        let prepared = self.prepare(&session, &handle.sql).await?;
-        let params = params_from_ipc(&handle.params_ipc)?;
-        let schema = shown_schema(&prepared.schema, handle.session.as_ref());
-        let output = self.handler.execute(&session, &prepared, params).await?;
+        let (schema, output) = if handle.result_part.is_empty() {
+            let prepared = self.prepare(&session, &handle.sql).await?;
+            let params = params_from_ipc(&handle.params_ipc)?;
+            let output = self.handler.execute(&session, &prepared, params).await?;
+            (Arc::clone(&prepared.schema), output)
+        } else {
+            let output = self.handler.read_part(&session, &handle.result_part).await?;
+            match &output {
+                QueryOutput::Rows { schema, .. } => (Arc::clone(schema), output),
+                _ => return Err(Status::internal("a result part produced no rows")),
+            }
+        };
         let QueryOutput::Rows { stream, .. } = output else {
             return Err(Status::internal("statement produced no rows"));
         };
+        let schema = shown_schema(&schema, handle.session.as_ref());
         let target = Arc::clone(&schema);
         // The DoGet schema must equal the FlightInfo schema, nullability included.
         let batches = stream.map(move |b| {
@@ -243,10 +267,7 @@ impl FlightSqlServer {
             let b = b.map_err(|e| FlightError::Tonic(Box::new(Status::from(QueryError::from(e)))))?;
             conform(b, &target).map_err(|e| FlightError::Tonic(Box::new(Status::from(e))))
         });
-        let stream = FlightDataEncoderBuilder::new()
-            .with_schema(schema)
-            .build(batches)
-            .map_err(Status::from);
+        let stream = encoder.with_schema(schema).build(batches).map_err(Status::from);
         let mut response = Response::new(Box::pin(stream) as BoxStream<arrow_flight::FlightData>);
         // The statement's id in system.queries (for sluice_cancel_query).
         if let Some(id) = session
@@ -358,13 +379,10 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let (principal, options) = self.caller(&request).await?;
-        let (schema, handle) = self
+        let (schema, handle, parts) = self
             .plan_statement(&principal, options, &query.query, Vec::new())
             .await?;
-        let ticket = TicketStatementQuery {
-            statement_handle: self.seal(Purpose::Ticket, &handle),
-        };
-        self.info(&schema, ticket.as_any().encode_to_vec().into(), request.into_inner())
+        self.statement_info(&schema, handle, parts, request.into_inner())
     }
 
     async fn get_flight_info_prepared_statement(
@@ -376,13 +394,10 @@ impl FlightSqlService for FlightSqlServer {
         // now (PostgreSQL re-plans one when search_path changes).
         let (principal, options) = self.caller(&request).await?;
         let handle = self.unseal(Purpose::PreparedHandle, &cmd.prepared_statement_handle, &principal)?;
-        let (schema, handle) = self
+        let (schema, handle, parts) = self
             .plan_statement(&principal, options, &handle.sql, handle.params_ipc)
             .await?;
-        let ticket = TicketStatementQuery {
-            statement_handle: self.seal(Purpose::Ticket, &handle),
-        };
-        self.info(&schema, ticket.as_any().encode_to_vec().into(), request.into_inner())
+        self.statement_info(&schema, handle, parts, request.into_inner())
     }
 
     async fn do_get_statement(
@@ -450,6 +465,7 @@ impl FlightSqlService for FlightSqlServer {
             // Executions use the session's options at the time (see
             // get_flight_info_prepared_statement), so the handle keeps none.
             session: None,
+            result_part: Vec::new(),
         };
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: self.seal(Purpose::PreparedHandle, &handle),

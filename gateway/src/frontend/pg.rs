@@ -268,6 +268,13 @@ impl Queries {
                 Response::Execution(Tag::new("SET"))
             }
             QueryOutput::Empty => Response::EmptyQuery,
+            // Only Flight asks for results in parts.
+            QueryOutput::Parts { .. } => {
+                return Err(pg_error(QueryError::new(
+                    ErrorKind::Internal,
+                    "a result in parts reached the Postgres front end",
+                )));
+            }
         })
     }
 }

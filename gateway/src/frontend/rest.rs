@@ -177,6 +177,13 @@ impl Rest {
             QueryOutput::CopyIn { .. } | QueryOutput::CopyOut { .. } => {
                 return Err(QueryError::unsupported("COPY over /v1/statement"));
             }
+            // Only Flight asks for results in parts.
+            QueryOutput::Parts { .. } => {
+                return Err(QueryError::new(
+                    crate::error::ErrorKind::Internal,
+                    "a result in parts reached the HTTP front end",
+                ));
+            }
         };
         if let Ok(v) = HeaderValue::from_str(&query_id) {
             response.headers_mut().insert("x-sluice-query-id", v);

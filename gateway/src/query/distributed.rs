@@ -17,14 +17,14 @@
 
 use std::sync::{Arc, Mutex};
 
+use ballista_core::serde::protobuf::PartitionLocation as ProtoLocation;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::SessionConfig;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Cluster, Membership};
@@ -82,10 +82,6 @@ struct State {
     spec: JobSpec,
     current: CurrentJob,
     inner: Option<SendableRecordBatchStream>,
-    /// Executors when the current job was submitted.
-    membership: Option<Membership>,
-    /// The current job's results arrived with no executor lost meanwhile.
-    results_checked: bool,
     rows_sent: bool,
     reruns: u32,
 }
@@ -191,6 +187,92 @@ fn lost_after_rows() -> DataFusionError {
     )))
 }
 
+fn gave_up() -> DataFusionError {
+    DataFusionError::External(Box::new(QueryError::new(
+        ErrorKind::Unavailable,
+        "query results were lost with executors repeatedly; retry the query",
+    )))
+}
+
+/// A job that ended well: where its results wait, and how to read them.
+struct Done {
+    locations: Vec<ProtoLocation>,
+    task_ctx: Arc<TaskContext>,
+}
+
+impl State {
+    fn new(spec: JobSpec) -> Self {
+        State {
+            spec,
+            current: CurrentJob::default(),
+            inner: None,
+            rows_sent: false,
+            reruns: 0,
+        }
+    }
+
+    /// Counts a re-run and cancels the job being replaced.
+    async fn rerun(&mut self, why: &str, e: &DataFusionError) {
+        self.reruns += 1;
+        self.spec.query.iter().for_each(|q| q.add_rerun());
+        tracing::warn!(rerun = self.reruns, "re-running the job {why}: {e}");
+        self.cancel_current().await;
+    }
+
+    /// Runs the query's job to its end, re-running it while executors it
+    /// needs are lost (at most [`MAX_RERUNS`] times), and checks that every
+    /// executor holding its results is still alive.
+    async fn finish(&mut self) -> Result<Done, DataFusionError> {
+        loop {
+            let cluster = self.spec.cluster.clone();
+            if !cluster.wait_for_capacity(&self.spec.token).await {
+                return Err(no_executors(&cluster, None));
+            }
+            let then = cluster.membership().await;
+            let name = format!(
+                "sluice-{}-{}",
+                self.spec.session_id,
+                ballista_core::ids::new_instance_id()
+            );
+            let mut job = cluster.submit(&name, &self.spec.plan, self.spec.config.clone()).await?;
+            self.current.set(JobHandle { id: job.job_id.clone() });
+            if let Some(q) = &self.spec.query {
+                q.set_job(&job.job_id);
+            }
+            let e = match cluster.finished(&mut job).await {
+                Ok(locations) if cluster.job_results_reachable(&job.job_id).await => {
+                    return Ok(Done {
+                        locations,
+                        task_ctx: job.task_ctx,
+                    });
+                }
+                Ok(_) => DataFusionError::Execution(RESULTS_ON_LOST_EXECUTOR.to_owned()),
+                Err(e) => e,
+            };
+            match classify(e) {
+                // A job can fail on a broken shuffle fetch before the loss of
+                // the executor behind it is noticed: re-run it if one of its
+                // executors is gone or dead now.
+                Failure::Job(e) => {
+                    if self.reruns < MAX_RERUNS && executor_lost(&cluster, &then, &e).await {
+                        self.rerun("that failed while an executor died", &e).await;
+                        continue;
+                    }
+                    return Err(e);
+                }
+                Failure::NoExecutors(detail) => return Err(no_executors(&cluster, Some(&detail))),
+                Failure::ResultsLost(e) if self.reruns < MAX_RERUNS => {
+                    self.rerun("whose results were lost", &e).await;
+                }
+                Failure::ResultsLost(e) => {
+                    tracing::warn!("results lost {} times; giving up: {e}", self.reruns + 1);
+                    return Err(gave_up());
+                }
+            }
+        }
+    }
+}
+
 /// Starts the query as a cluster job; returns its result stream and the
 /// handle of the job currently serving it.
 pub(crate) fn run(
@@ -199,66 +281,27 @@ pub(crate) fn run(
     impl futures::Stream<Item = datafusion::error::Result<RecordBatch>> + Send + 'static,
     CurrentJob,
 ) {
-    let current = CurrentJob::default();
-    let state = State {
-        spec,
-        current: current.clone(),
-        inner: None,
-        membership: None,
-        results_checked: false,
-        rows_sent: false,
-        reruns: 0,
-    };
+    let state = State::new(spec);
+    let current = state.current.clone();
     let stream = futures::stream::unfold(Some(state), |state| async move {
         let mut st = state?;
         loop {
-            let mut inner = match st.inner.take() {
-                Some(inner) => inner,
-                None => {
-                    if !st.spec.cluster.wait_for_capacity(&st.spec.token).await {
-                        return Some((Err(no_executors(&st.spec.cluster, None)), None));
+            let item = match st.inner.as_mut() {
+                Some(inner) => inner.next().await,
+                None => match st.finish().await {
+                    Err(e) => return Some((Err(e), None)),
+                    Ok(done) => {
+                        let schema = Arc::clone(&st.spec.schema);
+                        match st.spec.cluster.read(done.locations, &done.task_ctx, schema) {
+                            Ok(inner) => {
+                                st.inner = Some(inner);
+                                continue;
+                            }
+                            Err(e) => Some(Err(e)),
+                        }
                     }
-                    st.membership = Some(st.spec.cluster.membership().await);
-                    st.results_checked = false;
-                    let name = format!(
-                        "sluice-{}-{}",
-                        st.spec.session_id,
-                        ballista_core::ids::new_instance_id()
-                    );
-                    let job = match st
-                        .spec
-                        .cluster
-                        .submit(&name, &st.spec.plan, st.spec.config.clone())
-                        .await
-                    {
-                        Ok(job) => job,
-                        Err(e) => return Some((Err(e), None)),
-                    };
-                    st.current.set(JobHandle { id: job.job_id.clone() });
-                    if let Some(q) = &st.spec.query {
-                        q.set_job(&job.job_id);
-                    }
-                    let cluster = st.spec.cluster.clone();
-                    let schema = Arc::clone(&st.spec.schema);
-                    let results =
-                        futures::stream::once(async move { cluster.results(job, schema).await }).try_flatten();
-                    let stream: SendableRecordBatchStream =
-                        Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&st.spec.schema), results));
-                    stream
-                }
+                },
             };
-            let mut item = inner.next().await;
-            if !st.results_checked && matches!(item, Some(Ok(_))) {
-                // The first rows arrive once the job has finished: check
-                // that the rest of its results can still be fetched.
-                st.results_checked = true;
-                let job = st.current.handle().map(|h| h.id);
-                if let Some(job_id) = job
-                    && !st.spec.cluster.job_results_reachable(&job_id).await
-                {
-                    item = Some(Err(DataFusionError::Execution(RESULTS_ON_LOST_EXECUTOR.to_owned())));
-                }
-            }
             match item {
                 None => {
                     if let Some(job_id) = st.current.handle().map(|h| h.id) {
@@ -270,57 +313,92 @@ pub(crate) fn run(
                     if batch.num_rows() > 0 {
                         st.rows_sent = true;
                     }
-                    st.inner = Some(inner);
                     return Some((Ok(batch), Some(st)));
                 }
-                Some(Err(e)) => match classify(e) {
-                    Failure::Job(e) => {
-                        // A job can fail on a broken shuffle fetch before the
-                        // loss of the executor behind it is noticed: re-run it
-                        // if one of its executors is gone or dead now.
-                        let then = st.membership.clone().expect("set at submission");
-                        if st.reruns < MAX_RERUNS && executor_lost(&st.spec.cluster, &then, &e).await {
-                            st.reruns += 1;
-                            st.spec.query.iter().for_each(|q| q.add_rerun());
-                            tracing::warn!(
-                                rerun = st.reruns,
-                                "re-running a job that failed while an executor died: {e}"
-                            );
-                            drop(inner);
-                            st.cancel_current().await;
-                            continue;
+                // Reading a finished job's results failed.
+                Some(Err(e)) => {
+                    st.inner = None;
+                    match classify(e) {
+                        Failure::Job(e) => return Some((Err(e), None)),
+                        Failure::NoExecutors(detail) => {
+                            return Some((Err(no_executors(&st.spec.cluster, Some(&detail))), None));
                         }
-                        return Some((Err(e), None));
+                        Failure::ResultsLost(e) if st.rows_sent => {
+                            tracing::warn!("results lost after rows were sent: {e}");
+                            return Some((Err(lost_after_rows()), None));
+                        }
+                        Failure::ResultsLost(e) if st.reruns < MAX_RERUNS => {
+                            st.rerun("before any row was sent", &e).await;
+                        }
+                        Failure::ResultsLost(e) => {
+                            tracing::warn!("results lost {} times; giving up: {e}", st.reruns + 1);
+                            return Some((Err(gave_up()), None));
+                        }
                     }
-                    Failure::NoExecutors(detail) => {
-                        return Some((Err(no_executors(&st.spec.cluster, Some(&detail))), None));
-                    }
-                    Failure::ResultsLost(e) if st.rows_sent => {
-                        tracing::warn!("results lost after rows were sent: {e}");
-                        return Some((Err(lost_after_rows()), None));
-                    }
-                    Failure::ResultsLost(e) if st.reruns < MAX_RERUNS => {
-                        st.reruns += 1;
-                        st.spec.query.iter().for_each(|q| q.add_rerun());
-                        tracing::warn!(rerun = st.reruns, "re-running the job before any row was sent: {e}");
-                        drop(inner);
-                        st.cancel_current().await;
-                    }
-                    Failure::ResultsLost(e) => {
-                        tracing::warn!("results lost {} times; giving up: {e}", st.reruns + 1);
-                        return Some((
-                            Err(DataFusionError::External(Box::new(QueryError::new(
-                                ErrorKind::Unavailable,
-                                "query results were lost with executors repeatedly; retry the query",
-                            )))),
-                            None,
-                        ));
-                    }
-                },
+                }
             }
         }
     });
     (stream, current)
+}
+
+/// A query's results split for separate readers (Flight endpoints).
+#[derive(Debug)]
+pub(crate) struct Split {
+    /// Each part's result partitions, heaviest first.
+    pub parts: Vec<Vec<ProtoLocation>>,
+    pub rows: Option<u64>,
+    pub bytes: Option<u64>,
+}
+
+/// Runs the query's job to its end and splits its result partitions into
+/// at most `n` parts of about equal bytes (partitions without rows left
+/// out; at least one part). `None`: the statement was cancelled (its job
+/// too).
+pub(crate) async fn split(spec: JobSpec, n: usize) -> Result<Option<Split>, DataFusionError> {
+    let token = spec.token.clone();
+    let mut st = State::new(spec);
+    let done = tokio::select! {
+        biased;
+        () = token.cancelled() => None,
+        done = st.finish() => Some(done),
+    };
+    let done = match done {
+        Some(Ok(done)) => done,
+        failed => {
+            st.cancel_current().await;
+            return failed.transpose().map(|_| None);
+        }
+    };
+    if let Some(job_id) = st.current.handle().map(|h| h.id) {
+        st.spec.cluster.record_job_work(&job_id).await;
+    }
+    Ok(Some(split_locations(done.locations, n)))
+}
+
+fn split_locations(locations: Vec<ProtoLocation>, n: usize) -> Split {
+    let stats = |l: &ProtoLocation| l.partition_stats.clone().unwrap_or_default();
+    let known = locations
+        .iter()
+        .all(|l| stats(l).num_rows >= 0 && stats(l).num_bytes >= 0);
+    let rows = known.then(|| locations.iter().map(|l| stats(l).num_rows.unsigned_abs()).sum());
+    let bytes = known.then(|| locations.iter().map(|l| stats(l).num_bytes.unsigned_abs()).sum());
+    let mut rest: Vec<ProtoLocation> = locations.iter().filter(|l| stats(l).num_rows != 0).cloned().collect();
+    if rest.is_empty() {
+        rest = locations.into_iter().take(1).collect();
+    }
+    rest.sort_by_key(|l| std::cmp::Reverse(stats(l).num_bytes));
+    let mut parts: Vec<(i64, Vec<ProtoLocation>)> = vec![(0, Vec::new()); n.clamp(1, rest.len().max(1))];
+    for l in rest {
+        let lightest = parts.iter_mut().min_by_key(|(b, _)| *b).expect("at least one part");
+        lightest.0 += stats(&l).num_bytes.max(0);
+        lightest.1.push(l);
+    }
+    Split {
+        parts: parts.into_iter().map(|(_, p)| p).collect(),
+        rows,
+        bytes,
+    }
 }
 
 #[cfg(test)]
@@ -334,6 +412,54 @@ mod tests {
         ));
         assert!(broken_connection("Job a failed: FetchFailed(\"exec-1\", 2, 3, ...)"));
         assert!(!broken_connection("Job a failed: Arrow error: Divide by zero error"));
+    }
+
+    fn location(partition: u32, rows: i64, bytes: i64) -> ProtoLocation {
+        ProtoLocation {
+            partition_id: Some(ballista_core::serde::protobuf::PartitionId {
+                job_id: "j".into(),
+                stage_id: 1,
+                partition_id: partition,
+            }),
+            partition_stats: Some(ballista_core::serde::protobuf::PartitionStats {
+                num_rows: rows,
+                num_batches: 1,
+                num_bytes: bytes,
+                column_stats: vec![],
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn ids(part: &[ProtoLocation]) -> Vec<u32> {
+        part.iter()
+            .map(|l| l.partition_id.as_ref().unwrap().partition_id)
+            .collect()
+    }
+
+    #[test]
+    fn parts_balance_bytes_and_leave_out_empty_partitions() {
+        let split = split_locations(
+            vec![
+                location(0, 10, 100),
+                location(1, 0, 0),
+                location(2, 40, 400),
+                location(3, 20, 200),
+                location(4, 15, 150),
+            ],
+            2,
+        );
+        assert_eq!(split.rows, Some(85));
+        assert_eq!(split.bytes, Some(850));
+        let parts: Vec<Vec<u32>> = split.parts.iter().map(|p| ids(p)).collect();
+        assert_eq!(parts, vec![vec![2], vec![3, 4, 0]]);
+        // Never more parts than partitions with rows; at least one part.
+        assert_eq!(split_locations(vec![location(0, 5, 50)], 8).parts.len(), 1);
+        let empty = split_locations(vec![location(0, 0, 0), location(1, 0, 0)], 4);
+        assert_eq!(empty.parts.iter().map(|p| ids(p)).collect::<Vec<_>>(), vec![vec![0]]);
+        assert_eq!(empty.rows, Some(0));
+        // Unknown statistics: no totals.
+        assert_eq!(split_locations(vec![location(0, -1, -1)], 2).rows, None);
     }
 
     #[test]

@@ -547,6 +547,20 @@ impl QueryHandler for Engine {
         self.finish(pending, r)
     }
 
+    async fn execute_in_parts(
+        &self,
+        session: &Session,
+        prepared: &Prepared,
+        params: Option<ParamValues>,
+        parts: u32,
+    ) -> Result<QueryOutput, QueryError> {
+        self.execute_parts(session, prepared, params, parts).await
+    }
+
+    async fn read_part(&self, session: &Session, part: &[u8]) -> Result<QueryOutput, QueryError> {
+        self.read_one_part(session, part).await
+    }
+
     async fn run(&self, session: &Session, sql: &str, parsed: &Parsed) -> Result<QueryOutput, QueryError> {
         let pending = self.track(session, sql);
         let r = self.run_parsed(session, parsed).await;

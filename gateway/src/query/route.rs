@@ -50,6 +50,9 @@ impl Engine {
         reuse: &super::plan_cache::Reuse,
     ) -> Result<QueryOutput, QueryError> {
         if let Some((physical, task_ctx)) = reuse.local() {
+            if session.result_parts() > 0 {
+                return Ok(not_in_parts(plan));
+            }
             let token = session.begin_statement();
             let physical = datafusion::physical_plan::execution_plan::reset_plan_states(physical)?;
             let stream = execute_stream(physical, task_ctx)?;
@@ -76,10 +79,14 @@ impl Engine {
     ) -> Result<QueryOutput, QueryError> {
         let token = session.begin_statement();
         self.check_incarnations(&optimized)?;
-        let in_gateway = session.guc(crate::session::EXECUTION_GUC).as_deref() == Some("gateway");
-        let (stream, guard) = if !in_gateway && runs_on_cluster(&optimized, &self.cluster_functions) {
+        let on_cluster = self.may_run_on_cluster(session, &optimized);
+        let parts = session.result_parts();
+        if parts > 0 && !on_cluster {
+            return Ok(not_in_parts(&optimized));
+        }
+        let (stream, guard) = if on_cluster {
             let schema = Arc::new(optimized.schema().as_arrow().clone());
-            let (stream, current) = super::distributed::run(super::distributed::JobSpec {
+            let spec = super::distributed::JobSpec {
                 cluster: self.cluster.clone(),
                 plan: optimized,
                 schema: Arc::clone(&schema),
@@ -87,7 +94,11 @@ impl Engine {
                 session_id: state.session_id().to_owned(),
                 token: token.clone(),
                 query: session.current_query(),
-            });
+            };
+            if parts > 0 {
+                return self.split(session, spec, parts).await;
+            }
+            let (stream, current) = super::distributed::run(spec);
             let stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(schema, stream));
             (stream, self.job_guard(Some(current)))
         } else {
@@ -104,7 +115,13 @@ impl Engine {
         self.first_batch(session, token, stream, guard).await
     }
 
-    fn job_guard(&self, current: Option<super::distributed::CurrentJob>) -> JobGuard {
+    /// Whether `plan` (a query) goes to the cluster in `session`.
+    pub(super) fn may_run_on_cluster(&self, session: &Session, plan: &LogicalPlan) -> bool {
+        session.guc(crate::session::EXECUTION_GUC).as_deref() != Some("gateway")
+            && runs_on_cluster(plan, &self.cluster_functions)
+    }
+
+    pub(super) fn job_guard(&self, current: Option<super::distributed::CurrentJob>) -> JobGuard {
         JobGuard {
             current,
             cluster: self.cluster.clone(),
@@ -114,7 +131,7 @@ impl Engine {
 
     /// Awaits the first batch of a statement's stream, so errors and
     /// cancellation surface before any row is sent.
-    async fn first_batch(
+    pub(super) async fn first_batch(
         &self,
         session: &Session,
         token: tokio_util::sync::CancellationToken,
@@ -277,8 +294,16 @@ fn behind_boundary(plan: &LogicalPlan) -> bool {
     found
 }
 
+/// A query asked for in parts that runs in the gateway: not run now.
+fn not_in_parts(plan: &LogicalPlan) -> QueryOutput {
+    QueryOutput::Parts {
+        schema: Arc::new(plan.schema().as_arrow().clone()),
+        parts: None,
+    }
+}
+
 /// Cancels the cluster job of a query whose results are abandoned.
-struct JobGuard {
+pub(super) struct JobGuard {
     current: Option<super::distributed::CurrentJob>,
     cluster: Cluster,
     finished: bool,

@@ -1,5 +1,6 @@
 //! Flight SQL sessions: the `SetSessionOptions`, `GetSessionOptions` and
-//! `CloseSession` actions. Options (`catalog`, `schema`, `time_zone`) are
+//! `CloseSession` actions. Options (`catalog`, `schema`, `time_zone`, and
+//! Sluice's `compression` and `endpoints`) are
 //! kept two ways. The gateway remembers them by the caller's bearer token
 //! (each login gets its own token), which is what ADBC and the Flight JDBC
 //! driver send on every call. And the answer to `SetSessionOptions` carries
@@ -40,6 +41,12 @@ pub(super) const CLOSE_SESSION: &str = "CloseSession";
 const CATALOG: &str = "catalog";
 const SCHEMA: &str = "schema";
 const TIME_ZONE: &str = "time_zone";
+/// IPC body compression of results: `lz4_frame`, `zstd` or `none`.
+pub(super) const COMPRESSION: &str = "compression";
+/// Most endpoints a query's FlightInfo offers (1 to [`MAX_ENDPOINTS`]).
+const ENDPOINTS: &str = "endpoints";
+pub(super) const MAX_ENDPOINTS: u32 = 64;
+const CODECS: &[&str] = &["lz4_frame", "zstd"];
 
 /// How long sessions and closed-session ids are remembered (the token
 /// lifetime is 12 h).
@@ -190,8 +197,7 @@ impl FlightSqlServer {
                 let mut session = current.unwrap_or_else(|| FlightSession {
                     id: uuid::Uuid::new_v4().as_u64_pair().0,
                     user: principal.user.clone(),
-                    schema: None,
-                    time_zone: None,
+                    ..Default::default()
                 });
                 let errors = self.apply(&principal, &mut session, cmd.session_options);
                 if let Some((token, _)) = self.bearer(&request).map(split_bearer) {
@@ -214,6 +220,23 @@ impl FlightSqlServer {
                     (
                         TIME_ZONE.to_owned(),
                         text(current.as_ref().and_then(|s| s.time_zone.as_deref()).unwrap_or("UTC")),
+                    ),
+                    (
+                        COMPRESSION.to_owned(),
+                        text(
+                            current
+                                .as_ref()
+                                .and_then(|s| s.compression.as_deref())
+                                .unwrap_or("none"),
+                        ),
+                    ),
+                    (
+                        ENDPOINTS.to_owned(),
+                        SessionOptionValue {
+                            option_value: Some(OptionValue::Int64Value(i64::from(
+                                current.as_ref().and_then(|s| s.endpoints).unwrap_or(1),
+                            ))),
+                        },
                     ),
                 ]);
                 let result = GetSessionOptionsResult {
@@ -250,6 +273,7 @@ impl FlightSqlServer {
             let value = match value.option_value {
                 None => None,
                 Some(OptionValue::StringValue(s)) => Some(s),
+                Some(OptionValue::Int64Value(n)) if name.eq_ignore_ascii_case(ENDPOINTS) => Some(n.to_string()),
                 Some(_) => {
                     errors.insert(name, error(SetSessionOptionErrorValue::InvalidValue));
                     continue;
@@ -280,6 +304,34 @@ impl FlightSqlServer {
                         }
                         None => false,
                     },
+                },
+                COMPRESSION => match value.as_deref().map(str::to_ascii_lowercase) {
+                    None => {
+                        session.compression = None;
+                        true
+                    }
+                    Some(c) if c == "none" => {
+                        session.compression = None;
+                        true
+                    }
+                    Some(c) => match CODECS.iter().find(|k| **k == c || c == k.trim_end_matches("_frame")) {
+                        Some(codec) => {
+                            session.compression = Some((*codec).to_owned());
+                            true
+                        }
+                        None => false,
+                    },
+                },
+                ENDPOINTS => match value.map(|v| v.trim().parse::<u32>()) {
+                    None => {
+                        session.endpoints = None;
+                        true
+                    }
+                    Some(Ok(n)) if (1..=MAX_ENDPOINTS).contains(&n) => {
+                        session.endpoints = (n > 1).then_some(n);
+                        true
+                    }
+                    Some(_) => false,
                 },
                 _ => {
                     errors.insert(name, error(SetSessionOptionErrorValue::InvalidName));
