@@ -313,7 +313,14 @@ def test_sigterm_drains_and_exits_zero(cluster):
     expected, took = timed(cluster, sql)
     bg = Background(cluster, sql)
     time.sleep(took / 2)
+    # An executor with tasks running: one with none drains at once, too
+    # fast to be seen draining (a drain with tasks lasts at least the
+    # executor's status-report delay, 5.5 s).
+    deadline = time.time() + took
     victim = cluster.busiest()
+    while victim.metrics().get("sluice_executor_tasks_running", 0.0) == 0 and time.time() < deadline:
+        time.sleep(0.02)
+        victim = cluster.busiest()
     victim.signal(signal.SIGTERM)
     termed_at = time.time()
     # Operators see it draining (its gRPC health turns NOT_SERVING), the
