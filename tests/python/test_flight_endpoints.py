@@ -55,9 +55,13 @@ def test_endpoints_read_in_parallel_equal_the_single_stream(gateway, sales):
     assert pa.concat_tables(tables).sort_by("id").equals(sales)
 
     # A query that runs in the gateway keeps one endpoint, run at DoGet.
-    info = client.get_flight_info(_statement_descriptor("SELECT 41 + 1 AS n"), opts)
+    info = client.get_flight_info(_statement_descriptor("SELECT 41 + 1 AS fe_n"), opts)
     assert len(info.endpoints) == 1
-    assert client.do_get(info.endpoints[0].ticket, opts).read_all().column("n").to_pylist() == [42]
+    assert client.do_get(info.endpoints[0].ticket, opts).read_all().column("fe_n").to_pylist() == [42]
+    # ...and is recorded once, when it runs.
+    with connect(gateway) as conn, conn.cursor() as cur:
+        cur.execute("SELECT state, rows FROM system.queries WHERE query = 'SELECT 41 + 1 AS fe_n'")
+        assert cur.fetchall() == [("finished", 1)]
     # So does a sorted result (one partition), in order.
     info = client.get_flight_info(_statement_descriptor(SQL + " ORDER BY id DESC"), opts)
     assert len(info.endpoints) == 1

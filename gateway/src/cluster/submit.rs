@@ -143,10 +143,11 @@ impl Cluster {
             grpc: (&config.ballista_config()).into(),
             endpoint: config.ballista_override_create_grpc_client_endpoint(),
         };
+        // One stream per partition that opens it and reads it to its end:
+        // at most READ_AHEAD partitions are open at once.
         let remote = futures::stream::iter(remote)
-            .map(move |location| fetch.clone().open(location))
-            .buffer_unordered(READ_AHEAD)
-            .try_flatten_unordered(READ_AHEAD);
+            .map(move |location| Box::pin(futures::stream::once(fetch.clone().open(location)).try_flatten()))
+            .flatten_unordered(READ_AHEAD);
         let local = futures::stream::iter(local).flatten_unordered(READ_AHEAD);
         let batches = futures::stream::select(local, remote);
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))

@@ -181,6 +181,13 @@ impl Pending {
         });
     }
 
+    /// Forgets the statement: it was not run (a query asked for in parts
+    /// that runs in the gateway is run, and recorded, at its DoGet).
+    pub fn withdraw(mut self) {
+        self.done = true;
+        self.history.withdraw(&self.query);
+    }
+
     /// Counts what `stream` returns and ends the statement with the stream.
     pub fn stream(self, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
         Box::pin(Audited {

@@ -354,10 +354,12 @@ pub(crate) struct Split {
 /// Runs the query's job to its end and splits its result partitions into
 /// at most `n` parts of about equal bytes (partitions without rows left
 /// out; at least one part). `None`: the statement was cancelled (its job
-/// too).
-pub(crate) async fn split(spec: JobSpec, n: usize) -> Result<Option<Split>, DataFusionError> {
+/// too). `current` names the job while it runs (the caller's guard cancels
+/// it if this future is dropped).
+pub(crate) async fn split(spec: JobSpec, current: CurrentJob, n: usize) -> Result<Option<Split>, DataFusionError> {
     let token = spec.token.clone();
     let mut st = State::new(spec);
+    st.current = current;
     let done = tokio::select! {
         biased;
         () = token.cancelled() => None,

@@ -339,6 +339,10 @@ impl Engine {
                 stream: pending.stream(stream),
                 options,
             }),
+            Ok(not_run @ QueryOutput::Parts { parts: None, .. }) => {
+                pending.withdraw();
+                Ok(not_run)
+            }
             Ok(other) => {
                 pending.finish(Ok(other.command_rows()));
                 Ok(other)

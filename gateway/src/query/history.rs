@@ -318,6 +318,20 @@ impl History {
         query
     }
 
+    /// Forgets a running `query` that was not run after all (it is
+    /// recorded again when it runs): no history entry, no metrics.
+    pub fn withdraw(&self, query: &Arc<Query>) {
+        if self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&query.id)
+            .is_some()
+        {
+            self.metrics.running.dec();
+        }
+    }
+
     /// Ends `query` (once; later calls are ignored).
     pub fn end(&self, query: &Arc<Query>, how: End, error: Option<&QueryError>) {
         let duration_s = query.elapsed_s();

@@ -81,10 +81,17 @@ impl Engine {
         r
     }
 
-    /// Runs `spec`'s job to its end and splits its results into `n` parts.
-    pub(super) async fn split(&self, session: &Session, spec: JobSpec, n: u32) -> Result<QueryOutput, QueryError> {
+    /// Runs `spec`'s job to its end and splits its results into `n` parts;
+    /// `current` names the job while it runs.
+    pub(super) async fn split(
+        &self,
+        session: &Session,
+        spec: JobSpec,
+        current: distributed::CurrentJob,
+        n: u32,
+    ) -> Result<QueryOutput, QueryError> {
         let schema = Arc::clone(&spec.schema);
-        let Some(split) = distributed::split(spec, n as usize).await? else {
+        let Some(split) = distributed::split(spec, current, n as usize).await? else {
             return Err(session.cancelled_error());
         };
         let schema_ipc = schema_ipc(&schema)?;

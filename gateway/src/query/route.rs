@@ -96,7 +96,12 @@ impl Engine {
                 query: session.current_query(),
             };
             if parts > 0 {
-                return self.split(session, spec, parts).await;
+                // Cancels the job if the caller goes away before it ends.
+                let current = super::distributed::CurrentJob::default();
+                let guard = self.job_guard(Some(current.clone()));
+                let split = self.split(session, spec, current, parts).await;
+                guard.disarm();
+                return split;
             }
             let (stream, current) = super::distributed::run(spec);
             let stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(schema, stream));
@@ -307,6 +312,13 @@ pub(super) struct JobGuard {
     current: Option<super::distributed::CurrentJob>,
     cluster: Cluster,
     finished: bool,
+}
+
+impl JobGuard {
+    /// The job ended and its results are wanted: nothing to cancel.
+    pub(super) fn disarm(mut self) {
+        self.finished = true;
+    }
 }
 
 impl Drop for JobGuard {
