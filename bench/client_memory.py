@@ -13,13 +13,11 @@ Target (issue 8): growth < 200 MB for each.
 import argparse
 import subprocess
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import psycopg
 
-from common import Gateway, write_wide
+from common import Gateway, RssPeak, write_wide
 
 HERE = Path(__file__).resolve().parent
 SQL = "SELECT id, label, value FROM wide"
@@ -81,29 +79,13 @@ def main():
             with Gateway(d / f"gw-{name.split()[0]}") as g, psycopg.connect(g.dsn(), autocommit=True) as conn:
                 conn.execute(f"CREATE EXTERNAL TABLE wide STORED AS PARQUET LOCATION '{d}/wide/'")
                 conn.execute("SELECT count(*) FROM wide").fetchone()
-                time.sleep(1)
-                baseline = g.rss_bytes()
-                peak = [baseline]
-                stop = threading.Event()
-
-                def sample():
-                    while not stop.is_set():
-                        peak[0] = max(peak[0], g.rss_bytes())
-                        time.sleep(0.02)
-
-                t = threading.Thread(target=sample)
-                t.start()
-                t0 = time.monotonic()
-                try:
+                with RssPeak(g) as rss:
                     rows = run(g)
-                finally:
-                    stop.set()
-                    t.join()
-                elapsed = time.monotonic() - t0
+                baseline, peak, elapsed = rss.baseline, rss.peak, rss.elapsed
                 assert rows == args.rows, (name, rows)
                 print(
                     f"| {name} | {rows:,} | {elapsed:.1f} s | {rows / elapsed:,.0f} | {baseline / mb:.0f} MB | "
-                    f"{peak[0] / mb:.0f} MB | {(peak[0] - baseline) / mb:.0f} MB |",
+                    f"{peak / mb:.0f} MB | {(peak - baseline) / mb:.0f} MB |",
                     flush=True,
                 )
 

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -61,6 +62,34 @@ def write_wide(d: Path, n: int):
             ids = pa.array(range(start, stop), pa.int64())
             labels = pa.array([f"label-{i % 1000:04d}-xxxxxxxx" for i in range(start, stop)])
             w.write_table(pa.table({"id": ids, "label": labels, "value": pc.multiply(ids.cast(pa.float64()), 0.5)}))
+
+
+class RssPeak:
+    """The gateway's RSS sampled every 20 ms inside the block: `baseline`
+    (after a second's rest, on entry), `peak` and `elapsed` seconds."""
+
+    def __init__(self, gateway):
+        self.gateway = gateway
+
+    def __enter__(self):
+        time.sleep(1)
+        self.baseline = self.peak = self.gateway.rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample)
+        self._thread.start()
+        self._t0 = time.monotonic()
+        return self
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.gateway.rss_bytes())
+            time.sleep(0.02)
+
+    def __exit__(self, *exc):
+        self.elapsed = time.monotonic() - self._t0
+        self._stop.set()
+        self._thread.join()
+        return False
 
 
 class Gateway:

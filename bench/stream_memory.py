@@ -18,14 +18,12 @@ protocol, with rows/s over all clients.
 import argparse
 import subprocess
 import tempfile
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
 
-from common import Gateway, write_wide
+from common import Gateway, RssPeak, write_wide
 
 COLUMNS = "id, label, value"
 
@@ -84,26 +82,10 @@ def _varint(n):
 
 
 def measure(g, clients, read, dsn, binary, limit):
-    time.sleep(1)
-    baseline = g.rss_bytes()
-    peak = [baseline]
-    stop = threading.Event()
-
-    def sample():
-        while not stop.is_set():
-            peak[0] = max(peak[0], g.rss_bytes())
-            time.sleep(0.02)
-
-    t = threading.Thread(target=sample)
-    t.start()
-    t0 = time.monotonic()
-    with ThreadPoolExecutor(clients) as pool:
+    with RssPeak(g) as rss, ThreadPoolExecutor(clients) as pool:
         rows = sum(pool.map(lambda _: read(dsn, binary, limit), range(clients)))
-    elapsed = time.monotonic() - t0
-    stop.set()
-    t.join()
     assert rows == clients * limit, rows
-    return rows, elapsed, baseline, peak[0]
+    return rows, rss.elapsed, rss.baseline, rss.peak
 
 
 def main():
