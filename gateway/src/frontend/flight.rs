@@ -244,22 +244,20 @@ impl FlightSqlServer {
         let session = self.open_session(principal, handle.session.as_ref()).await?;
         // Registered before planning, so a cancel finds it from the start.
         let registration = self.running.register(ticket, &session)?;
-        let (schema, output) = if handle.result_part.is_empty() {
+        // The schema the FlightInfo announced: the prepared statement's for
+        // one run now, the result's own (carried in the part) for a part.
+        let (announced, output) = if handle.result_part.is_empty() {
             let prepared = self.prepare(&session, &handle.sql).await?;
             let params = params_from_ipc(&handle.params_ipc)?;
             let output = self.handler.execute(&session, &prepared, params).await?;
-            (Arc::clone(&prepared.schema), output)
+            (Some(Arc::clone(&prepared.schema)), output)
         } else {
-            let output = self.handler.read_part(&session, &handle.result_part).await?;
-            match &output {
-                QueryOutput::Rows { schema, .. } => (Arc::clone(schema), output),
-                _ => return Err(Status::internal("a result part produced no rows")),
-            }
+            (None, self.handler.read_part(&session, &handle.result_part).await?)
         };
-        let QueryOutput::Rows { stream, .. } = output else {
+        let QueryOutput::Rows { schema, stream } = output else {
             return Err(Status::internal("statement produced no rows"));
         };
-        let schema = shown_schema(&schema, handle.session.as_ref());
+        let schema = shown_schema(announced.as_ref().unwrap_or(&schema), handle.session.as_ref());
         let target = Arc::clone(&schema);
         // The DoGet schema must equal the FlightInfo schema, nullability included.
         let batches = stream.map(move |b| {

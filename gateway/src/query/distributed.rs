@@ -187,7 +187,10 @@ fn lost_after_rows() -> DataFusionError {
     )))
 }
 
-fn gave_up() -> DataFusionError {
+/// The error of a query whose results were lost once more than
+/// [`MAX_RERUNS`] re-runs allow.
+fn gave_up(reruns: u32, e: &DataFusionError) -> DataFusionError {
+    tracing::warn!("results lost {} times; giving up: {e}", reruns + 1);
     DataFusionError::External(Box::new(QueryError::new(
         ErrorKind::Unavailable,
         "query results were lost with executors repeatedly; retry the query",
@@ -264,10 +267,7 @@ impl State {
                 Failure::ResultsLost(e) if self.reruns < MAX_RERUNS => {
                     self.rerun("whose results were lost", &e).await;
                 }
-                Failure::ResultsLost(e) => {
-                    tracing::warn!("results lost {} times; giving up: {e}", self.reruns + 1);
-                    return Err(gave_up());
-                }
+                Failure::ResultsLost(e) => return Err(gave_up(self.reruns, &e)),
             }
         }
     }
@@ -330,10 +330,7 @@ pub(crate) fn run(
                         Failure::ResultsLost(e) if st.reruns < MAX_RERUNS => {
                             st.rerun("before any row was sent", &e).await;
                         }
-                        Failure::ResultsLost(e) => {
-                            tracing::warn!("results lost {} times; giving up: {e}", st.reruns + 1);
-                            return Some((Err(gave_up()), None));
-                        }
+                        Failure::ResultsLost(e) => return Some((Err(gave_up(st.reruns, &e)), None)),
                     }
                 }
             }

@@ -81,17 +81,15 @@ impl Engine {
         r
     }
 
-    /// Runs `spec`'s job to its end and splits its results into `n` parts;
-    /// `current` names the job while it runs.
-    pub(super) async fn split(
-        &self,
-        session: &Session,
-        spec: JobSpec,
-        current: distributed::CurrentJob,
-        n: u32,
-    ) -> Result<QueryOutput, QueryError> {
+    /// Runs `spec`'s job to its end and splits its results into `n` parts.
+    pub(super) async fn split(&self, session: &Session, spec: JobSpec, n: u32) -> Result<QueryOutput, QueryError> {
         let schema = Arc::clone(&spec.schema);
-        let Some(split) = distributed::split(spec, current, n as usize).await? else {
+        // Cancels the job if the caller goes away before it ends.
+        let current = distributed::CurrentJob::default();
+        let guard = self.job_guard(Some(current.clone()));
+        let split = distributed::split(spec, current, n as usize).await;
+        guard.disarm();
+        let Some(split) = split? else {
             return Err(session.cancelled_error());
         };
         let schema_ipc = schema_ipc(&schema)?;

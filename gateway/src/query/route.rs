@@ -96,12 +96,7 @@ impl Engine {
                 query: session.current_query(),
             };
             if parts > 0 {
-                // Cancels the job if the caller goes away before it ends.
-                let current = super::distributed::CurrentJob::default();
-                let guard = self.job_guard(Some(current.clone()));
-                let split = self.split(session, spec, current, parts).await;
-                guard.disarm();
-                return split;
+                return self.split(session, spec, parts).await;
             }
             let (stream, current) = super::distributed::run(spec);
             let stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(schema, stream));
