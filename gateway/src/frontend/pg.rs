@@ -7,7 +7,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex, Weak};
 
 use arrow_pg::datatypes::df::deserialize_parameters;
-use arrow_pg::datatypes::{encode_recordbatch, into_pg_type};
+use arrow_pg::datatypes::into_pg_type;
 use async_trait::async_trait;
 use bytes::Bytes;
 use datafusion::arrow::datatypes::Schema;
@@ -34,6 +34,7 @@ mod array_param;
 mod copy;
 mod copy_in;
 mod deferred;
+mod encode;
 mod login;
 mod present;
 mod refuse;
@@ -199,13 +200,21 @@ fn encode_rows(
                     .map_err(|e| pg_error(QueryError::from(e)))
                     .and_then(|b| presentation.apply(b, &f))
                 {
-                    Ok(b) => encode_recordbatch(Arc::clone(&wire), b),
+                    Ok(b) => match encode::data_rows(&b, &wire) {
+                        Ok(rows) => Box::new(rows.into_iter().map(Ok)),
+                        Err(e) => Box::new(std::iter::once(Err(e))),
+                    },
                     Err(e) => Box::new(std::iter::once(Err(e))),
                 };
             stream::iter(rows)
         })
         .flatten();
     Ok(QueryResponse::new(fields, rows))
+}
+
+/// How the connection's session shows values.
+fn presentation_of<C: ClientInfo>(client: &C) -> PgWireResult<present::Presentation> {
+    session_of(client).map(|s| present::Presentation::new(s.guc("timezone"), s.guc("extra_float_digits")))
 }
 
 fn command_tag(tag: &str) -> Tag {
@@ -226,8 +235,7 @@ impl Queries {
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let presentation =
-            || session_of(client).map(|s| present::Presentation::new(s.guc("timezone"), s.guc("extra_float_digits")));
+        let presentation = || presentation_of(client);
         Ok(match output {
             QueryOutput::CopyIn {
                 schema,
@@ -246,7 +254,7 @@ impl Queries {
                 schema,
                 stream,
                 options,
-            } => Response::CopyOut(copy::copy_out(&schema, stream, &options, presentation()?)?),
+            } => Response::CopyOut(copy::copy_out(&schema, stream, &options, presentation()?)?.response),
             QueryOutput::Command { tag } => Response::Execution(command_tag(&tag)),
             QueryOutput::TransactionStart => Response::TransactionStart(Tag::new("BEGIN")),
             QueryOutput::TransactionEnd { tag } => Response::TransactionEnd(Tag::new(&tag)),

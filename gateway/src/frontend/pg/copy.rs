@@ -1,84 +1,84 @@
-//! COPY TO STDOUT on the Postgres wire: rows encoded by arrow-pg's value
-//! encoders into pgwire's COPY encoder (text, CSV or PGCOPY binary), one
-//! CopyData message per row as PostgreSQL sends them, streamed batch by
-//! batch.
+//! COPY TO STDOUT on the Postgres wire: text, CSV or PGCOPY binary,
+//! written by [`super::encode`] one batch at a time, one CopyData message
+//! per row as PostgreSQL sends them (the binary file header in the first,
+//! the trailer alone at the end).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow_pg::encoder::{Encoder, encode_value};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::SendableRecordBatchStream;
-use futures::{StreamExt, stream};
+use futures::{Sink, SinkExt, StreamExt, stream};
 use pgwire::api::portal::Format;
-use pgwire::api::results::{CopyEncoder, CopyResponse, CopyTextOptions, FieldInfo};
-use pgwire::error::PgWireResult;
-use pgwire::messages::copy::CopyData;
+use pgwire::api::results::{CopyResponse, FieldInfo, Tag};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyOutResponse};
 
+use super::encode::{self, CopyText};
 use super::pg_error;
 use crate::error::QueryError;
 use crate::query::copy::{CopyFormat, CopyOptions};
 
-mod csv;
-
-/// The row encoder of one COPY: pgwire's for text and binary, Sluice's for
-/// CSV (`csv.rs`).
-enum Rows {
-    Pg(CopyEncoder),
-    Csv(csv::CsvEncoder),
+/// A COPY OUT response and the count of data rows it has sent so far
+/// (header lines and the binary file header and trailer are not rows).
+pub(super) struct CopyOut {
+    pub(super) response: CopyResponse,
+    pub(super) rows: Arc<AtomicU64>,
 }
 
-impl Encoder for Rows {
-    type Item = CopyData;
+/// How the rows of one COPY are written.
+enum Framing {
+    Binary { header_sent: bool },
+    Text { format: CopyText, scratch: BytesMut },
+}
 
-    fn encode_field<T>(&mut self, value: &T, pg_field: &FieldInfo) -> PgWireResult<()>
-    where
-        T: postgres_types::ToSql + pgwire::types::ToSqlText + Sized,
-    {
-        match self {
-            Rows::Pg(e) => Encoder::encode_field(e, value, pg_field),
-            Rows::Csv(e) => e.encode_field(value, pg_field),
+impl Framing {
+    fn new(fields: &[FieldInfo], o: &CopyOptions) -> Self {
+        let null = |default: &str| o.null.as_deref().unwrap_or(default).as_bytes().to_vec();
+        let byte = |c: Option<char>, default: u8| c.map_or(default, |c| c as u8);
+        let format = match o.format {
+            CopyFormat::Binary => return Framing::Binary { header_sent: false },
+            CopyFormat::Text => CopyText::Text {
+                delimiter: byte(o.delimiter, b'\t'),
+                null: null("\\N"),
+            },
+            CopyFormat::Csv => {
+                let quote = byte(o.quote, b'"');
+                CopyText::Csv {
+                    delimiter: byte(o.delimiter, b','),
+                    quote,
+                    // PostgreSQL: ESCAPE defaults to QUOTE.
+                    escape: byte(o.escape, quote),
+                    null: null(""),
+                    force_quote: fields
+                        .iter()
+                        .map(|f| o.force_quote.iter().any(|n| n == f.name() || n == "*"))
+                        .collect(),
+                }
+            }
+        };
+        Framing::Text {
+            format,
+            scratch: BytesMut::with_capacity(64),
         }
     }
 
-    fn take_row(&mut self) -> CopyData {
+    fn rows(&mut self, batch: &RecordBatch, fields: &[FieldInfo]) -> PgWireResult<Vec<CopyData>> {
         match self {
-            Rows::Pg(e) => e.take_copy(),
-            Rows::Csv(e) => e.take_row(),
+            Framing::Binary { header_sent } => encode::copy_binary_rows(batch, fields, header_sent),
+            Framing::Text { format, scratch } => encode::copy_text_rows(batch, fields, format, scratch),
         }
     }
-}
 
-fn encoder(fields: Arc<Vec<FieldInfo>>, o: &CopyOptions) -> Rows {
-    match o.format {
-        CopyFormat::Binary => Rows::Pg(CopyEncoder::new_binary(fields)),
-        CopyFormat::Text => {
-            let mut t = CopyTextOptions::default();
-            if let Some(d) = o.delimiter {
-                t.delimiter = d.to_string().into();
-            }
-            if let Some(n) = &o.null {
-                t.null_string = n.as_str().into();
-            }
-            Rows::Pg(CopyEncoder::new_text(fields, t))
-        }
-        CopyFormat::Csv => {
-            let byte = |c: Option<char>, default: u8| c.map_or(default, |c| c as u8);
-            let quote = byte(o.quote, b'"');
-            // PostgreSQL: ESCAPE defaults to QUOTE.
-            let escape = byte(o.escape, quote);
-            let force_quote = fields
-                .iter()
-                .map(|f| o.force_quote.iter().any(|n| n == f.name() || n == "*"))
-                .collect();
-            Rows::Csv(csv::CsvEncoder::new(
-                &fields,
-                byte(o.delimiter, b','),
-                quote,
-                escape,
-                o.null.as_deref().unwrap_or(""),
-                force_quote,
-            ))
+    /// What follows the last row: for binary, the file header when no row
+    /// carried it (pgwire's [`CopyResponse::new`] adds the trailer).
+    fn end(&self) -> Option<CopyData> {
+        match self {
+            Framing::Binary { header_sent: false } => Some(CopyData::new(Bytes::from_static(encode::BINARY_HEADER))),
+            _ => None,
         }
     }
 }
@@ -108,7 +108,7 @@ pub(super) fn copy_out(
     batches: SendableRecordBatchStream,
     o: &CopyOptions,
     presentation: super::present::Presentation,
-) -> PgWireResult<CopyResponse> {
+) -> PgWireResult<CopyOut> {
     let format = if o.format == CopyFormat::Binary {
         Format::UnifiedBinary
     } else {
@@ -118,34 +118,98 @@ pub(super) fn copy_out(
     let columns = fields.len();
     let head = (o.header && o.format != CopyFormat::Binary).then(|| header(&fields, o));
     let wire = super::present::wire_fields(schema, &fields);
-    let mut enc = encoder(Arc::clone(&wire), o);
-    let rows = batches.flat_map(move |batch| {
-        let batch = batch
-            .map_err(|e| pg_error(QueryError::from(e)))
-            .and_then(|b| presentation.apply(b, &fields));
-        let rows: Vec<PgWireResult<CopyData>> = match batch {
-            Err(e) => vec![Err(e)],
-            Ok(b) => {
-                let schema = b.schema();
-                let mut out = Vec::with_capacity(b.num_rows());
-                'rows: for row in 0..b.num_rows() {
-                    for (col, field) in wire.iter().enumerate() {
-                        if let Err(e) = encode_value(&mut enc, b.column(col), row, schema.field(col), field) {
-                            out.push(Err(e));
-                            break 'rows;
-                        }
-                    }
-                    out.push(Ok(enc.take_row()));
-                }
-                out
+    let rows = Arc::new(AtomicU64::new(0));
+    let state = Encoding {
+        batches,
+        framing: Framing::new(&wire, o),
+        fields,
+        wire,
+        presentation,
+        rows: Arc::clone(&rows),
+        done: false,
+    };
+    let data = stream::unfold(state, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        let out = match s.batches.next().await {
+            Some(batch) => s.encode(batch),
+            None => {
+                s.done = true;
+                s.framing.end().into_iter().map(Ok).collect()
             }
         };
-        stream::iter(rows)
-    });
-    let data = stream::iter(head.map(Ok)).chain(rows);
-    Ok(CopyResponse::new(
-        if o.format == CopyFormat::Binary { 1 } else { 0 },
+        Some((stream::iter(out), s))
+    })
+    .flatten();
+    let data = stream::iter(head.map(Ok)).chain(data);
+    let format = if o.format == CopyFormat::Binary { 1 } else { 0 };
+    Ok(CopyOut {
+        response: CopyResponse::new(format, columns, data),
+        rows,
+    })
+}
+
+/// The state of one COPY OUT stream.
+struct Encoding {
+    batches: SendableRecordBatchStream,
+    framing: Framing,
+    /// The fields announced, and those the values are written as.
+    fields: Arc<Vec<FieldInfo>>,
+    wire: Arc<Vec<FieldInfo>>,
+    presentation: super::present::Presentation,
+    rows: Arc<AtomicU64>,
+    done: bool,
+}
+
+impl Encoding {
+    /// The messages of one batch; after an error, that error alone and the
+    /// end of the stream.
+    fn encode(&mut self, batch: datafusion::error::Result<RecordBatch>) -> Vec<PgWireResult<CopyData>> {
+        let rows = batch
+            .map_err(|e| pg_error(QueryError::from(e)))
+            .and_then(|b| self.presentation.apply(b, &self.fields))
+            .and_then(|b| self.framing.rows(&b, &self.wire));
+        match rows {
+            Ok(rows) => {
+                self.rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                rows.into_iter().map(Ok).collect()
+            }
+            Err(e) => {
+                self.done = true;
+                vec![Err(e)]
+            }
+        }
+    }
+}
+
+/// Sends a COPY OUT response: CopyOutResponse, the data, CopyDone and
+/// `COPY n` counting data rows only. An error mid-stream ends it with the
+/// error (the caller's ErrorResponse), as in PostgreSQL.
+pub(super) async fn send_copy_out<C>(client: &mut C, copy: CopyOut) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let formats = copy.response.column_formats();
+    let CopyResponse {
+        format,
         columns,
-        data,
-    ))
+        mut data_stream,
+        ..
+    } = copy.response;
+    client
+        .feed(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
+            format,
+            columns as i16,
+            formats,
+        )))
+        .await?;
+    while let Some(data) = data_stream.next().await {
+        client.feed(PgWireBackendMessage::CopyData(data?)).await?;
+    }
+    client.feed(PgWireBackendMessage::CopyDone(CopyDone::new())).await?;
+    let tag = Tag::new("COPY").with_rows(copy.rows.load(Ordering::Relaxed) as usize);
+    client.feed(PgWireBackendMessage::CommandComplete(tag.into())).await?;
+    Ok(())
 }

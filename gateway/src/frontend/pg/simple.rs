@@ -18,9 +18,9 @@ use pgwire::messages::response::EmptyQueryResponse;
 use pgwire::messages::simplequery::Query;
 
 use crate::error::{ErrorKind, QueryError};
-use crate::query::Parsed;
+use crate::query::{Parsed, QueryOutput};
 
-use super::{Queries, error_info, log_statement_error, session_of};
+use super::{Queries, copy, error_info, log_statement_error, presentation_of, session_of};
 
 impl Queries {
     pub(super) async fn simple_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
@@ -49,6 +49,17 @@ impl Queries {
         };
         for p in &parsed {
             let response = match self.handler.run(&session, &sql, p).await {
+                // Sent here, to count its data rows in the command tag.
+                Ok(QueryOutput::CopyOut {
+                    schema,
+                    stream,
+                    options,
+                }) => {
+                    let copy = copy::copy_out(&schema, stream, &options, presentation_of(client)?)?;
+                    copy::send_copy_out(client, copy).await?;
+                    client.flush().await?;
+                    continue;
+                }
                 Ok(output) => self.to_response(client, output, &Format::UnifiedText).await?,
                 Err(e) => {
                     log_statement_error(&e, &sql);
@@ -76,6 +87,7 @@ impl Queries {
                     client.feed(PgWireBackendMessage::ErrorResponse((*e).into())).await?;
                     status = status.to_error_state();
                 }
+                // Not reached: COPY OUT is sent above.
                 Response::CopyOut(result) => send_copy_out_response(client, result).await?,
                 Response::CopyIn(result) => {
                     // The client's CopyData now goes to the copy handler,
