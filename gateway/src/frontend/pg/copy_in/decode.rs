@@ -1,11 +1,12 @@
 //! COPY FROM data in PostgreSQL's text and CSV formats, read as it
 //! arrives: CopyData messages split rows anywhere, so bytes are kept until
-//! a whole row is there. Values are collected as text per column and cast
-//! to the column's type once per batch (arrays as `{...}` literals).
+//! a whole row is there. Values are appended as text to one string column
+//! per table column (no allocation per value) and cast to the column's
+//! type once per batch (arrays as `{...}` literals).
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, ListArray, StringArray, new_null_array};
+use datafusion::arrow::array::{Array, ArrayRef, ListArray, StringArray, StringBuilder, new_null_array};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, FieldRef, SchemaRef};
@@ -26,7 +27,7 @@ pub(super) fn bad_format(msg: impl Into<String>) -> QueryError {
 
 /// Values of one column of the batch being built.
 pub(super) enum Column {
-    Text(Vec<Option<String>>),
+    Text(StringBuilder),
     Binary(BinaryColumn),
 }
 
@@ -39,6 +40,8 @@ pub(super) struct Decoder {
     escape: u8,
     null: Vec<u8>,
     buf: Vec<u8>,
+    /// One value being unescaped or unquoted.
+    scratch: Vec<u8>,
     columns: Vec<Column>,
     rows: usize,
     /// Lines (records) read, for error messages.
@@ -68,6 +71,7 @@ impl Decoder {
                 .unwrap_or_else(|| if csv { String::new() } else { "\\N".to_owned() })
                 .into_bytes(),
             buf: Vec::new(),
+            scratch: Vec::new(),
             columns: Vec::new(),
             rows: 0,
             line: 0,
@@ -83,7 +87,12 @@ impl Decoder {
     fn reset_columns(&mut self) {
         self.columns = match &self.binary {
             Some(b) => b.columns(),
-            None => self.schema.fields().iter().map(|_| Column::Text(Vec::new())).collect(),
+            None => self
+                .schema
+                .fields()
+                .iter()
+                .map(|_| Column::Text(StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 8)))
+                .collect(),
         };
         self.rows = 0;
     }
@@ -209,59 +218,45 @@ impl Decoder {
         if std::mem::take(&mut self.header_pending) {
             return Ok(());
         }
-        let fields = if self.format == CopyFormat::Csv {
+        let read = if self.format == CopyFormat::Csv {
             self.csv_fields(record)?
         } else {
             self.text_fields(record)?
         };
-        let expected = self.schema.fields().len();
-        if fields.len() < expected {
-            let missing = self.schema.field(fields.len()).name();
+        if read < self.columns.len() {
+            let missing = self.schema.field(read).name();
             return Err(bad_format(format!(
                 "missing data for column \"{missing}\" (COPY line {})",
                 self.line
             )));
         }
-        if fields.len() > expected {
-            return Err(bad_format(format!(
-                "extra data after last expected column (COPY line {})",
-                self.line
-            )));
-        }
-        for (column, value) in self.columns.iter_mut().zip(fields) {
-            if let Column::Text(values) = column {
-                values.push(value);
-            }
-        }
         self.rows += 1;
         Ok(())
     }
 
-    fn utf8(&self, bytes: Vec<u8>) -> Result<String, QueryError> {
-        String::from_utf8(bytes).map_err(|_| {
-            QueryError::new(
-                ErrorKind::InvalidEncoding,
-                format!("invalid byte sequence for encoding \"UTF8\" (COPY line {})", self.line),
-            )
-        })
-    }
-
     /// Text format: delimiter-separated, backslash escapes, `\N` for NULL
-    /// (the NULL marker is matched before escapes are read).
-    fn text_fields(&self, record: &[u8]) -> Result<Vec<Option<String>>, QueryError> {
-        let mut out = Vec::with_capacity(self.schema.fields().len());
+    /// (the NULL marker is matched before escapes are read). Appends the
+    /// record's values to the columns; how many there were.
+    fn text_fields(&mut self, record: &[u8]) -> Result<usize, QueryError> {
+        let mut column = 0;
         let mut start = 0;
         let mut i = 0;
         loop {
             if i == record.len() || record[i] == self.delimiter {
                 let raw = &record[start..i];
-                out.push(if raw == self.null.as_slice() {
+                let value = if raw == self.null.as_slice() {
                     None
+                } else if raw.contains(&b'\\') {
+                    self.scratch.clear();
+                    unescape(raw, &mut self.scratch);
+                    Some(self.scratch.as_slice())
                 } else {
-                    Some(self.utf8(unescape(raw))?)
-                });
+                    Some(raw)
+                };
+                append(&mut self.columns, column, value, self.line)?;
+                column += 1;
                 if i == record.len() {
-                    return Ok(out);
+                    return Ok(column);
                 }
                 start = i + 1;
             } else if record[i] == b'\\' {
@@ -278,12 +273,13 @@ impl Decoder {
     }
 
     /// CSV: quoted fields may hold delimiters, newlines and doubled quotes;
-    /// an unquoted field equal to the NULL string is NULL.
-    fn csv_fields(&self, record: &[u8]) -> Result<Vec<Option<String>>, QueryError> {
-        let mut out = Vec::with_capacity(self.schema.fields().len());
+    /// an unquoted field equal to the NULL string is NULL. Appends the
+    /// record's values to the columns; how many there were.
+    fn csv_fields(&mut self, record: &[u8]) -> Result<usize, QueryError> {
+        let mut column = 0;
         let mut i = 0;
         loop {
-            let mut value = Vec::new();
+            self.scratch.clear();
             let mut quoted = false;
             while i < record.len() && record[i] != self.delimiter {
                 let b = record[i];
@@ -303,25 +299,27 @@ impl Decoder {
                             && (next == Some(self.quote) || next == Some(self.escape))
                             && (self.escape != self.quote || next == Some(self.quote));
                         if escaped {
-                            value.push(next.unwrap_or_default());
+                            self.scratch.push(next.unwrap_or_default());
                             i += 2;
                         } else if c == self.quote {
                             i += 1;
                             break;
                         } else {
-                            value.push(c);
+                            self.scratch.push(c);
                             i += 1;
                         }
                     }
                 } else {
-                    value.push(b);
+                    self.scratch.push(b);
                     i += 1;
                 }
             }
-            let is_null = !quoted && value == self.null;
-            out.push(if is_null { None } else { Some(self.utf8(value)?) });
+            let is_null = !quoted && self.scratch == self.null;
+            let value = (!is_null).then_some(self.scratch.as_slice());
+            append(&mut self.columns, column, value, self.line)?;
+            column += 1;
             if i >= record.len() {
-                return Ok(out);
+                return Ok(column);
             }
             i += 1;
         }
@@ -333,7 +331,7 @@ impl Decoder {
         let rows = self.rows;
         for (column, field) in columns.into_iter().zip(self.schema.fields().iter()) {
             arrays.push(match column {
-                Column::Text(values) => text_array(values, field)?,
+                Column::Text(mut values) => text_array(values.finish(), field)?,
                 Column::Binary(b) => b.finish(field)?,
             });
         }
@@ -346,11 +344,7 @@ impl Decoder {
 
 /// Backslash escapes of the text format: `\n`, `\t`, octal `\NNN`, hex
 /// `\xHH`, and any other character taken as itself.
-fn unescape(raw: &[u8]) -> Vec<u8> {
-    if !raw.contains(&b'\\') {
-        return raw.to_vec();
-    }
-    let mut out = Vec::with_capacity(raw.len());
+fn unescape(raw: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
     while i < raw.len() {
         let b = raw[i];
@@ -397,11 +391,29 @@ fn unescape(raw: &[u8]) -> Vec<u8> {
             other => out.push(other),
         }
     }
-    out
+}
+
+/// Appends one value (`None`: NULL) of line `line` to column `column`.
+fn append(columns: &mut [Column], column: usize, value: Option<&[u8]>, line: u64) -> Result<(), QueryError> {
+    let Some(Column::Text(values)) = columns.get_mut(column) else {
+        return Err(bad_format(format!(
+            "extra data after last expected column (COPY line {line})"
+        )));
+    };
+    match value {
+        None => values.append_null(),
+        Some(v) => values.append_value(std::str::from_utf8(v).map_err(|_| {
+            QueryError::new(
+                ErrorKind::InvalidEncoding,
+                format!("invalid byte sequence for encoding \"UTF8\" (COPY line {line})"),
+            )
+        })?),
+    }
+    Ok(())
 }
 
 /// One column's text values as an array of its type.
-fn text_array(values: Vec<Option<String>>, field: &FieldRef) -> Result<ArrayRef, QueryError> {
+fn text_array(values: StringArray, field: &FieldRef) -> Result<ArrayRef, QueryError> {
     let target = field.data_type();
     let invalid = |e: String| {
         QueryError::new(
@@ -414,7 +426,7 @@ fn text_array(values: Vec<Option<String>>, field: &FieldRef) -> Result<ArrayRef,
         offsets.push(0i32);
         let mut items = Vec::new();
         let mut nulls = Vec::with_capacity(values.len());
-        for v in &values {
+        for v in values.iter() {
             match v {
                 Some(text) => {
                     items.extend(parse_array_literal(text).map_err(invalid)?);
@@ -424,7 +436,7 @@ fn text_array(values: Vec<Option<String>>, field: &FieldRef) -> Result<ArrayRef,
             }
             offsets.push(i32::try_from(items.len()).map_err(|_| invalid("array too large".to_owned()))?);
         }
-        let items = text_array(items, item)?;
+        let items = text_array(StringArray::from(items), item)?;
         let list = ListArray::try_new(
             Arc::clone(item),
             OffsetBuffer::new(offsets.into()),
@@ -437,7 +449,7 @@ fn text_array(values: Vec<Option<String>>, field: &FieldRef) -> Result<ArrayRef,
     if matches!(target, DataType::Null) {
         return Ok(new_null_array(target, values.len()));
     }
-    let strings: ArrayRef = Arc::new(StringArray::from(values));
+    let strings: ArrayRef = Arc::new(values);
     let options = CastOptions {
         safe: false,
         format_options: FormatOptions::default(),
