@@ -126,6 +126,19 @@ impl Cluster {
         self
     }
 
+    /// Removes a finished job's result files from every executor now: its
+    /// one reader has read them all. (Ballista keeps them [`RESULTS_KEPT`]
+    /// for readers that come later, as Flight endpoints do; a large result
+    /// is as large on the executors' disks.)
+    ///
+    /// [`RESULTS_KEPT`]: super::RESULTS_KEPT
+    pub(crate) fn release_results(&self, job_id: &str) {
+        self.scheduler
+            .state
+            .executor_manager
+            .clean_up_job_data(job_id.to_owned().into());
+    }
+
     /// Adds a finished job's partitions and partition runs to the job
     /// metrics: every task attempt counts the partitions it was given, also
     /// when it was lost or killed.

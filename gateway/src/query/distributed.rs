@@ -306,6 +306,8 @@ pub(crate) fn run(
                 None => {
                     if let Some(job_id) = st.current.handle().map(|h| h.id) {
                         st.spec.cluster.record_job_work(&job_id).await;
+                        // Read to its end by its only reader.
+                        st.spec.cluster.release_results(&job_id);
                     }
                     return None;
                 }
