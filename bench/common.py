@@ -2,6 +2,7 @@
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -146,3 +147,26 @@ class Gateway:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
         return 0
+
+
+def pgbench(host, port, user, dbname, seconds, logdir: Path, password=None):
+    """(TPS, average ms, p99 ms) of `SELECT 1`, extended protocol, 16 clients."""
+    script = logdir / "select1.sql"
+    script.write_text("SELECT 1;\n")
+    env = dict(os.environ, PGPASSWORD=password or "")
+    for old in logdir.glob("pgbench_log*"):
+        old.unlink()
+    out = subprocess.run(
+        ["pgbench", "-n", "-M", "extended", "-c", "16", "-j", "2", "-T", str(seconds), "-f", str(script),
+         "-l", "--log-prefix", str(logdir / "pgbench_log"), "-h", host, "-p", str(port), "-U", user, dbname],
+        check=True, capture_output=True, text=True, env=env,
+    ).stdout
+    tps = float(next(line for line in out.splitlines() if line.startswith("tps = ")).split()[2])
+    # Per-transaction log lines: client_id transaction_no time_us script_no time_epoch time_us_part
+    latencies = sorted(
+        int(line.split()[2]) / 1000
+        for f in logdir.glob("pgbench_log*")
+        for line in f.read_text().splitlines()
+    )
+    p99 = latencies[int(len(latencies) * 0.99)]
+    return tps, statistics.fmean(latencies), p99

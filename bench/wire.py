@@ -22,7 +22,6 @@ Prints one Markdown table (rows/s unless marked). Use a release build.
 
 import argparse
 import json
-import re
 import subprocess
 import tempfile
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 import psycopg
 import pyarrow.parquet as pq
 
-from common import Gateway, gateway_binary, generate_tpch
+from common import Gateway, gateway_binary, generate_tpch, pgbench
 
 import reference_pg  # tests/python, on the path via common
 
@@ -135,24 +134,6 @@ def _basic(user, password):
     return base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-def pgbench(host, port, user, dbname, seconds, password=None):
-    script = Path(tempfile.mkstemp(suffix=".sql")[1])
-    script.write_text("SELECT 1;\n")
-    env = None
-    if password:
-        import os
-
-        env = dict(os.environ, PGPASSWORD=password)
-    out = subprocess.run(
-        ["pgbench", "-n", "-M", "extended", "-c", "16", "-j", "2", "-T", str(seconds), "-f", str(script),
-         "-h", host, "-p", str(port), "-U", user, dbname],
-        check=True, capture_output=True, text=True, env=env,
-    ).stdout
-    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
-    latency = float(re.search(r"latency average = ([\d.]+) ms", out).group(1))
-    return tps, latency
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=float, default=1)
@@ -195,8 +176,8 @@ def main():
             results["Flight SQL (ADBC)"] = ["—"]
             for label, _ in FLIGHT_VARIANTS:
                 results[label] = ["—"]
-            tps, ms = pgbench("127.0.0.1", server.port, "postgres", "postgres", args.pgbench_seconds)
-            results["pgbench SELECT 1, extended, 16 clients"] = [f"{tps:,.0f} TPS ({ms:.2f} ms)"]
+            tps, ms, p99 = pgbench("127.0.0.1", server.port, "postgres", "postgres", args.pgbench_seconds, d)
+            results["pgbench SELECT 1, extended, 16 clients"] = [f"{tps:,.0f} TPS ({ms:.2f} ms, p99 {p99:.2f} ms)"]
         finally:
             server.stop()
 
@@ -254,8 +235,8 @@ def main():
                 attempt(label, pyarrow_rate)
 
             def bench_rate():
-                tps, ms = pgbench("127.0.0.1", g.pg_port, "sluice", "sluice", args.pgbench_seconds, password="bench")
-                return f"{tps:,.0f} TPS ({ms:.2f} ms)"
+                tps, ms, p99 = pgbench("127.0.0.1", g.pg_port, "sluice", "sluice", args.pgbench_seconds, d, password="bench")
+                return f"{tps:,.0f} TPS ({ms:.2f} ms, p99 {p99:.2f} ms)"
 
             attempt("pgbench SELECT 1, extended, 16 clients", bench_rate)
 
