@@ -14,8 +14,14 @@ use pgwire::messages::data::DataRow;
 
 use super::Column;
 
-/// Bytes a batch's buffer starts with; later chunks are as large.
+/// Most bytes a batch's buffer starts with; later chunks are as large.
 const CHUNK: usize = 64 * 1024;
+
+/// A buffer for `batch`'s rows: small for a small batch (a `SELECT 1`
+/// should not pay for 64 KiB), at most [`CHUNK`].
+fn buffer(batch: &RecordBatch) -> BytesMut {
+    BytesMut::with_capacity((batch.num_rows() * batch.num_columns().max(1) * 16).clamp(256, CHUNK))
+}
 
 /// The PGCOPY file header: signature, flags, header extension length.
 pub(in crate::frontend::pg) const BINARY_HEADER: &[u8; 19] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -44,7 +50,7 @@ fn field(column: &Column<'_>, row: usize, out: &mut BytesMut) -> PgWireResult<()
 /// The DataRow messages of `batch`, sent as `fields`.
 pub(in crate::frontend::pg) fn data_rows(batch: &RecordBatch, fields: &[FieldInfo]) -> PgWireResult<Vec<DataRow>> {
     let columns = columns(batch, fields);
-    let mut out = BytesMut::with_capacity(CHUNK);
+    let mut out = buffer(batch);
     let mut rows = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
         for c in &columns {
@@ -63,7 +69,7 @@ pub(in crate::frontend::pg) fn copy_binary_rows(
     header_sent: &mut bool,
 ) -> PgWireResult<Vec<CopyData>> {
     let columns = columns(batch, fields);
-    let mut out = BytesMut::with_capacity(CHUNK);
+    let mut out = buffer(batch);
     let mut rows = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
         if !*header_sent {
@@ -103,7 +109,7 @@ pub(in crate::frontend::pg) fn copy_text_rows(
     scratch: &mut BytesMut,
 ) -> PgWireResult<Vec<CopyData>> {
     let columns = columns(batch, fields);
-    let mut out = BytesMut::with_capacity(CHUNK);
+    let mut out = buffer(batch);
     let mut rows = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
         for (i, c) in columns.iter().enumerate() {
