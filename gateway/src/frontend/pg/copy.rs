@@ -17,7 +17,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyOutResponse};
 
-use super::encode::{self, CopyText};
+use super::encode::{self, CopyText, Csv};
 use super::pg_error;
 use crate::error::QueryError;
 use crate::query::copy::{CopyFormat, CopyOptions};
@@ -47,7 +47,7 @@ impl Framing {
             },
             CopyFormat::Csv => {
                 let quote = byte(o.quote, b'"');
-                CopyText::Csv {
+                CopyText::Csv(Csv {
                     delimiter: byte(o.delimiter, b','),
                     quote,
                     // PostgreSQL: ESCAPE defaults to QUOTE.
@@ -57,7 +57,7 @@ impl Framing {
                         .iter()
                         .map(|f| o.force_quote.iter().any(|n| n == f.name() || n == "*"))
                         .collect(),
-                }
+                })
             }
         };
         Framing::Text {

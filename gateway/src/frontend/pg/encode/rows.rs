@@ -47,18 +47,33 @@ fn field(column: &Column<'_>, row: usize, out: &mut BytesMut) -> PgWireResult<()
     Ok(())
 }
 
-/// The DataRow messages of `batch`, sent as `fields`.
-pub(in crate::frontend::pg) fn data_rows(batch: &RecordBatch, fields: &[FieldInfo]) -> PgWireResult<Vec<DataRow>> {
+/// The messages of `batch`'s rows, sent as `fields`: `write` appends one
+/// row to the batch's buffer, `message` wraps the bytes split off it.
+fn each_row<T>(
+    batch: &RecordBatch,
+    fields: &[FieldInfo],
+    mut write: impl FnMut(&[Column<'_>], usize, &mut BytesMut) -> PgWireResult<()>,
+    message: impl Fn(BytesMut) -> T,
+) -> PgWireResult<Vec<T>> {
     let columns = columns(batch, fields);
     let mut out = buffer(batch);
     let mut rows = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
-        for c in &columns {
-            field(c, row, &mut out)?;
-        }
-        rows.push(DataRow::new(out.split(), columns.len() as i16));
+        write(&columns, row, &mut out)?;
+        rows.push(message(out.split()));
     }
     Ok(rows)
+}
+
+/// The DataRow messages of `batch`, sent as `fields`.
+pub(in crate::frontend::pg) fn data_rows(batch: &RecordBatch, fields: &[FieldInfo]) -> PgWireResult<Vec<DataRow>> {
+    let count = fields.len() as i16;
+    each_row(
+        batch,
+        fields,
+        |columns, row, out| columns.iter().try_for_each(|c| field(c, row, out)),
+        |data| DataRow::new(data, count),
+    )
 }
 
 /// PGCOPY tuples of `batch`, the file header first unless `header_sent`
@@ -68,37 +83,20 @@ pub(in crate::frontend::pg) fn copy_binary_rows(
     fields: &[FieldInfo],
     header_sent: &mut bool,
 ) -> PgWireResult<Vec<CopyData>> {
-    let columns = columns(batch, fields);
-    let mut out = buffer(batch);
-    let mut rows = Vec::with_capacity(batch.num_rows());
-    for row in 0..batch.num_rows() {
-        if !*header_sent {
+    let write = |columns: &[Column<'_>], row: usize, out: &mut BytesMut| {
+        if !std::mem::replace(header_sent, true) {
             out.put_slice(BINARY_HEADER);
-            *header_sent = true;
         }
         out.put_i16(columns.len() as i16);
-        for c in &columns {
-            field(c, row, &mut out)?;
-        }
-        rows.push(CopyData::new(out.split().freeze()));
-    }
-    Ok(rows)
+        columns.iter().try_for_each(|c| field(c, row, out))
+    };
+    each_row(batch, fields, write, |data| CopyData::new(data.freeze()))
 }
 
 /// COPY's text formats and their options.
 pub(in crate::frontend::pg) enum CopyText {
-    Text {
-        delimiter: u8,
-        null: Vec<u8>,
-    },
-    Csv {
-        delimiter: u8,
-        quote: u8,
-        escape: u8,
-        null: Vec<u8>,
-        /// Per column: FORCE_QUOTE names it.
-        force_quote: Vec<bool>,
-    },
+    Text { delimiter: u8, null: Vec<u8> },
+    Csv(Csv),
 }
 
 /// COPY text or CSV lines of `batch`; `scratch` holds one value at a time.
@@ -108,28 +106,18 @@ pub(in crate::frontend::pg) fn copy_text_rows(
     format: &CopyText,
     scratch: &mut BytesMut,
 ) -> PgWireResult<Vec<CopyData>> {
-    let columns = columns(batch, fields);
-    let mut out = buffer(batch);
-    let mut rows = Vec::with_capacity(batch.num_rows());
-    for row in 0..batch.num_rows() {
+    let delimiter = match format {
+        CopyText::Text { delimiter, .. } => *delimiter,
+        CopyText::Csv(csv) => csv.delimiter,
+    };
+    let write = |columns: &[Column<'_>], row: usize, out: &mut BytesMut| {
         for (i, c) in columns.iter().enumerate() {
+            if i > 0 {
+                out.put_u8(delimiter);
+            }
             match format {
-                CopyText::Text { delimiter, null } => {
-                    if i > 0 {
-                        out.put_u8(*delimiter);
-                    }
-                    text_value(c, row, *delimiter, null, &mut out, scratch)?;
-                }
-                CopyText::Csv {
-                    delimiter,
-                    quote,
-                    escape,
-                    null,
-                    force_quote,
-                } => {
-                    if i > 0 {
-                        out.put_u8(*delimiter);
-                    }
+                CopyText::Text { null, .. } => text_value(c, row, delimiter, null, out, scratch)?,
+                CopyText::Csv(csv) => {
                     let value = match c.str_bytes(row) {
                         Some(v) => v,
                         None => {
@@ -138,26 +126,16 @@ pub(in crate::frontend::pg) fn copy_text_rows(
                         }
                     };
                     match value {
-                        None => out.put_slice(null),
-                        Some(v) => {
-                            let forced = force_quote.get(i).copied().unwrap_or(false);
-                            let csv = Csv {
-                                delimiter: *delimiter,
-                                quote: *quote,
-                                escape: *escape,
-                                null,
-                                only_column: columns.len() == 1,
-                            };
-                            csv.write(v, forced, &mut out);
-                        }
+                        None => out.put_slice(&csv.null),
+                        Some(v) => csv.write(v, i, columns.len() == 1, out),
                     }
                 }
             }
         }
         out.put_u8(b'\n');
-        rows.push(CopyData::new(out.split().freeze()));
-    }
-    Ok(rows)
+        Ok(())
+    };
+    each_row(batch, fields, write, |data| CopyData::new(data.freeze()))
 }
 
 /// One value of a COPY text line: the NULL string, or the value escaped.
@@ -215,24 +193,28 @@ fn escape_text(value: &[u8], delimiter: u8, out: &mut BytesMut) {
     out.put_slice(&value[start..]);
 }
 
-/// PostgreSQL's `CopyAttributeOutCSV` for one non-NULL value: quoted when
-/// forced, when it equals the NULL string (so an empty string stays apart
-/// from NULL), when it is `\.` alone on a line, or when it holds the
-/// delimiter, the quote, the escape or a line break; inside quotes the
-/// quote and escape characters are preceded by the escape.
-struct Csv<'a> {
-    delimiter: u8,
-    quote: u8,
-    escape: u8,
-    null: &'a [u8],
-    only_column: bool,
+/// CSV options, and PostgreSQL's `CopyAttributeOutCSV` for one non-NULL
+/// value: quoted when FORCE_QUOTE names its column, when it equals the
+/// NULL string (so an empty string stays apart from NULL), when it is `\.`
+/// alone on a line, or when it holds the delimiter, the quote, the escape
+/// or a line break; inside quotes the quote and escape characters are
+/// preceded by the escape.
+pub(in crate::frontend::pg) struct Csv {
+    pub(in crate::frontend::pg) delimiter: u8,
+    pub(in crate::frontend::pg) quote: u8,
+    pub(in crate::frontend::pg) escape: u8,
+    pub(in crate::frontend::pg) null: Vec<u8>,
+    /// Per column: FORCE_QUOTE names it.
+    pub(in crate::frontend::pg) force_quote: Vec<bool>,
 }
 
-impl Csv<'_> {
-    fn write(&self, value: &[u8], forced: bool, out: &mut BytesMut) {
-        let quoted = forced
-            || value == self.null
-            || (self.only_column && value == b"\\.")
+impl Csv {
+    /// Writes `value` of column `column`; `only_column`: the row has no
+    /// other.
+    fn write(&self, value: &[u8], column: usize, only_column: bool, out: &mut BytesMut) {
+        let quoted = self.force_quote.get(column).copied().unwrap_or(false)
+            || value == self.null.as_slice()
+            || (only_column && value == b"\\.")
             || value
                 .iter()
                 .any(|&b| b == self.delimiter || b == self.quote || b == self.escape || b == b'\n' || b == b'\r');
@@ -289,13 +271,13 @@ mod tests {
                 .map(|v| Arc::new(StringArray::from(vec![*v])) as ArrayRef)
                 .collect(),
         );
-        let format = CopyText::Csv {
+        let format = CopyText::Csv(Csv {
             delimiter: b',',
             quote: b'"',
             escape: b'"',
             null: null.as_bytes().to_vec(),
             force_quote: vec![false; values.len()],
-        };
+        });
         let rows = copy_text_rows(&b, &fields(&b, FieldFormat::Text), &format, &mut BytesMut::new()).unwrap();
         String::from_utf8(rows[0].data.to_vec()).unwrap()
     }
