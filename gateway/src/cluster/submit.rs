@@ -20,6 +20,7 @@ use ballista_core::serde::protobuf::{JobStatus, PartitionLocation as ProtoLocati
 use ballista_core::serde::scheduler::PartitionLocation;
 use ballista_core::utils::GrpcClientConfig;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
@@ -115,19 +116,25 @@ impl Cluster {
     ) -> Result<SendableRecordBatchStream> {
         let locations = locations
             .into_iter()
-            .map(|l| l.try_into())
-            .collect::<std::result::Result<Vec<PartitionLocation>, _>>()
+            .map(|l| {
+                let rows = row_count(&l);
+                l.try_into().map(|l: PartitionLocation| (l, rows))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| DataFusionError::Execution(format!("bad result location: {e}")))?;
         let work_dir = self.local_work_dir();
         let (local, remote): (Vec<_>, Vec<_>) = locations
             .into_iter()
-            .partition(|l| l.path(&work_dir).is_ok_and(|p| p.exists()));
+            .partition(|(l, _)| l.path(&work_dir).is_ok_and(|p| p.exists()));
+        // A remote partition its writer counted no rows in is not fetched:
+        // its executor may be gone, and there is nothing to lose.
+        let remote = remote.into_iter().filter(|(_, rows)| *rows != Some(0));
         // Files of in-process executors, through Ballista's reader (its
         // remote fetches buffer each whole partition in memory, so remote
         // results are read below instead).
         let local = local
             .into_iter()
-            .map(|l| {
+            .map(|(l, _)| {
                 let reader =
                     ShuffleReaderExec::try_new_broadcast(l.partition_id.stage_id, vec![l], Arc::clone(&schema), 1)?
                         .with_work_dir(work_dir.clone());
@@ -146,7 +153,9 @@ impl Cluster {
         // One stream per partition that opens it and reads it to its end:
         // at most READ_AHEAD partitions are open at once.
         let remote = futures::stream::iter(remote)
-            .map(move |location| Box::pin(futures::stream::once(fetch.clone().open(location)).try_flatten()))
+            .map(move |(location, rows)| {
+                Box::pin(futures::stream::once(fetch.clone().open(location, rows)).try_flatten())
+            })
             .flatten_unordered(READ_AHEAD);
         let local = futures::stream::iter(local).flatten_unordered(READ_AHEAD);
         let batches = futures::stream::select(local, remote);
@@ -182,8 +191,11 @@ struct RemoteFetch {
 
 impl RemoteFetch {
     /// Opens the stream of one remote result partition; the pooled client
-    /// goes back to the pool when the stream ends.
-    async fn open(self, location: PartitionLocation) -> Result<SendableRecordBatchStream> {
+    /// goes back to the pool when the stream ends. `rows` is the count its
+    /// writer recorded: a stream that breaks after delivering exactly that
+    /// many rows (the executor died as it was closing the stream) is
+    /// complete, not lost.
+    async fn open(self, location: PartitionLocation, rows: Option<u64>) -> Result<SendableRecordBatchStream> {
         let meta = &location.executor_meta;
         let lost = |e: &dyn std::fmt::Display| {
             DataFusionError::Execution(format!(
@@ -213,12 +225,93 @@ impl RemoteFetch {
             }
         };
         let schema = stream.schema();
+        let partition = location.partition_id.partition_id;
         // The client rides along with the stream and returns to the pool
         // with it.
         let batches = stream.map(move |batch| {
             let _ = &client;
             batch
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            complete_at(batches, rows, partition),
+        )))
+    }
+}
+
+/// Ends a partition's stream at a break that comes after all `rows` its
+/// writer counted have arrived; a break before that stays an error.
+fn complete_at(
+    batches: impl futures::Stream<Item = Result<RecordBatch>> + Send,
+    rows: Option<u64>,
+    partition: usize,
+) -> impl futures::Stream<Item = Result<RecordBatch>> + Send {
+    batches.scan(0u64, move |seen, batch| {
+        let item = match batch {
+            Ok(batch) => {
+                *seen += batch.num_rows() as u64;
+                Some(Ok(batch))
+            }
+            Err(e) if rows == Some(*seen) => {
+                tracing::warn!(partition, rows = *seen, "result stream broke after its last row: {e}");
+                None
+            }
+            Err(e) => Some(Err(e)),
+        };
+        futures::future::ready(item)
+    })
+}
+
+/// The row count a result partition's writer recorded, if it did.
+fn row_count(location: &ProtoLocation) -> Option<u64> {
+    let rows = location.partition_stats.as_ref()?.num_rows;
+    u64::try_from(rows).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::Int32Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use futures::StreamExt;
+
+    use super::*;
+
+    fn batch(n: i32) -> Result<RecordBatch> {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, false)]));
+        Ok(RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int32Array::from_iter_values(0..n))],
+        )?)
+    }
+
+    fn broken() -> Result<RecordBatch> {
+        Err(DataFusionError::Execution("h2 protocol error: stream reset".into()))
+    }
+
+    async fn read(items: Vec<Result<RecordBatch>>, rows: Option<u64>) -> (u64, bool) {
+        let mut out = complete_at(futures::stream::iter(items), rows, 0).boxed();
+        let (mut seen, mut failed) = (0, false);
+        while let Some(item) = out.next().await {
+            match item {
+                Ok(b) => seen += b.num_rows() as u64,
+                Err(_) => failed = true,
+            }
+        }
+        (seen, failed)
+    }
+
+    #[tokio::test]
+    async fn a_break_after_the_last_counted_row_ends_the_partition() {
+        assert_eq!(read(vec![batch(3), batch(2), broken()], Some(5)).await, (5, false));
+    }
+
+    #[tokio::test]
+    async fn a_break_before_the_last_row_or_without_a_count_is_an_error() {
+        assert_eq!(read(vec![batch(3), broken()], Some(5)).await, (3, true));
+        assert_eq!(read(vec![batch(3), batch(2), broken()], None).await, (5, true));
+        assert_eq!(read(vec![broken()], Some(0)).await, (0, false));
+        assert_eq!(read(vec![batch(3), batch(2)], Some(5)).await, (5, false));
     }
 }
