@@ -53,5 +53,17 @@ def test_results_read_once_are_removed_and_parts_are_kept(workdir, lake):
             assert parts <= _job_dirs(g)
             read = sum(client.do_get(e.ticket, opts).read_all().num_rows for e in info.endpoints)
             assert read == 1000
+
+            # A result its reader abandons half-way goes as well.
+            before = _job_dirs(g)
+            one = _session(g)
+            big = "SELECT a.id, a.item, b.id AS id2 FROM rf_sales a CROSS JOIN rf_sales b"
+            info = client.get_flight_info(_statement_descriptor(big), one)
+            reader = client.do_get(info.endpoints[0].ticket, one)
+            assert reader.read_chunk().data.num_rows > 0
+            started = _job_dirs(g) - before
+            assert started, "the job's result files are on disk while it is read"
+            reader.cancel()
+            assert _gone_within(g, started), f"result files of an abandoned read still there: {started}"
     finally:
         g.stop()

@@ -82,8 +82,23 @@ struct State {
     spec: JobSpec,
     current: CurrentJob,
     inner: Option<SendableRecordBatchStream>,
+    /// The current job's results are being read by their only reader: they
+    /// leave the executors' disks when this state is dropped (read to the
+    /// end, or abandoned by a cancel or an error).
+    reading: bool,
     rows_sent: bool,
     reruns: u32,
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        if !self.reading || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        if let Some(job) = self.current.handle() {
+            self.spec.cluster.release_results(&job.id);
+        }
+    }
 }
 
 impl State {
@@ -209,6 +224,7 @@ impl State {
             spec,
             current: CurrentJob::default(),
             inner: None,
+            reading: false,
             rows_sent: false,
             reruns: 0,
         }
@@ -295,6 +311,7 @@ pub(crate) fn run(
                         match st.spec.cluster.read(done.locations, &done.task_ctx, schema) {
                             Ok(inner) => {
                                 st.inner = Some(inner);
+                                st.reading = true;
                                 continue;
                             }
                             Err(e) => Some(Err(e)),
@@ -306,9 +323,8 @@ pub(crate) fn run(
                 None => {
                     if let Some(job_id) = st.current.handle().map(|h| h.id) {
                         st.spec.cluster.record_job_work(&job_id).await;
-                        // Read to its end by its only reader.
-                        st.spec.cluster.release_results(&job_id);
                     }
+                    // Dropping the state releases the results.
                     return None;
                 }
                 Some(Ok(batch)) => {
@@ -320,6 +336,7 @@ pub(crate) fn run(
                 // Reading a finished job's results failed.
                 Some(Err(e)) => {
                     st.inner = None;
+                    st.reading = false;
                     match classify(e) {
                         Failure::Job(e) => return Some((Err(e), None)),
                         Failure::NoExecutors(detail) => {
