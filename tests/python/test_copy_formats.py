@@ -180,3 +180,37 @@ def test_empty_results_and_row_counts_match_postgresql(gateway, reference, fmt):
         assert got[1][0] == want[1][0]
     else:
         assert got[1][0].splitlines()[0] == want[1][0].splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        "(FORMAT csv, HEADER, NULL 'NULL', ESCAPE '\\')",
+        "(FORMAT csv, HEADER, FORCE_QUOTE *, DELIMITER ';')",
+        "(FORMAT text, HEADER)",
+    ],
+)
+def test_header_lines_and_escape_options_match_postgresql(gateway, reference, options):
+    """HEADER names are written as PostgreSQL writes them (quoted when they
+    hold the delimiter or equal the NULL string, escaped in text format),
+    and an ESCAPE character alone does not make a CSV value quoted."""
+    query = (
+        'SELECT id AS "a,b", name AS "NULL", name AS "back\\slash", '
+        'name AS "semi;colon", id AS "tab\there" FROM {t} ORDER BY id'
+    )
+
+    def run(dsn, table):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            return copy_out(conn, f"COPY ({query.format(t=table)}) TO STDOUT {options}")
+
+    with psycopg.connect(reference.dsn(), autocommit=True) as pg:
+        dump = copy_out(pg, "COPY src TO STDOUT")
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        ddl = ", ".join(f"{name} {pg}" for name, pg, _ in COLUMNS)
+        conn.execute("DROP TABLE IF EXISTS copy_headers")
+        conn.execute(f"CREATE TABLE copy_headers ({ddl})")
+        copy_in(conn, "COPY copy_headers FROM STDIN", dump)
+    want = run(reference.dsn(), "src")
+    got = run(gateway.dsn(), "copy_headers")
+    assert got.splitlines()[0] == want.splitlines()[0]
+    assert got == want

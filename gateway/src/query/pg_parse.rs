@@ -66,7 +66,18 @@ impl PgParser {
     }
 
     pub(crate) fn parse(&self, sql: &str) -> Result<Vec<Statement>, ParserError> {
-        let compat = self.compat.parse(sql)?;
+        let compat = match self.compat.parse(sql) {
+            Ok(compat) => compat,
+            Err(e) => {
+                let Some(statements) = force_quote_all(sql) else {
+                    return Err(e);
+                };
+                return Ok(statements
+                    .into_iter()
+                    .map(|s| self.user_rules.iter().fold(s, |s, rule| rule.rewrite(s)))
+                    .collect());
+            }
+        };
         let Ok(plain) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else {
             return Ok(compat);
         };
@@ -90,6 +101,61 @@ impl PgParser {
             })
             .collect())
     }
+}
+
+/// PostgreSQL's `COPY ... (FORCE_QUOTE *)` and legacy `FORCE QUOTE *`
+/// (every column), which sqlparser does not take: parsed with the `*` as the
+/// column name `"*"`, which the COPY options read as every column. `None`
+/// when the text has neither form or does not parse even so.
+fn force_quote_all(sql: &str) -> Option<Vec<Statement>> {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let first = tokens.iter().find(|t| !matches!(t, Token::Whitespace(_)))?;
+    if !matches!(first, Token::Word(w) if w.keyword == Keyword::COPY) {
+        return None;
+    }
+    let star = || {
+        Token::Word(Word {
+            value: "*".to_owned(),
+            quote_style: Some('"'),
+            keyword: Keyword::NoKeyword,
+        })
+    };
+    let keyword = |t: &Token, k: Keyword| matches!(t, Token::Word(w) if w.keyword == k && w.quote_style.is_none());
+    let mut out: Vec<Token> = Vec::with_capacity(tokens.len() + 2);
+    let mut patched = false;
+    for token in tokens {
+        if token == Token::Mul {
+            let code: Vec<&Token> = out
+                .iter()
+                .rev()
+                .filter(|t| !matches!(t, Token::Whitespace(_)))
+                .take(2)
+                .collect();
+            match code.as_slice() {
+                [q, ..] if keyword(q, Keyword::FORCE_QUOTE) => {
+                    out.extend([Token::LParen, star(), Token::RParen]);
+                    patched = true;
+                    continue;
+                }
+                [q, f, ..] if keyword(q, Keyword::QUOTE) && keyword(f, Keyword::FORCE) => {
+                    out.push(star());
+                    patched = true;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        out.push(token);
+    }
+    if !patched {
+        return None;
+    }
+    Parser::new(&PostgreSqlDialect {})
+        .with_tokens(out)
+        .parse_statements()
+        .ok()
 }
 
 /// The identifier parts of `name`, lower-cased.
@@ -129,6 +195,24 @@ fn reads_user_relation(s: &Statement) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn force_quote_star_names_every_column() {
+        let p = PgParser::new();
+        for sql in [
+            "COPY (SELECT 1 AS a) TO STDOUT (FORMAT csv, FORCE_QUOTE *)",
+            "COPY t TO STDOUT WITH CSV FORCE QUOTE *",
+        ] {
+            let s = p.parse(sql).unwrap().pop().unwrap();
+            let copy = crate::query::copy::parse(&s).unwrap().unwrap();
+            let crate::query::copy::Copy::Out(out) = copy else {
+                panic!("not a COPY TO: {sql}");
+            };
+            assert_eq!(out.options.force_quote, vec!["*".to_owned()], "{sql}");
+        }
+        // Other errors stay errors.
+        assert!(p.parse("COPY t TO STDOUT (FORCE_QUOTE *, BOGUS 1)").is_err());
+    }
 
     #[test]
     fn user_queries_keep_their_select_list_subqueries() {

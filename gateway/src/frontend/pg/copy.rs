@@ -73,6 +73,14 @@ impl Framing {
         }
     }
 
+    /// The HEADER line, when the options ask for one.
+    fn header(&self, fields: &[FieldInfo], o: &CopyOptions) -> Option<CopyData> {
+        match self {
+            Framing::Text { format, .. } if o.header => Some(encode::copy_header(fields, format)),
+            _ => None,
+        }
+    }
+
     /// What follows the last row: for binary, the file header when no row
     /// carried it (pgwire's [`CopyResponse::new`] adds the trailer).
     fn end(&self) -> Option<CopyData> {
@@ -81,25 +89,6 @@ impl Framing {
             _ => None,
         }
     }
-}
-
-/// The CSV header line: column names quoted like values when needed.
-fn header(fields: &[FieldInfo], o: &CopyOptions) -> CopyData {
-    let delimiter = o.delimiter.unwrap_or(',');
-    let quote = o.quote.unwrap_or('"');
-    let line: Vec<String> = fields
-        .iter()
-        .map(|f| {
-            let n = f.name();
-            if n.contains(delimiter) || n.contains(quote) || n.contains('\n') || n.contains('\r') {
-                let doubled = n.replace(quote, &format!("{quote}{quote}"));
-                format!("{quote}{doubled}{quote}")
-            } else {
-                n.to_owned()
-            }
-        })
-        .collect();
-    CopyData::new(Bytes::from(format!("{}\n", line.join(&delimiter.to_string()))))
 }
 
 /// The COPY OUT response for a result stream.
@@ -116,12 +105,13 @@ pub(super) fn copy_out(
     };
     let fields = Arc::new(super::present::pg_fields(schema, &format)?);
     let columns = fields.len();
-    let head = (o.header && o.format != CopyFormat::Binary).then(|| header(&fields, o));
     let wire = super::present::wire_fields(schema, &fields);
+    let framing = Framing::new(&wire, o);
+    let head = framing.header(&fields, o);
     let rows = Arc::new(AtomicU64::new(0));
     let state = Encoding {
         batches,
-        framing: Framing::new(&wire, o),
+        framing,
         fields,
         wire,
         presentation,

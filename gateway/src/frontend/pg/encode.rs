@@ -25,7 +25,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 mod rows;
 mod scalar;
 
-pub(super) use rows::{BINARY_HEADER, CopyText, Csv, copy_binary_rows, copy_text_rows, data_rows};
+pub(super) use rows::{BINARY_HEADER, CopyText, Csv, copy_binary_rows, copy_header, copy_text_rows, data_rows};
 
 /// How one column's values are written.
 enum Kind<'a> {

@@ -138,6 +138,32 @@ pub(in crate::frontend::pg) fn copy_text_rows(
     each_row(batch, fields, write, |data| CopyData::new(data.freeze()))
 }
 
+/// The HEADER line of a COPY in text or CSV: the column names written as
+/// PostgreSQL writes them (`CopyAttributeOutText`, or `CopyAttributeOutCSV`
+/// without FORCE_QUOTE).
+pub(in crate::frontend::pg) fn copy_header(fields: &[FieldInfo], format: &CopyText) -> CopyData {
+    let mut out = BytesMut::new();
+    for (i, f) in fields.iter().enumerate() {
+        let name = f.name().as_bytes();
+        match format {
+            CopyText::Text { delimiter, .. } => {
+                if i > 0 {
+                    out.put_u8(*delimiter);
+                }
+                escape_text(name, *delimiter, &mut out);
+            }
+            CopyText::Csv(csv) => {
+                if i > 0 {
+                    out.put_u8(csv.delimiter);
+                }
+                csv.write_unforced(name, fields.len() == 1, &mut out);
+            }
+        }
+    }
+    out.put_u8(b'\n');
+    CopyData::new(out.freeze())
+}
+
 /// One value of a COPY text line: the NULL string, or the value escaped.
 fn text_value(
     c: &Column<'_>,
@@ -196,9 +222,9 @@ fn escape_text(value: &[u8], delimiter: u8, out: &mut BytesMut) {
 /// CSV options, and PostgreSQL's `CopyAttributeOutCSV` for one non-NULL
 /// value: quoted when FORCE_QUOTE names its column, when it equals the
 /// NULL string (so an empty string stays apart from NULL), when it is `\.`
-/// alone on a line, or when it holds the delimiter, the quote, the escape
-/// or a line break; inside quotes the quote and escape characters are
-/// preceded by the escape.
+/// alone on a line, or when it holds the delimiter, the quote or a line
+/// break (not the escape: unquoted, it means nothing); inside quotes the
+/// quote and escape characters are preceded by the escape.
 pub(in crate::frontend::pg) struct Csv {
     pub(in crate::frontend::pg) delimiter: u8,
     pub(in crate::frontend::pg) quote: u8,
@@ -212,16 +238,28 @@ impl Csv {
     /// Writes `value` of column `column`; `only_column`: the row has no
     /// other.
     fn write(&self, value: &[u8], column: usize, only_column: bool, out: &mut BytesMut) {
-        let quoted = self.force_quote.get(column).copied().unwrap_or(false)
-            || value == self.null.as_slice()
+        if self.force_quote.get(column).copied().unwrap_or(false) {
+            self.quoted(value, out);
+        } else {
+            self.write_unforced(value, only_column, out);
+        }
+    }
+
+    /// A value FORCE_QUOTE does not name (or a header name).
+    fn write_unforced(&self, value: &[u8], only_column: bool, out: &mut BytesMut) {
+        let quoted = value == self.null.as_slice()
             || (only_column && value == b"\\.")
             || value
                 .iter()
-                .any(|&b| b == self.delimiter || b == self.quote || b == self.escape || b == b'\n' || b == b'\r');
-        if !quoted {
+                .any(|&b| b == self.delimiter || b == self.quote || b == b'\n' || b == b'\r');
+        if quoted {
+            self.quoted(value, out);
+        } else {
             out.put_slice(value);
-            return;
         }
+    }
+
+    fn quoted(&self, value: &[u8], out: &mut BytesMut) {
         out.put_u8(self.quote);
         for &b in value {
             if b == self.quote || b == self.escape {
@@ -296,6 +334,48 @@ mod tests {
         );
         assert_eq!(csv_line(&[Some("")], "NULL"), "\n");
         assert_eq!(csv_line(&[Some("\\.")], ""), "\"\\.\"\n");
+    }
+
+    #[test]
+    fn csv_escape_alone_does_not_quote() {
+        let b = batch(vec![
+            Arc::new(StringArray::from(vec![Some("a\\b"), Some("q\"\\")])) as ArrayRef
+        ]);
+        let format = CopyText::Csv(Csv {
+            delimiter: b',',
+            quote: b'"',
+            escape: b'\\',
+            null: Vec::new(),
+            force_quote: vec![false],
+        });
+        let rows = copy_text_rows(&b, &fields(&b, FieldFormat::Text), &format, &mut BytesMut::new()).unwrap();
+        assert_eq!(&rows[0].data[..], b"a\\b\n");
+        assert_eq!(&rows[1].data[..], b"\"q\\\"\\\\\"\n");
+    }
+
+    #[test]
+    fn headers_are_written_like_values() {
+        let names = ["id", "a,b", "", "NULL", "tab\there"];
+        let fields: Vec<FieldInfo> = names
+            .iter()
+            .map(|n| FieldInfo::new((*n).to_owned(), None, None, Type::TEXT, FieldFormat::Text))
+            .collect();
+        let csv = CopyText::Csv(Csv {
+            delimiter: b',',
+            quote: b'"',
+            escape: b'"',
+            null: b"NULL".to_vec(),
+            force_quote: vec![true; names.len()],
+        });
+        assert_eq!(
+            &copy_header(&fields, &csv).data[..],
+            b"id,\"a,b\",,\"NULL\",tab\there\n"
+        );
+        let text = CopyText::Text {
+            delimiter: b'\t',
+            null: b"\\N".to_vec(),
+        };
+        assert_eq!(&copy_header(&fields, &text).data[..], b"id\ta,b\t\tNULL\ttab\\there\n");
     }
 
     #[test]
