@@ -18,8 +18,6 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
 
 use super::history::{End, History, Query};
 use crate::error::QueryError;
@@ -64,41 +62,50 @@ pub struct Record {
 /// Longest statement text kept in a record.
 const MAX_STATEMENT: usize = 16 * 1024;
 
-/// The audit log: records go to a writer task appending to one file.
+/// How long the writer lets records gather after a write: under load the
+/// log is written a hundred times a second, not once per statement, and a
+/// statement never wakes a thread.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
+
+enum Message {
+    Record(Box<Record>),
+    /// Answered once everything sent before it is in the file.
+    Sync(tokio::sync::oneshot::Sender<()>),
+}
+
+/// The audit log: records go to a writer thread appending to one file.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
-    tx: mpsc::UnboundedSender<Record>,
+    tx: std::sync::mpsc::Sender<Message>,
     path: Arc<PathBuf>,
 }
 
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Message::Record(_) => "Record",
+            Message::Sync(_) => "Sync",
+        })
+    }
+}
+
 impl AuditLog {
-    /// Appends to `path` (created mode 0600 if missing) from a background task.
+    /// Appends to `path` (created mode 0600 if missing) from a background
+    /// thread.
     pub async fn open(path: &Path) -> std::io::Result<Self> {
-        let mut file = tokio::fs::OpenOptions::new()
+        let file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .mode(0o600)
             .open(path)
-            .await?;
-        let (tx, mut rx) = mpsc::unbounded_channel::<Record>();
+            .await?
+            .into_std()
+            .await;
+        let (tx, rx) = std::sync::mpsc::channel();
         let shown = path.display().to_string();
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            while let Some(first) = rx.recv().await {
-                buf.clear();
-                let mut next = Some(first);
-                // Everything queued goes out in one write.
-                while let Some(record) = next {
-                    if serde_json::to_writer(&mut buf, &record).is_ok() {
-                        buf.push(b'\n');
-                    }
-                    next = rx.try_recv().ok();
-                }
-                if let Err(e) = file.write_all(&buf).await.and(file.flush().await) {
-                    tracing::error!(path = shown, "audit log write failed: {e}");
-                }
-            }
-        });
+        std::thread::Builder::new()
+            .name("sluice-audit".into())
+            .spawn(move || write_records(file, &rx, &shown))?;
         Ok(AuditLog {
             tx,
             path: Arc::new(path.to_owned()),
@@ -110,8 +117,49 @@ impl AuditLog {
     }
 
     fn write(&self, record: Record) {
-        // Fails only once the writer is gone (runtime shutting down).
-        let _ = self.tx.send(record);
+        // Fails only once the writer is gone (the process is ending).
+        let _ = self.tx.send(Message::Record(Box::new(record)));
+    }
+
+    /// Returns once every record sent before is in the file.
+    pub async fn sync(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(Message::Sync(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// The writer thread: everything queued goes out in one write, then
+/// records gather for [`GATHER`]; it ends when every sender is gone.
+fn write_records(mut file: std::fs::File, rx: &std::sync::mpsc::Receiver<Message>, shown: &str) {
+    use std::io::Write;
+    let mut buf = Vec::new();
+    let mut synced = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while next.is_some() {
+            buf.clear();
+            while let Some(message) = next {
+                match message {
+                    Message::Record(record) => {
+                        if serde_json::to_writer(&mut buf, &record).is_ok() {
+                            buf.push(b'\n');
+                        }
+                    }
+                    Message::Sync(done) => synced.push(done),
+                }
+                next = rx.try_recv().ok();
+            }
+            if let Err(e) = file.write_all(&buf) {
+                tracing::error!(path = shown, "audit log write failed: {e}");
+            }
+            for done in synced.drain(..) {
+                let _ = done.send(());
+            }
+            std::thread::sleep(GATHER);
+            next = rx.try_recv().ok();
+        }
     }
 }
 
@@ -269,7 +317,7 @@ pub fn redact(statement: &str) -> String {
 /// `system.audit`: the audit log's complete lines, read at each scan.
 #[derive(Debug)]
 pub struct AuditTable {
-    path: Arc<PathBuf>,
+    log: AuditLog,
     schema: SchemaRef,
 }
 
@@ -291,7 +339,7 @@ impl AuditTable {
             Field::new("duration_ms", DataType::Float64, false),
         ]));
         AuditTable {
-            path: Arc::clone(&log.path),
+            log: log.clone(),
             schema,
         }
     }
@@ -328,7 +376,9 @@ impl super::system::Rows for AuditTable {
     }
 
     async fn rows(&self) -> datafusion::error::Result<RecordBatch> {
-        let text = match tokio::fs::read(self.path.as_ref()).await {
+        // The statements before this one are in the file first.
+        self.log.sync().await;
+        let text = match tokio::fs::read(self.log.path()).await {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(datafusion::error::DataFusionError::IoError(e)),
