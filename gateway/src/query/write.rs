@@ -217,7 +217,11 @@ impl TableWriter {
     }
 
     /// Writes the whole stream; on error the caller must [`Self::abort`].
-    pub async fn write_stream(&mut self, mut input: SendableRecordBatchStream) -> Result<(), QueryError> {
+    /// The input runs in its own task, a couple of batches ahead, so
+    /// producing rows (decoding COPY data, running the query) and encoding
+    /// Parquet use two cores.
+    pub async fn write_stream(&mut self, input: SendableRecordBatchStream) -> Result<(), QueryError> {
+        let mut input = datafusion::physical_plan::common::spawn_buffered(input, 2);
         while let Some(batch) = input.next().await {
             let batch = conform(batch?, &self.table_schema)?;
             if batch.num_rows() > 0 {
