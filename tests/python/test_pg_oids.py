@@ -99,3 +99,34 @@ def test_regclass_casts_resolve_as_postgresql_does(gateway):
         assert cur.fetchone()[1] is None
         (n,) = conn.execute("SELECT count(*) FROM pg_catalog.pg_attribute WHERE attrelid = 'pg_class'::regclass").fetchone()
         assert n > 20
+
+
+def test_catalog_changes_show_at_once(gateway):
+    """pg_class, pg_attribute and pg_namespace are read once per catalog
+    change: each DDL shows in the next query on the same connection, and a
+    query in between sees the same OIDs."""
+    q = (
+        "SELECT c.relname, a.attname, c.oid::int8 FROM pg_catalog.pg_class c "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid "
+        "WHERE n.nspname = 'oid_gen' ORDER BY 1, a.attnum"
+    )
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS oid_gen CASCADE")
+        conn.execute("CREATE SCHEMA oid_gen")
+        assert conn.execute(q).fetchall() == []
+        conn.execute("CREATE TABLE oid_gen.g1 (a INT, b TEXT)")
+        first = conn.execute(q).fetchall()
+        assert [(r, a) for r, a, _ in first] == [("g1", "a"), ("g1", "b")]
+        assert conn.execute(q).fetchall() == first
+        conn.execute("CREATE TABLE oid_gen.g2 AS SELECT 1 AS z")
+        rows = conn.execute(q).fetchall()
+        assert [(r, a) for r, a, _ in rows] == [("g1", "a"), ("g1", "b"), ("g2", "z")]
+        assert rows[0][2] == first[0][2], "a table keeps its OID across other DDL"
+        conn.execute("DROP TABLE oid_gen.g1")
+        assert [(r, a) for r, a, _ in conn.execute(q).fetchall()] == [("g2", "z")]
+        (n,) = conn.execute("SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = 'oid_gen'").fetchone()
+        assert n == 1
+        conn.execute("DROP SCHEMA oid_gen CASCADE")
+        (n,) = conn.execute("SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = 'oid_gen'").fetchone()
+        assert n == 0

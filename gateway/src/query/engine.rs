@@ -147,9 +147,11 @@ impl Engine {
                 Arc::new(move |viewer: &Viewer, schema: &str, table: Option<&str>| {
                     crate::catalog::user_view::sees(&of.snapshot(), &admin_name, viewer, schema, table)
                 });
+            let of = Arc::clone(&catalog);
+            let generation: super::pg_oids::Generation = Arc::new(move || of.snapshot().generation);
             sluice.register_schema(
                 "pg_catalog",
-                Arc::new(super::pg_oids::StablePgCatalog::new(pg, ids, visibility)),
+                Arc::new(super::pg_oids::StablePgCatalog::new(pg, ids, visibility, generation)),
             )?;
         }
         // The row functions the cluster runs win over datafusion-pg-catalog's

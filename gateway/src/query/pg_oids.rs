@@ -19,15 +19,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int32Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{Int32Type, SchemaRef};
+use datafusion::arrow::array::{AsArray, Int32Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::Int32Type;
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
-use datafusion::datasource::TableType;
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::physical_plan::collect;
 use sha2::{Digest, Sha256};
+
+mod remap;
+
+use remap::{Kind, Remapped};
 
 /// A lake table's durable id, by (schema, table).
 pub(crate) type TableIds = Arc<dyn Fn(&str, &str) -> Option<String> + Send + Sync>;
@@ -85,25 +86,56 @@ fn resolve(pairs: impl IntoIterator<Item = (u32, String)>) -> HashMap<String, i3
     out
 }
 
-/// The crate's OIDs of one scan, mapped to stable ones.
-struct Mapping {
+/// What the crate's four tables and their stable OIDs are for one
+/// generation of the catalog: reading them walks every table of every
+/// schema, so it is done once per catalog change, not at every scan.
+struct Base {
+    generation: u64,
     namespaces: HashMap<i32, i32>,
     relations: HashMap<i32, i32>,
     databases: HashMap<i32, i32>,
+    /// The crate's OID and name of every schema.
+    ns_names: HashMap<i32, String>,
+    /// The crate's OID, schema and name of every relation.
+    relation_names: Vec<(i32, String, String)>,
+    /// The crate's rows of each [`Kind`] (index `Kind as usize`), read on
+    /// first use.
+    tables: [tokio::sync::OnceCell<Vec<RecordBatch>>; 4],
+}
+
+impl std::fmt::Debug for Base {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Base")
+            .field("generation", &self.generation)
+            .field("relations", &self.relations.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The OID maps of one scan: the generation's, and what the session's user
+/// may not see.
+struct Mapping {
+    base: Arc<Base>,
     /// The crate's OIDs of schemas and relations the session's user may not
     /// see: their rows are left out.
     hidden_namespaces: HashSet<i32>,
     hidden_relations: HashSet<i32>,
 }
 
+/// The catalog's generation now (bumped by every change).
+pub(crate) type Generation = Arc<dyn Fn() -> u64 + Send + Sync>;
+
 /// `pg_catalog` with stable OIDs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct StablePgCatalog {
     inner: Arc<dyn SchemaProvider>,
     table_ids: TableIdsDebug,
     visibility: VisibilityDebug,
+    generation: GenerationDebug,
+    base: Arc<std::sync::Mutex<Option<Arc<Base>>>>,
 }
 
+#[derive(Clone)]
 struct VisibilityDebug(Visibility);
 
 impl std::fmt::Debug for VisibilityDebug {
@@ -112,6 +144,7 @@ impl std::fmt::Debug for VisibilityDebug {
     }
 }
 
+#[derive(Clone)]
 struct TableIdsDebug(TableIds);
 
 impl std::fmt::Debug for TableIdsDebug {
@@ -120,12 +153,28 @@ impl std::fmt::Debug for TableIdsDebug {
     }
 }
 
+#[derive(Clone)]
+struct GenerationDebug(Generation);
+
+impl std::fmt::Debug for GenerationDebug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Generation")
+    }
+}
+
 impl StablePgCatalog {
-    pub(crate) fn new(inner: Arc<dyn SchemaProvider>, table_ids: TableIds, visibility: Visibility) -> Self {
+    pub(crate) fn new(
+        inner: Arc<dyn SchemaProvider>,
+        table_ids: TableIds,
+        visibility: Visibility,
+        generation: Generation,
+    ) -> Self {
         StablePgCatalog {
             inner,
             table_ids: TableIdsDebug(table_ids),
             visibility: VisibilityDebug(visibility),
+            generation: GenerationDebug(generation),
+            base: Arc::default(),
         }
     }
 
@@ -139,25 +188,38 @@ impl StablePgCatalog {
         collect(plan, state.task_ctx()).await
     }
 
+    /// The crate's rows of `kind` for the current generation.
+    async fn table_rows(&self, state: &dyn Session, base: &Base, kind: Kind) -> Result<Vec<RecordBatch>> {
+        let rows = base.tables[kind as usize]
+            .get_or_try_init(|| self.rows(state, kind.table()))
+            .await?;
+        Ok(rows.clone())
+    }
+
+    /// The current generation's [`Base`], read if the catalog changed since
+    /// the last one.
+    async fn base(&self, state: &dyn Session) -> Result<Arc<Base>> {
+        let generation = (self.generation.0)();
+        let cached = self.base.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(base) = cached.filter(|b| b.generation == generation) {
+            return Ok(base);
+        }
+        let base = Arc::new(self.read_base(state, generation).await?);
+        *self.base.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&base));
+        Ok(base)
+    }
+
     /// Reads the crate's namespaces, relations and databases and maps their
     /// OIDs to stable ones.
-    async fn mapping(&self, state: &dyn Session) -> Result<Mapping> {
-        let viewer = state.config().get_extension::<crate::catalog::user_view::Viewer>();
-        let sees =
-            |schema: &str, table: Option<&str>| viewer.as_deref().is_none_or(|v| (self.visibility.0)(v, schema, table));
+    async fn read_base(&self, state: &dyn Session, generation: u64) -> Result<Base> {
         let namespaces = self.rows(state, "pg_namespace").await?;
         let mut ns_names: HashMap<i32, String> = HashMap::new();
-        let mut hidden_namespaces = HashSet::new();
         for b in &namespaces {
             let (oids, names) = (int32(b, "oid")?, utf8(b, "nspname")?);
             for i in 0..b.num_rows() {
                 ns_names.insert(oids.value(i), names.value(i).to_owned());
-                if !sees(names.value(i), None) {
-                    hidden_namespaces.insert(oids.value(i));
-                }
             }
         }
-        let mut hidden_relations = HashSet::new();
         // pg_catalog's own tables keep PostgreSQL's OIDs, the ones its row
         // types name in the crate's static pg_type (typrelid), so pg_type,
         // pg_index, pg_constraint and pg_description join back to pg_class.
@@ -172,6 +234,7 @@ impl StablePgCatalog {
             }
         }
         let classes = self.rows(state, "pg_class").await?;
+        let mut relation_names = Vec::new();
         let mut relations: Vec<(i32, String)> = Vec::new();
         let mut fixed_relations: HashMap<i32, i32> = HashMap::new();
         for b in &classes {
@@ -180,9 +243,7 @@ impl StablePgCatalog {
             for i in 0..b.num_rows() {
                 let schema = ns_names.get(&nsps.value(i)).map_or("", String::as_str);
                 let name = names.value(i);
-                if !sees(schema, Some(name)) {
-                    hidden_relations.insert(oids.value(i));
-                }
+                relation_names.push((oids.value(i), schema.to_owned(), name.to_owned()));
                 if let Some(oid) = system.get(name).filter(|_| schema == "pg_catalog") {
                     fixed_relations.insert(oids.value(i), *oid);
                     continue;
@@ -210,7 +271,9 @@ impl StablePgCatalog {
             .chain(db_keys.iter().map(|(_, k)| k.clone()));
         let stable = assign(keys);
         let lookup = |key: &String| stable.get(key).copied().unwrap_or(0);
-        Ok(Mapping {
+        let read = |rows| tokio::sync::OnceCell::new_with(Some(rows));
+        Ok(Base {
+            generation,
             namespaces: ns_names
                 .iter()
                 .map(|(oid, name)| {
@@ -224,6 +287,37 @@ impl StablePgCatalog {
                 .chain(fixed_relations)
                 .collect(),
             databases: db_keys.iter().map(|(oid, key)| (*oid, lookup(key))).collect(),
+            ns_names,
+            relation_names,
+            tables: [
+                read(namespaces),
+                read(classes),
+                tokio::sync::OnceCell::new(),
+                read(databases),
+            ],
+        })
+    }
+
+    /// The OID maps of a scan by the session's user.
+    async fn mapping(&self, state: &dyn Session) -> Result<Mapping> {
+        let base = self.base(state).await?;
+        let viewer = state.config().get_extension::<crate::catalog::user_view::Viewer>();
+        let sees =
+            |schema: &str, table: Option<&str>| viewer.as_deref().is_none_or(|v| (self.visibility.0)(v, schema, table));
+        let hidden_namespaces = base
+            .ns_names
+            .iter()
+            .filter(|(_, name)| !sees(name, None))
+            .map(|(oid, _)| *oid)
+            .collect();
+        let hidden_relations = base
+            .relation_names
+            .iter()
+            .filter(|(_, schema, name)| !sees(schema, Some(name)))
+            .map(|(oid, _, _)| *oid)
+            .collect();
+        Ok(Mapping {
+            base,
             hidden_namespaces,
             hidden_relations,
         })
@@ -248,136 +342,6 @@ fn int32<'a>(batch: &'a RecordBatch, column: &str) -> Result<&'a Int32Array> {
         .ok_or_else(|| missing(column))
 }
 
-/// Which table, and which of its columns hold which kind of OID.
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Namespace,
-    Class,
-    Attribute,
-    Database,
-}
-
-impl Kind {
-    fn of(name: &str) -> Option<Kind> {
-        match name {
-            "pg_namespace" => Some(Kind::Namespace),
-            "pg_class" => Some(Kind::Class),
-            "pg_attribute" => Some(Kind::Attribute),
-            "pg_database" => Some(Kind::Database),
-            _ => None,
-        }
-    }
-
-    fn columns(self) -> &'static [(&'static str, Oids)] {
-        match self {
-            Kind::Namespace => &[("oid", Oids::Namespace)],
-            Kind::Class => &[
-                ("oid", Oids::Relation),
-                ("relnamespace", Oids::Namespace),
-                ("relfilenode", Oids::Relation),
-            ],
-            Kind::Attribute => &[("attrelid", Oids::Relation)],
-            Kind::Database => &[("oid", Oids::Database)],
-        }
-    }
-
-    fn table(self) -> &'static str {
-        match self {
-            Kind::Namespace => "pg_namespace",
-            Kind::Class => "pg_class",
-            Kind::Attribute => "pg_attribute",
-            Kind::Database => "pg_database",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Oids {
-    Namespace,
-    Relation,
-    Database,
-}
-
-/// One of the four tables, its OIDs rewritten at scan.
-#[derive(Debug)]
-struct Remapped {
-    kind: Kind,
-    schema: SchemaRef,
-    catalog: Arc<StablePgCatalog>,
-}
-
-#[async_trait]
-impl TableProvider for Remapped {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let mapping = self.catalog.mapping(state).await?;
-        let batches = self.catalog.rows(state, self.kind.table()).await?;
-        let batches = batches
-            .into_iter()
-            .map(|b| remap(hide(b, self.kind, &mapping)?, self.kind, &mapping))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[batches],
-            Arc::clone(&self.schema),
-            projection.cloned(),
-        )?)
-    }
-}
-
-/// Leaves out the rows of objects the session's user may not see.
-fn hide(batch: RecordBatch, kind: Kind, mapping: &Mapping) -> Result<RecordBatch> {
-    let (column, hidden) = match kind {
-        Kind::Namespace => ("oid", &mapping.hidden_namespaces),
-        Kind::Class => ("oid", &mapping.hidden_relations),
-        Kind::Attribute => ("attrelid", &mapping.hidden_relations),
-        Kind::Database => return Ok(batch),
-    };
-    if hidden.is_empty() {
-        return Ok(batch);
-    }
-    let oids = int32(&batch, column)?;
-    let keep: datafusion::arrow::array::BooleanArray = oids
-        .iter()
-        .map(|o| Some(o.is_none_or(|o| !hidden.contains(&o))))
-        .collect();
-    Ok(datafusion::arrow::compute::filter_record_batch(&batch, &keep)?)
-}
-
-fn remap(batch: RecordBatch, kind: Kind, mapping: &Mapping) -> Result<RecordBatch> {
-    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-    for (name, oids) in kind.columns() {
-        let Some(index) = batch.schema().index_of(name).ok() else {
-            continue;
-        };
-        let map = match oids {
-            Oids::Namespace => &mapping.namespaces,
-            Oids::Relation => &mapping.relations,
-            Oids::Database => &mapping.databases,
-        };
-        let old = int32(&batch, name)?;
-        let new: Int32Array = old
-            .iter()
-            .map(|v| v.map(|v| map.get(&v).copied().unwrap_or(v)))
-            .collect();
-        let new = new.into_data().into_builder().nulls(old.nulls().cloned());
-        columns[index] = Arc::new(Int32Array::from(new.build()?));
-    }
-    Ok(RecordBatch::try_new(batch.schema(), columns)?)
-}
-
 #[async_trait]
 impl SchemaProvider for StablePgCatalog {
     fn table_names(&self) -> Vec<String> {
@@ -391,12 +355,9 @@ impl SchemaProvider for StablePgCatalog {
         let Some(kind) = Kind::of(&name.to_ascii_lowercase()) else {
             return Ok(Some(table));
         };
-        // The wrapper needs itself as an Arc to read the other tables at scan.
-        let catalog = Arc::new(StablePgCatalog {
-            inner: Arc::clone(&self.inner),
-            table_ids: TableIdsDebug(Arc::clone(&self.table_ids.0)),
-            visibility: VisibilityDebug(Arc::clone(&self.visibility.0)),
-        });
+        // The wrapper needs itself as an Arc to read the other tables at
+        // scan (a clone shares the cached generation).
+        let catalog = Arc::new(self.clone());
         Ok(Some(Arc::new(Remapped {
             kind,
             schema: table.schema(),
