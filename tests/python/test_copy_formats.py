@@ -55,6 +55,17 @@ def copy_in(conn, sql, data):
         copy.write(data)
 
 
+def load_reference_rows(gateway, reference, table):
+    """A Sluice table `table` holding PostgreSQL's `src` rows (text COPY)."""
+    with psycopg.connect(reference.dsn(), autocommit=True) as pg:
+        dump = copy_out(pg, "COPY src TO STDOUT")
+    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
+        ddl = ", ".join(f"{name} {pg}" for name, pg, _ in COLUMNS)
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.execute(f"CREATE TABLE {table} ({ddl})")
+        copy_in(conn, f"COPY {table} FROM STDIN", dump)
+
+
 def comparable(rows):
     # NaN never equals itself.
     return [tuple("NaN" if isinstance(v, float) and v != v else v for v in row) for row in rows]
@@ -165,13 +176,7 @@ def test_empty_results_and_row_counts_match_postgresql(gateway, reference, fmt):
                 out.append((data, cur.rowcount))
         return out
 
-    with psycopg.connect(reference.dsn(), autocommit=True) as pg:
-        dump = copy_out(pg, "COPY src TO STDOUT")
-    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
-        ddl = ", ".join(f"{name} {pg}" for name, pg, _ in COLUMNS)
-        conn.execute("DROP TABLE IF EXISTS copy_counts")
-        conn.execute(f"CREATE TABLE copy_counts ({ddl})")
-        copy_in(conn, "COPY copy_counts FROM STDIN", dump)
+    load_reference_rows(gateway, reference, "copy_counts")
     want = run(reference.dsn(), "src")
     got = run(gateway.dsn(), "copy_counts")
     assert [n for _, n in got] == [n for _, n in want] == [0, len(ROWS)]
@@ -203,13 +208,7 @@ def test_header_lines_and_escape_options_match_postgresql(gateway, reference, op
         with psycopg.connect(dsn, autocommit=True) as conn:
             return copy_out(conn, f"COPY ({query.format(t=table)}) TO STDOUT {options}")
 
-    with psycopg.connect(reference.dsn(), autocommit=True) as pg:
-        dump = copy_out(pg, "COPY src TO STDOUT")
-    with psycopg.connect(gateway.dsn(), autocommit=True) as conn:
-        ddl = ", ".join(f"{name} {pg}" for name, pg, _ in COLUMNS)
-        conn.execute("DROP TABLE IF EXISTS copy_headers")
-        conn.execute(f"CREATE TABLE copy_headers ({ddl})")
-        copy_in(conn, "COPY copy_headers FROM STDIN", dump)
+    load_reference_rows(gateway, reference, "copy_headers")
     want = run(reference.dsn(), "src")
     got = run(gateway.dsn(), "copy_headers")
     assert got.splitlines()[0] == want.splitlines()[0]
