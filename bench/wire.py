@@ -15,13 +15,19 @@ measures on both:
   into an empty table.
 - `pgbench` of `SELECT 1`, extended protocol, 16 clients, 10 s: TPS and
   average latency.
-Prints one Markdown table (rows/s unless marked). Use a release build.
+Prints one Markdown table (rows/s unless marked). For each Sluice path it
+also prints the CPU the client (this process and the programs it ran) and
+the gateway used, in cores (CPU seconds per second of the path): a client
+near 1.0 is the limit of a single-threaded client, not of the server. Use a
+release build.
 
     /var/tmp/sluice-venv/bin/python bench/wire.py [--scale 1] [--pgbench-seconds 10]
 """
 
 import argparse
 import json
+import os
+import resource
 import subprocess
 import tempfile
 import time
@@ -140,6 +146,7 @@ def main():
     ap.add_argument("--pgbench-seconds", type=int, default=10)
     args = ap.parse_args()
     results = {}
+    cpu = {}
     with tempfile.TemporaryDirectory(prefix="sluice-wire-") as d:
         d = Path(d)
         paths = generate_tpch(args.scale, d / "data")
@@ -188,11 +195,22 @@ def main():
                 conn.execute("select count(*) from lineitem").fetchall()
             dsn = g.dsn()
 
+            def cpu_now():
+                """(wall, client CPU s, gateway CPU s)."""
+                me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+                stat = Path(f"/proc/{g.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                gateway = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+                client = me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+                return time.perf_counter(), client, gateway
+
             def attempt(label, fn):
+                before = cpu_now()
                 try:
                     results[label].append(fn())
                 except Exception as e:  # a path Sluice does not serve yet
                     results[label].append(f"fails: {str(e).splitlines()[0][:60]}")
+                wall, client, gateway = (b - a for a, b in zip(before, cpu_now()))
+                cpu[label] = f"{client / wall:.2f} / {gateway / wall:.2f}"
 
             attempt("psql select * (text)", lambda: rate(rows, psql(dsn, "select * from lineitem")))
             attempt("COPY (select *) TO STDOUT, text",
@@ -241,10 +259,10 @@ def main():
             attempt("pgbench SELECT 1, extended, 16 clients", bench_rate)
 
     print(f"\nTPC-H SF{args.scale:g} lineitem, {rows:,} rows; one run; gateway {gateway_binary()}\n")
-    print("| path | PostgreSQL 15 | Sluice |")
-    print("|---|---|---|")
+    print("| path | PostgreSQL 15 | Sluice | Sluice: client / gateway CPU (cores) |")
+    print("|---|---|---|---|")
     for label, (pg_value, *sluice) in results.items():
-        print(f"| {label} | {pg_value} | {sluice[0] if sluice else '—'} |")
+        print(f"| {label} | {pg_value} | {sluice[0] if sluice else '—'} | {cpu.get(label, '—')} |")
 
 
 if __name__ == "__main__":
