@@ -64,6 +64,7 @@ def test_results_read_once_are_removed_and_parts_are_kept(workdir, lake):
             started = _job_dirs(g) - before
             assert started, "the job's result files are on disk while it is read"
             reader.cancel()
+            client.close()
             assert _gone_within(g, started), f"result files of an abandoned read still there: {started}"
     finally:
         g.stop()

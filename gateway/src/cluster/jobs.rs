@@ -4,6 +4,9 @@
 
 use super::Cluster;
 
+/// When [`Cluster::release_results`] queues a job's clean-up a second time.
+const RELEASE_AGAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Counters of the work finished cluster jobs did: each stage's partitions,
 /// and how many times partitions ran. More runs than partitions means work
 /// was done again, after an executor loss or a failed task.
@@ -133,10 +136,20 @@ impl Cluster {
     ///
     /// [`RESULTS_KEPT`]: super::RESULTS_KEPT
     pub(crate) fn release_results(&self, job_id: &str) {
-        self.scheduler
-            .state
-            .executor_manager
-            .clean_up_job_data(job_id.to_owned().into());
+        let manager = self.scheduler.state.executor_manager.clone();
+        manager.clean_up_job_data(job_id.to_owned().into());
+        // Ballista queues a job's intermediate-stage clean-up from a task
+        // spawned at its success, and a pull-mode executor keeps one pending
+        // clean-up per job: a later one replaces an earlier one
+        // (`ExecutorManager::clean_up_job_data_inner`). Should that task run
+        // after the call above, it would leave the final stage's files; the
+        // whole job is queued once more after it has surely run (removing a
+        // job dir that is gone is a no-op).
+        let job_id = job_id.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(RELEASE_AGAIN).await;
+            manager.clean_up_job_data(job_id.into());
+        });
     }
 
     /// Adds a finished job's partitions and partition runs to the job
