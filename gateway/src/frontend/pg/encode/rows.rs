@@ -99,6 +99,15 @@ pub(in crate::frontend::pg) enum CopyText {
     Csv(Csv),
 }
 
+impl CopyText {
+    fn delimiter(&self) -> u8 {
+        match self {
+            CopyText::Text { delimiter, .. } => *delimiter,
+            CopyText::Csv(csv) => csv.delimiter,
+        }
+    }
+}
+
 /// COPY text or CSV lines of `batch`; `scratch` holds one value at a time.
 pub(in crate::frontend::pg) fn copy_text_rows(
     batch: &RecordBatch,
@@ -106,10 +115,7 @@ pub(in crate::frontend::pg) fn copy_text_rows(
     format: &CopyText,
     scratch: &mut BytesMut,
 ) -> PgWireResult<Vec<CopyData>> {
-    let delimiter = match format {
-        CopyText::Text { delimiter, .. } => *delimiter,
-        CopyText::Csv(csv) => csv.delimiter,
-    };
+    let delimiter = format.delimiter();
     let write = |columns: &[Column<'_>], row: usize, out: &mut BytesMut| {
         for (i, c) in columns.iter().enumerate() {
             if i > 0 {
@@ -143,21 +149,15 @@ pub(in crate::frontend::pg) fn copy_text_rows(
 /// without FORCE_QUOTE).
 pub(in crate::frontend::pg) fn copy_header(fields: &[FieldInfo], format: &CopyText) -> CopyData {
     let mut out = BytesMut::new();
+    let delimiter = format.delimiter();
     for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.put_u8(delimiter);
+        }
         let name = f.name().as_bytes();
         match format {
-            CopyText::Text { delimiter, .. } => {
-                if i > 0 {
-                    out.put_u8(*delimiter);
-                }
-                escape_text(name, *delimiter, &mut out);
-            }
-            CopyText::Csv(csv) => {
-                if i > 0 {
-                    out.put_u8(csv.delimiter);
-                }
-                csv.write_unforced(name, fields.len() == 1, &mut out);
-            }
+            CopyText::Text { .. } => escape_text(name, delimiter, &mut out),
+            CopyText::Csv(csv) => csv.write_unforced(name, fields.len() == 1, &mut out),
         }
     }
     out.put_u8(b'\n');
